@@ -1,0 +1,141 @@
+"""The `avcall` command line."""
+
+from __future__ import annotations
+
+import os
+
+# Quiet the native libraries' start-up chatter before they load; errors still show.
+os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+os.environ.setdefault("GLOG_minloglevel", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import argparse  # noqa: E402
+import sys  # noqa: E402
+from importlib.metadata import version  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from avcall.pipelines.errors import AvcallError  # noqa: E402
+
+DESCRIPTION = """\
+avcall: a real-time audio-visual companion for video calls, running locally.
+It tracks the speaker's face and lips, and (as its models land) cleans the voice with the lips'
+help, captions what is said, animates a photo with the voice and reads the mood of the call."""
+
+EPILOG = """\
+examples:
+  avcall demo                              the pipeline on a demo clip, into ./avcall-demo/
+  avcall process talk.mp4 -o out/          annotated video, lip track and telemetry of a file
+  avcall process --camera 0 --mic default --seconds 10 -o out/
+  avcall devices                           cameras and microphones found
+  avcall bench tracking -o bench.json      tracking speed on one core
+"""
+
+
+def device_arg(text: str) -> int | str:
+    """A device index (`0`) or a name or path (`default`, `USB Audio`, `clip.mp4`)."""
+    return int(text) if text.isdigit() else text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="avcall", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"avcall {version('avcall')}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = commands.add_parser("process", help="run the pipeline over a file or the local camera/mic",
+                            description="Run face and lip tracking over a media file (any container "
+                            "PyAV opens: mp4, mpg, mkv, webm, wav, flac, m4a) or over the local camera "
+                            "and microphone, and write annotated.mp4, lips.npz and telemetry.json into "
+                            "OUTDIR. Outputs appear whole or not at all. Ctrl-C stops and keeps what "
+                            "was processed; a second Ctrl-C aborts.")
+    p.add_argument("input", nargs="?", type=Path, help="media file to process (omit with --camera/--mic)")
+    p.add_argument("-o", "--out", type=Path, required=True, metavar="OUTDIR", help="output folder")
+    p.add_argument("--camera", type=device_arg, metavar="N", help="live: camera index (see avcall devices)")
+    p.add_argument("--mic", type=device_arg, metavar="NAME", help="live: microphone name or index, or 'default'")
+    p.add_argument("--seconds", type=float, help="live: stop after this many seconds (default: Ctrl-C)")
+    p.add_argument("--max-faces", type=int, default=2, metavar="N",
+                   help="faces looked for per frame; the largest is followed (default 2)")
+    p.add_argument("--face-model", type=Path, metavar="PATH",
+                   help="a mediapipe FaceLandmarker .task file instead of the bundled face mesh")
+    p.add_argument("--show", action="store_true", help="show the annotated video in a window")
+    p.add_argument("--play", action="store_true", help="play the audio on the speaker")
+    p.add_argument("--speaker", type=device_arg, metavar="NAME", help="output device for --play")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+    d = commands.add_parser("demo", help="run the pipeline on a clip that needs no camera or download",
+                            description="Track the face and lips of a demo clip into ./avcall-demo/ and "
+                            "print a short summary.")
+    d.add_argument("--input", type=Path, help="clip to use instead of the default")
+    d.add_argument("-o", "--out", type=Path, default=Path("avcall-demo"), help="output folder")
+
+    commands.add_parser("devices", help="list cameras, microphones and speakers",
+                        description="List the cameras, microphones and speakers avcall can use.")
+
+    b = commands.add_parser("bench", help="measure speed and write JSON",
+                            description="Benchmarks (not tests): speed measured here, written as JSON.")
+    b.add_argument("what", choices=["tracking"], help="tracking: face mesh + lip features per 640x480 "
+                   "frame on one CPU core")
+    b.add_argument("--input", type=Path, help="video of a face (default: a clip of ../shared/data)")
+    b.add_argument("--frames", type=int, default=300, help="frames to time (default 300)")
+    b.add_argument("-o", "--out", type=Path, help="write the JSON here as well as printing it")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return COMMANDS[args.command](args)
+    except AvcallError as err:
+        print(f"avcall: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("avcall: interrupted", file=sys.stderr)
+        return 130
+
+
+def cmd_process(args) -> int:
+    from .process import ProcessConfig, run_process
+
+    if args.input is not None and (args.camera is not None or args.mic is not None):
+        raise AvcallError("give either an INPUT file or --camera/--mic, not both")
+    cfg = ProcessConfig(input=args.input, outdir=args.out, camera=args.camera, mic=args.mic,
+                        seconds=args.seconds, max_faces=args.max_faces, face_model=args.face_model,
+                        show=args.show, play=args.play, speaker=args.speaker)
+    result = run_process(cfg, progress=not args.quiet)
+    faces = (f"face found in {result.face_frames}/{result.video_frames} frames"
+             if result.video_frames else "no video: nothing to track")
+    note = " (stopped early: what was read is complete)" if result.interrupted else ""
+    print(f"processed {result.media_seconds:.1f} s, {faces}{note}; wrote annotated.mp4, lips.npz, "
+          f"telemetry.json in {result.outdir}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    print(run_demo(args.out, args.input))
+    return 0
+
+
+def cmd_devices(args) -> int:
+    from .devices import devices_report
+
+    print(devices_report())
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from .bench import bench_tracking, write_json
+
+    print(write_json(bench_tracking(args.input, frames=args.frames), args.out))
+    return 0
+
+
+COMMANDS = {"demo": cmd_demo, "process": cmd_process, "devices": cmd_devices, "bench": cmd_bench}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""`avcall process`: the pipeline over a file (or the local camera and microphone) into an output folder.
+
+Writes `annotated.mp4` (mesh and lip outline drawn, the input's audio), `lips.npz` (pts, lip features,
+face-present flag per video frame) and `telemetry.json` (per-stage latency and counts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from avcall.pipelines.clock import SessionClock
+from avcall.pipelines.errors import AvcallError
+from avcall.pipelines.runner import Pipeline
+from avcall.pipelines.sinks.lips import LipsSink
+from avcall.pipelines.sinks.mp4 import Mp4Sink
+from avcall.pipelines.sinks.speaker import SpeakerSink
+from avcall.pipelines.sinks.window import WindowSink
+from avcall.pipelines.sources.camera import CameraSource
+from avcall.pipelines.sources.file import FileSource
+from avcall.pipelines.sources.microphone import MicrophoneSource
+from avcall.pipelines.stages.annotate import Annotator
+from avcall.pipelines.stages.face_tracker import FaceTracker
+from avcall.pipelines.stages.lip_features import LipFeatureExtractor
+
+from .outputs import StagedOutput
+
+
+@dataclass
+class ProcessConfig:
+    input: Path | None  # None: live from --camera / --mic
+    outdir: Path
+    camera: int | str | None = None
+    mic: int | str | None = None
+    seconds: float | None = None  # live capture length; None: until Ctrl-C
+    max_faces: int = 2
+    face_model: Path | None = None
+    show: bool = False
+    play: bool = False
+    speaker: int | str | None = None
+
+
+@dataclass
+class ProcessResult:
+    outdir: Path
+    media_seconds: float
+    video_frames: int
+    face_frames: int
+    interrupted: bool
+    telemetry: dict
+
+
+async def process(cfg: ProcessConfig, *, progress: bool = True) -> ProcessResult:
+    clock = SessionClock()
+    with StagedOutput(cfg.outdir) as tmp:
+        sources, video_size, fps, has_audio, total = await _open_sources(cfg, clock)
+        lips = LipsSink(tmp / "lips.npz")
+        stages = []
+        if video_size is not None:
+            stages += [FaceTracker(max_faces=cfg.max_faces, model_path=cfg.face_model),
+                       LipFeatureExtractor(), Annotator()]
+        stages.append(Mp4Sink(tmp / "annotated.mp4", video_size=video_size, fps=fps, audio=has_audio))
+        if cfg.show and video_size is not None:
+            stages.append(WindowSink())
+        if cfg.play and has_audio:
+            stages.append(SpeakerSink(cfg.speaker))
+        stages.append(lips)
+        pipeline = Pipeline(sources, stages, live=cfg.input is None)
+        telemetry = await _run_with_progress(pipeline, sources, clock, cfg, total, progress)
+        rows = lips.rows
+        summary = {
+            "input": str(cfg.input) if cfg.input else {"camera": cfg.camera, "mic": cfg.mic},
+            "pipeline": pipeline.describe(),
+            "interrupted": pipeline.interrupted,
+            "video_frames": len(rows),
+            "face_frames": sum(r.present for r in rows),
+            "stages": telemetry,
+        }
+        (tmp / "telemetry.json").write_text(json.dumps(summary, indent=2))
+    media_seconds = max((r.pts for r in rows), default=0.0)
+    if isinstance(sources[0], FileSource):
+        media_seconds = sources[0].decoded_until
+    return ProcessResult(cfg.outdir, media_seconds, len(rows), summary["face_frames"], pipeline.interrupted,
+                         telemetry)
+
+
+async def _open_sources(cfg: ProcessConfig, clock: SessionClock):
+    """(sources, video size or None, fps, has audio, seconds expected or None)."""
+    if cfg.input is not None:
+        source = FileSource(cfg.input, clock=clock)
+        info = source.info
+        size = (info.width, info.height) if info.has_video else None
+        return [source], size, info.fps, info.has_audio, info.duration
+    sources, size = [], None
+    if cfg.camera is not None:
+        camera = CameraSource(cfg.camera, clock=clock)
+        size = await camera.open()
+        sources.append(camera)
+    if cfg.mic is not None:
+        sources.append(MicrophoneSource(None if cfg.mic == "default" else cfg.mic, clock=clock))
+    return sources, size, 30, cfg.mic is not None, cfg.seconds
+
+
+async def _run_with_progress(pipeline: Pipeline, sources, clock: SessionClock, cfg: ProcessConfig,
+                             total: float | None, progress: bool) -> dict:
+    """Runs the pipeline with a progress bar; the first Ctrl-C ends the input and keeps what was
+    processed, a second one aborts."""
+    loop = asyncio.get_running_loop()
+    run = asyncio.ensure_future(pipeline.run())
+
+    def on_interrupt() -> None:
+        if pipeline.interrupted:
+            run.cancel()
+        else:
+            print("\nstopping: finishing what was read (Ctrl-C again to abort)", file=sys.stderr)
+            pipeline.end_input()
+
+    try:
+        loop.add_signal_handler(signal.SIGINT, on_interrupt)
+    except (NotImplementedError, RuntimeError):  # not the main thread (tests) or not a POSIX loop
+        pass
+    file_source = sources[0] if isinstance(sources[0], FileSource) else None
+    bar = tqdm(total=round(total, 1) if total else None, unit="s", desc="processing", file=sys.stderr,
+               disable=not progress or None, bar_format="{l_bar}{bar}| {n:.1f}/{total_fmt} s [{elapsed}<{remaining}]")
+    try:
+        while not run.done():
+            if cfg.seconds is not None and file_source is None and clock.now() >= cfg.seconds:
+                pipeline.end_input()
+            done = file_source.decoded_until if file_source else clock.now()
+            bar.update(max(0.0, round(done, 1) - bar.n))
+            await asyncio.wait([run], timeout=0.2)
+        return run.result()
+    finally:
+        bar.close()
+        try:
+            loop.remove_signal_handler(signal.SIGINT)
+        except (NotImplementedError, RuntimeError):
+            pass
+        if not run.done():
+            run.cancel()
+            await asyncio.gather(run, return_exceptions=True)
+
+
+def run_process(cfg: ProcessConfig, *, progress: bool = True) -> ProcessResult:
+    if cfg.input is None and cfg.camera is None and cfg.mic is None:
+        raise AvcallError("nothing to process: give an INPUT file, or --camera N and/or --mic NAME")
+    return asyncio.run(process(cfg, progress=progress))

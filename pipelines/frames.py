@@ -1,0 +1,94 @@
+"""The frames that move through a pipeline, readable top to bottom.
+
+Every frame carries `pts`: seconds on the one session clock, stamped at capture (live sources) or taken
+from the container's timestamps (files). Stages align streams by `pts`, never by arrival order.
+
+`droppable` says what a queue may do when a stage falls behind in a live session: video and what is
+derived from a single video frame is latest-frame-wins; audio, lip features and events are never dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+
+SAMPLE_RATE = 16_000  # audio inside the pipeline: 16 kHz mono float32
+HOP_SAMPLES = 160  # 10 ms hops
+LIP_POINTS = 40  # the lip contour points of the face mesh (20 outer, 20 inner)
+
+
+@dataclass(frozen=True)
+class Frame:
+    pts: float
+    droppable: ClassVar[bool] = False
+
+
+@dataclass(frozen=True)
+class AudioFrame(Frame):
+    """16 kHz mono float32 samples in [-1, 1]; `pts` is the time of the first sample."""
+
+    samples: np.ndarray = field(repr=False)
+    sample_rate: int = SAMPLE_RATE
+
+    @property
+    def duration(self) -> float:
+        return len(self.samples) / self.sample_rate
+
+
+@dataclass(frozen=True)
+class VideoFrame(Frame):
+    """One BGR uint8 image (OpenCV's layout), shape (height, width, 3)."""
+
+    image: np.ndarray = field(repr=False)
+    index: int = 0  # running number at the source, to tell dropped frames
+    droppable: ClassVar[bool] = True
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.image.shape[1], self.image.shape[0]
+
+
+@dataclass(frozen=True)
+class FaceObservation(Frame):
+    """The tracked face in one video frame. No face is a normal state: `present=False`, `confidence=0`."""
+
+    present: bool
+    confidence: float
+    landmarks: np.ndarray | None = field(default=None, repr=False)  # (478, 3) x, y in pixels, z relative
+    bbox: tuple[float, float, float, float] | None = None  # x0, y0, x1, y1 in pixels
+    image_size: tuple[int, int] = (0, 0)  # width, height
+    faces_seen: int = 0
+    droppable: ClassVar[bool] = True
+
+
+@dataclass(frozen=True)
+class LipFeatures(Frame):
+    """Pose- and scale-normalised mouth shape of one video frame.
+
+    `shape` is (40, 2): the lip contour points translated to the mouth centre, divided by the inter-ocular
+    distance and rotated so the eye line is horizontal. `opening` is the inner-lip gap over the
+    inter-ocular distance, `width` the corner-to-corner distance likewise. Zeros when `present` is False.
+    """
+
+    present: bool
+    confidence: float
+    shape: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((LIP_POINTS, 2), np.float32))
+    opening: float = 0.0
+    width: float = 0.0
+
+
+@dataclass(frozen=True)
+class Event(Frame):
+    """Something the user or another process should hear about (captions, warnings, telemetry)."""
+
+    kind: str = ""
+    data: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EndOfStream(Frame):
+    """Control frame: the sources are done; each stage flushes, then passes it on."""
+
+    pts: float = 0.0

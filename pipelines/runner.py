@@ -1,0 +1,137 @@
+"""The pipeline runner: sources feed a plain list of stages; each stage has its own queue and task.
+
+A frame leaving stage i goes to the next stage that accepts its type; stages that do not accept it are
+bypassed, so a slow face tracker never holds audio back. EndOfStream visits every stage in order after the
+sources end, so each stage flushes what it holds before the next one is told. On success, error and
+cancellation (Ctrl-C) alike, every task is awaited, every worker thread joined and every stage stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Callable, Sequence
+
+from .frames import EndOfStream, Frame
+from .queues import FrameQueue
+from .sources.base import Source, SourceEnded
+from .stage import Stage
+
+
+class Pipeline:
+    def __init__(self, sources: Sequence[Source], stages: Sequence[Stage], *, live: bool,
+                 on_output: Callable[[Frame], None] | None = None) -> None:
+        self.sources = list(sources)
+        self.stages = list(stages)
+        self.live = live
+        self.on_output = on_output  # frames that leave the last stage
+        self.interrupted = False
+        self._queues: list[FrameQueue] = []
+        self._pumps: list[asyncio.Task] = []
+
+    def describe(self) -> list[str]:
+        return [type(s).__name__ for s in self.sources] + [s.name for s in self.stages]
+
+    def telemetry(self) -> dict:
+        return {s.name: s.telemetry.summary() for s in self.stages}
+
+    async def run(self) -> dict:
+        """Run until the sources end and every stage has flushed; returns the telemetry summary."""
+        self._queues = [FrameQueue(live=self.live, on_drop=self._drop_counter(s)) for s in self.stages]
+        tasks: list[asyncio.Task] = []
+        try:
+            for stage in self.stages:
+                await stage.start()
+            for source in self.sources:
+                await source.start()
+            stage_tasks = [asyncio.create_task(self._run_stage(i), name=f"stage-{s.name}")
+                           for i, s in enumerate(self.stages)]
+            feed = asyncio.create_task(self._feed(), name="sources")
+            tasks = [feed, *stage_tasks]
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                if task.exception() is not None:
+                    raise task.exception()
+        except asyncio.CancelledError:
+            self.interrupted = True
+            raise
+        finally:
+            await self._shutdown(tasks)
+        return self.telemetry()
+
+    def end_input(self) -> None:
+        """Stop reading the sources; what was read is processed and flushed as at a normal end."""
+        self.interrupted = True
+        for pump in self._pumps:
+            pump.cancel()
+
+    async def _feed(self) -> None:
+        self._pumps = [asyncio.create_task(self._pump(s), name=f"source-{type(s).__name__}")
+                       for s in self.sources]
+        results = await asyncio.gather(*self._pumps, return_exceptions=True)
+        for result in results:
+            if isinstance(result, Exception):
+                raise result
+        await self._route_control(EndOfStream(), 0)
+
+    async def _pump(self, source: Source) -> None:
+        while True:
+            try:
+                frame = await source.recv()
+            except SourceEnded:
+                return
+            await self._route(frame, 0)
+
+    async def _run_stage(self, i: int) -> None:
+        stage, queue, tel = self.stages[i], self._queues[i], self.stages[i].telemetry
+        while True:
+            entered, frame = await queue.get()
+            if isinstance(frame, EndOfStream):
+                for out in await stage.flush():
+                    await self._route(out, i + 1)
+                await self._route_control(frame, i + 1)
+                return
+            tel.frames_in += 1
+            began = time.monotonic()
+            outs = await stage.process(frame)
+            finished = time.monotonic()
+            tel.record(finished - entered, finished - began)
+            tel.frames_out += len(outs)
+            for out in outs:
+                await self._route(out, i + 1)
+
+    async def _route(self, frame: Frame, start: int) -> None:
+        for j in range(start, len(self.stages)):
+            if isinstance(frame, self.stages[j].accepts):
+                await self._queues[j].put(frame)
+                return
+        if self.on_output is not None:
+            self.on_output(frame)
+
+    async def _route_control(self, frame: Frame, start: int) -> None:
+        if start < len(self.stages):
+            await self._queues[start].put(frame)
+
+    async def _shutdown(self, tasks: list[asyncio.Task]) -> None:
+        for task in [*self._pumps, *tasks]:
+            task.cancel()
+        await asyncio.gather(*self._pumps, *tasks, return_exceptions=True)
+        for source in self.sources:
+            await _quietly(source.stop())
+        for stage in self.stages:
+            await _quietly(stage.stop())
+            stage.shutdown_worker()
+
+    @staticmethod
+    def _drop_counter(stage: Stage) -> Callable[[Frame], None]:
+        def count(_: Frame) -> None:
+            stage.telemetry.dropped += 1
+        return count
+
+
+async def _quietly(coro) -> None:
+    """Shutdown must reach every source and stage even if one of them fails to close."""
+    try:
+        await coro
+    except Exception:  # noqa: BLE001 - the error that stopped the run is the one to report
+        pass

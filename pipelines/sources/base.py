@@ -1,0 +1,20 @@
+"""The source interface, after aiortc's MediaStreamTrack: `recv()` returns the next frame."""
+
+from __future__ import annotations
+
+from ..frames import Frame
+
+
+class SourceEnded(Exception):
+    """Raised by `recv()` when the source has no more frames."""
+
+
+class Source:
+    async def start(self) -> None:
+        """Open the device or file; raise a DeviceError / InputError a user can act on."""
+
+    async def recv(self) -> Frame:
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        """Release the device or file; safe to call more than once."""

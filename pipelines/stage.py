@@ -1,0 +1,53 @@
+"""The stage base class: one async method that consumes one frame and returns the frames to pass on."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, ClassVar, Sequence, TypeVar
+
+from .frames import Frame
+from .telemetry import StageTelemetry
+
+T = TypeVar("T")
+
+
+class Stage:
+    """Subclasses set `accepts` and implement `process`.
+
+    Frames of other types bypass the stage (the runner routes them on), so a stage never forwards what it
+    does not handle. A stage returns, from `process`, every frame that should continue downstream,
+    including the input if it is still wanted there. Blocking work (inference, encoding, file writes) goes
+    through `in_worker`, on the stage's own thread, so the event loop stays free and thread-affine
+    libraries (mediapipe graphs, encoders) always see the same thread.
+    """
+
+    accepts: ClassVar[tuple[type[Frame], ...]] = ()
+
+    def __init__(self, name: str | None = None) -> None:
+        self.name = name or type(self).__name__
+        self.telemetry = StageTelemetry(self.name)
+        self._worker: ThreadPoolExecutor | None = None
+
+    async def start(self) -> None:
+        """Open what the stage needs (models, files). Errors here stop the pipeline before it runs."""
+
+    async def process(self, frame: Frame) -> Sequence[Frame]:
+        raise NotImplementedError
+
+    async def flush(self) -> Sequence[Frame]:
+        """End of stream: return what is still held back."""
+        return ()
+
+    async def stop(self) -> None:
+        """Release everything; called once on success, error and cancellation alike."""
+
+    async def in_worker(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._worker is None:
+            self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"avcall-{self.name}")
+        return await asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
+
+    def shutdown_worker(self) -> None:
+        if self._worker is not None:
+            self._worker.shutdown(wait=True)
+            self._worker = None

@@ -1,0 +1,1 @@
+"""One stage per module; each is a `Stage` subclass with `accepts` and `process`."""

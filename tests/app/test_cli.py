@@ -1,0 +1,60 @@
+"""The command line as a user meets it: help, devices, bench and demo."""
+
+from __future__ import annotations
+
+import json
+
+from tests.conftest import run_cli, write_media
+
+
+def test_help_names_every_command():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for command in ("demo", "process", "devices", "bench"):
+        assert command in result.stdout
+
+
+def test_process_help_explains_the_outputs():
+    result = run_cli("process", "--help")
+    assert result.returncode == 0
+    for word in ("annotated.mp4", "lips.npz", "telemetry.json", "--camera", "--mic", "--face-model"):
+        assert word in result.stdout
+
+
+def test_devices_answers_in_plain_sentences_without_devices():
+    result = run_cli("devices")
+    assert result.returncode == 0 and "Traceback" not in result.stderr
+    assert "camera" in result.stdout.lower() and "microphone" in result.stdout.lower()
+
+
+def test_missing_camera_is_a_one_line_error(tmp_path):
+    result = run_cli("process", "--camera", "57", "--seconds", "1", "-o", str(tmp_path / "out"), "-q")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert "--camera" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_missing_face_model_is_a_clear_error(tmp_path):
+    clip = write_media(tmp_path / "clip.mp4", seconds=0.4, size=(64, 48))
+    bogus = tmp_path / "face.task"
+    bogus.write_bytes(b"not a task bundle")
+    for model, expected in ((tmp_path / "none.task", "no such file"), (bogus, "not a mediapipe")):
+        result = run_cli("process", str(clip), "-o", str(tmp_path / "out"), "--face-model", str(model), "-q")
+        assert result.returncode == 2 and expected in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_bench_tracking_writes_json(tmp_path, shared_data):
+    out = tmp_path / "bench.json"
+    result = run_cli("bench", "tracking", "--frames", "30", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert report["frames"] == 30 and report["face_found_share"] > 0.9
+    assert 0 < report["ms_per_frame"]["p50"] <= report["ms_per_frame"]["max"]
+
+
+def test_demo_runs_without_camera_or_download(tmp_path):
+    result = run_cli("demo", "-o", str(tmp_path / "demo"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "face found in" in result.stdout
+    assert (tmp_path / "demo" / "annotated.mp4").stat().st_size > 0
