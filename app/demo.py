@@ -14,7 +14,6 @@ from pathlib import Path
 
 from avcall.pipelines.sinks.mp4 import Mp4Sink
 from avcall.pipelines.sources.synthetic import synthetic_frames
-from avcall.pipelines.frames import AudioFrame
 
 from .process import ProcessConfig, run_process
 from .shared_data import shared_data_dir

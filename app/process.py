@@ -83,9 +83,7 @@ async def process(cfg: ProcessConfig, *, progress: bool = True) -> ProcessResult
             "stages": telemetry,
         }
         (tmp / "telemetry.json").write_text(json.dumps(summary, indent=2))
-    media_seconds = max((r.pts for r in rows), default=0.0)
-    if isinstance(sources[0], FileSource):
-        media_seconds = sources[0].decoded_until
+    media_seconds = sources[0].decoded_until if isinstance(sources[0], FileSource) else clock.now()
     return ProcessResult(cfg.outdir, media_seconds, len(rows), summary["face_frames"], pipeline.interrupted,
                          telemetry)
 

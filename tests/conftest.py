@@ -63,6 +63,21 @@ def write_media(path: Path, *, seconds: float = 1.0, size: tuple[int, int] | Non
     return path
 
 
+async def read_all(source) -> list:
+    """Every frame a source gives, start to end, through its public interface."""
+    from avcall.pipelines.sources.base import SourceEnded
+
+    frames = []
+    await source.start()
+    try:
+        while True:
+            frames.append(await source.recv())
+    except SourceEnded:
+        return frames
+    finally:
+        await source.stop()
+
+
 def run_cli(*args: str, timeout: float = 300, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """`avcall ARGS` as a user runs it, in a subprocess."""
     return subprocess.run([sys.executable, "-m", "avcall.app.cli", *args], capture_output=True, text=True,

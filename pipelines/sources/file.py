@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Iterator
 
 import av
-import numpy as np
 
 from ..audio import HopChunker, frames_to_mono, mono_16k_resampler
 from ..clock import SessionClock

@@ -58,3 +58,26 @@ def test_demo_runs_without_camera_or_download(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "face found in" in result.stdout
     assert (tmp_path / "demo" / "annotated.mp4").stat().st_size > 0
+
+
+def test_ctrl_c_finishes_what_was_read_and_leaves_whole_outputs(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import av
+
+    clip = write_media(tmp_path / "long.mp4", seconds=60.0, size=(320, 240))
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "avcall.app.cli", "process", str(clip), "-o", str(out), "-q"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(4)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert "stopped early" in stdout and "Traceback" not in stderr
+    with av.open(str(out / "annotated.mp4")) as container:  # closed properly: the trailer is there
+        frames = sum(1 for _ in container.decode(video=0))
+    assert 0 < frames < 1500
+    assert json.loads((out / "telemetry.json").read_text())["interrupted"] is True

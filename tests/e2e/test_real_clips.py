@@ -12,8 +12,8 @@ import pytest
 from avcall.app.process import ProcessConfig, run_process
 from avcall.app.shared_data import shared_data_dir
 from avcall.pipelines.frames import SAMPLE_RATE, AudioFrame
-from avcall.pipelines.sources.base import SourceEnded
 from avcall.pipelines.sources.file import FileSource
+from tests.conftest import read_all
 
 DATA = shared_data_dir()
 CLIPS = sorted(p for p in (DATA / "talking_faces").iterdir() if p.suffix in (".mp4", ".mpg")) if DATA else []
@@ -22,19 +22,7 @@ CLIPS = sorted(p for p in (DATA / "talking_faces").iterdir() if p.suffix in (".m
 def speech_envelope(path, pts: np.ndarray, frame_s: float) -> np.ndarray:
     """Log RMS of the file's audio over each video frame's interval, read through the same FileSource."""
 
-    async def read():
-        source = FileSource(path, video=False)
-        frames = []
-        await source.start()
-        try:
-            while True:
-                frames.append(await source.recv())
-        except SourceEnded:
-            return frames
-        finally:
-            await source.stop()
-
-    audio = [f for f in asyncio.run(read()) if isinstance(f, AudioFrame)]
+    audio = [f for f in asyncio.run(read_all(FileSource(path, video=False))) if isinstance(f, AudioFrame)]
     t0 = audio[0].pts
     samples = np.concatenate([f.samples for f in audio])
     env = []

@@ -9,23 +9,10 @@ import pytest
 
 from avcall.pipelines.errors import DeviceError
 from avcall.pipelines.frames import HOP_SAMPLES, SAMPLE_RATE, AudioFrame, VideoFrame
-from avcall.pipelines.sources.base import SourceEnded
 from avcall.pipelines.sources.camera import CameraSource
 from avcall.pipelines.sources.file import FileSource
 from avcall.pipelines.sources.microphone import MicrophoneSource, import_sounddevice
-from tests.conftest import write_media
-
-
-async def drain(source):
-    frames = []
-    await source.start()
-    try:
-        while True:
-            frames.append(await source.recv())
-    except SourceEnded:
-        return frames
-    finally:
-        await source.stop()
+from tests.conftest import read_all, write_media
 
 
 CONTAINERS = [  # (suffix, video codec or None, audio codec or None)
@@ -39,7 +26,7 @@ def test_file_source_reads_each_container_as_16k_mono_hops(tmp_path, suffix, vco
     rate = 48000 if acodec in ("libopus", "mp2", "aac") else 44100
     path = write_media(tmp_path / f"clip.{suffix}", seconds=1.0, size=(64, 48) if vcodec else None,
                        video_codec=vcodec or "mpeg4", audio_codec=acodec, audio_rate=rate)
-    frames = asyncio.run(drain(FileSource(path)))
+    frames = asyncio.run(read_all(FileSource(path)))
     audio = [f for f in frames if isinstance(f, AudioFrame)]
     video = [f for f in frames if isinstance(f, VideoFrame)]
     assert all(f.samples.dtype == np.float32 and f.samples.ndim == 1 for f in audio)
@@ -57,7 +44,7 @@ def test_camera_source_runs_its_capture_thread_on_anything_opencv_opens(tmp_path
     """No camera here: the same CameraSource reads a file through cv2.VideoCapture."""
     path = write_media(tmp_path / "cam.mp4", seconds=1.0, audio_codec=None)
     source = CameraSource(str(path))
-    frames = asyncio.run(drain(source))
+    frames = asyncio.run(read_all(source))
     assert source.frames_captured == 25
     assert 1 <= len(frames) <= 25  # latest-frame-wins at the source: a slow reader skips frames
     assert all(isinstance(f, VideoFrame) for f in frames)
