@@ -215,6 +215,62 @@ def bench_enhance(audio_path: Path | None = None, seconds: float = 10.0, av: Pat
     }
 
 
+def bench_captions(audio_path: Path | None = None, seconds: float = 30.0, av: Path | None = None,
+                   ao: Path | None = None) -> dict:
+    """The live audio path on one core: each 10 ms hop through the enhancer (when its weights are there) and
+    then the captioner, as the hops would arrive in a call. Keeping up means the work never piles up: the
+    largest backlog (compute so far minus audio so far) stays under a hop or two."""
+    from avcall.export.runtime import weights_path
+    from avcall.models.avse.features import HOP
+    from avcall.models.avse.runtime_enhancer import AO_WEIGHTS, AV_WEIGHTS, StreamingEnhancer
+    from avcall.pipelines.asr import make_engine
+    from avcall.pipelines.stages.captioner import Captioner
+
+    from .evaluate import one_core
+
+    if seconds <= 0:
+        raise InputError("--seconds must be positive")
+    audio, source = load_speech(audio_path, seconds)
+    audio = audio[: len(audio) // HOP * HOP]
+    audio_s = len(audio) / 16_000
+    av = Path(av) if av else weights_path(AV_WEIGHTS)
+    ao = Path(ao) if ao else weights_path(AO_WEIGHTS)
+    have = [p for p in (av, ao) if p is not None and p.is_file()]
+    with one_core() as core:
+        enhancer = StreamingEnhancer(av if av in have else None, ao if ao in have else None, threads=1) if have else None
+        captioner = Captioner(make_engine())
+        enhance_t, caption_t, backlog, finals = [], [], 0.0, 0
+        lag = 0.0
+        for k in range(0, len(audio), HOP):
+            hop = audio[k:k + HOP]
+            began = time.perf_counter()
+            if enhancer is not None:
+                hop = enhancer.process_hop(hop, None)
+            mid = time.perf_counter()
+            finals += sum(c.kind == "final" for c in captioner.hear(hop, k / 16_000))
+            end = time.perf_counter()
+            enhance_t.append(mid - began)
+            caption_t.append(end - mid)
+            lag = max(0.0, lag + (end - began) - HOP / 16_000)  # work still queued when the next hop arrives
+            backlog = max(backlog, lag)
+    both = [a + b for a, b in zip(enhance_t, caption_t)]
+    return {
+        "benchmark": "captions",
+        "what": "per 10 ms hop: the speech enhancer (onnxruntime, 1 thread; AV and AO models when shipped) then "
+                "the Captioner (voice activity, PocketSphinx partials and finals), on one CPU core",
+        "input": source,
+        "audio_seconds": audio_s,
+        "enhancer": {"models": [str(p) for p in have]} | _ms_stats(enhance_t, audio_s) if enhancer else None,
+        "captioner": _ms_stats(caption_t, audio_s) | {"finals": finals},
+        "together": _ms_stats(both, audio_s),
+        "max_backlog_s": backlog,
+        "keeps_up": bool(sum(both) < audio_s and backlog < 0.5),
+        "cpu_core": core,
+        "cpu": cpu_name(),
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+
+
 def write_json(result: dict, out: Path | None) -> str:
     text = json.dumps(result, indent=2)
     if out is not None:

@@ -27,6 +27,7 @@ examples:
   avcall demo                              the pipeline on a demo clip, into ./avcall-demo/
   avcall process talk.mp4 -o out/          annotated video, lip track and telemetry of a file
   avcall process talk.mp4 -o out/ --enhance   ... and the voice cleaned with the lips' help (enhanced.wav)
+  avcall process talk.mp4 -o out/ --enhance --captions   ... and captions.vtt / captions.srt
   avcall process --camera 0 --mic default --seconds 10 -o out/
   avcall devices                           cameras and microphones found
   avcall bench tracking -o bench.json      tracking speed on one core
@@ -70,6 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--enhance", action="store_true",
                    help="clean the voice with the lip-guided speech enhancer (the weights in models/weights/): "
                    "writes enhanced.wav, and annotated.mp4 gets the enhanced audio")
+    p.add_argument("--captions", action="store_true",
+                   help="live captions of the (enhanced) voice: writes captions.vtt and captions.srt")
+    p.add_argument("--burn-captions", action="store_true", help="... and draw them on annotated.mp4")
+    p.add_argument("--asr", default="pocketsphinx", metavar="ENGINE",
+                   help="caption engine: pocketsphinx (default, ships in the wheel) or package.module:Class "
+                   "implementing avcall.pipelines.asr.SpeechEngine")
+    p.add_argument("--asr-model", type=Path, metavar="PATH", help="model file or folder for the caption engine")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     d = commands.add_parser("demo", help="run the pipeline on a clip that needs no camera or download",
@@ -77,6 +85,21 @@ def build_parser() -> argparse.ArgumentParser:
                             "print a short summary.")
     d.add_argument("--input", type=Path, help="clip to use instead of the default")
     d.add_argument("-o", "--out", type=Path, default=Path("avcall-demo"), help="output folder")
+
+    sv = commands.add_parser("serve", help="the web page: camera and mic in the browser, over WebRTC",
+                             description="Serve the avcall page at http://127.0.0.1:8080: the browser sends its "
+                             "camera and microphone over WebRTC and gets back the enhanced voice, the video "
+                             "with the lip tracking drawn, live captions and telemetry. Nothing leaves this "
+                             "machine: no STUN server unless --stun is given.")
+    sv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; any other needs --token)")
+    sv.add_argument("--port", type=int, default=8080)
+    sv.add_argument("--token", help="a secret the page must present (?token=...); required off loopback. "
+                    "'new' makes one and prints the URL with it")
+    sv.add_argument("--max-peers", type=int, default=4, metavar="N", help="browsers served at once (default 4)")
+    sv.add_argument("--stun", action="append", default=[], metavar="URL",
+                    help="a STUN server for ICE, e.g. stun:stun.example.org:3478 (default: none)")
+    sv.add_argument("--no-enhance", action="store_true", help="do not load the speech enhancer")
+    sv.add_argument("--no-captions", action="store_true", help="no live captions")
 
     commands.add_parser("devices", help="list cameras, microphones and speakers",
                         description="List the cameras, microphones and speakers avcall can use.")
@@ -102,13 +125,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = commands.add_parser("bench", help="measure speed and write JSON",
                             description="Benchmarks (not tests): speed measured here, written as JSON.")
-    b.add_argument("what", choices=["tracking", "enhance"], help="tracking: face mesh + lip features per "
-                   "640x480 frame on one CPU core; enhance: the speech enhancer (AV and AO ONNX models, hop by "
-                   "hop) and RNNoise, real-time factor on one CPU core")
+    b.add_argument("what", choices=["tracking", "enhance", "captions"], help="tracking: face mesh + lip "
+                   "features per 640x480 frame on one CPU core; enhance: the speech enhancer (AV and AO ONNX "
+                   "models, hop by hop) and RNNoise, real-time factor on one CPU core; captions: the enhancer "
+                   "and the captioner together, hop by hop on one core, and whether they keep up")
     b.add_argument("--input", type=Path, help="tracking: video of a face (default: a clip of ../shared/data); "
-                   "enhance: speech audio (default: an utterance of ../shared/data/speech)")
+                   "enhance, captions: speech audio (default: an utterance of ../shared/data/speech)")
     b.add_argument("--frames", type=int, default=300, help="tracking: frames to time (default 300)")
-    b.add_argument("--seconds", type=float, default=10.0, help="enhance: seconds of audio to time (default 10)")
+    b.add_argument("--seconds", type=float, default=10.0,
+                   help="enhance, captions: seconds of audio to time (default 10)")
     b.add_argument("--av", type=Path, metavar="ONNX", help="enhance: AV model file (default: the shipped one)")
     b.add_argument("--ao", type=Path, metavar="ONNX", help="enhance: AO model file (default: the shipped one)")
     b.add_argument("-o", "--out", type=Path, help="write the JSON here as well as printing it")
@@ -138,12 +163,15 @@ def cmd_process(args) -> int:
         raise AvcallError("give either an INPUT file or --camera/--mic, not both")
     cfg = ProcessConfig(input=args.input, outdir=args.out, camera=args.camera, mic=args.mic,
                         seconds=args.seconds, max_faces=args.max_faces, face_model=args.face_model,
-                        show=args.show, play=args.play, speaker=args.speaker, enhance=args.enhance)
+                        show=args.show, play=args.play, speaker=args.speaker, enhance=args.enhance,
+                        captions=args.captions, burn_captions=args.burn_captions, asr=args.asr,
+                        asr_model=args.asr_model)
     result = run_process(cfg, progress=not args.quiet)
     faces = (f"face found in {result.face_frames}/{result.video_frames} frames"
              if result.video_frames else "no video: nothing to track")
     note = " (stopped early: what was read is complete)" if result.interrupted else ""
-    wrote = "annotated.mp4, lips.npz, telemetry.json" + (", enhanced.wav" if args.enhance else "")
+    wrote = ("annotated.mp4, lips.npz, telemetry.json" + (", enhanced.wav" if args.enhance else "")
+             + (", captions.vtt, captions.srt" if args.captions or args.burn_captions else ""))
     print(f"processed {result.media_seconds:.1f} s, {faces}{note}; wrote {wrote} in {result.outdir}")
     return 0
 
@@ -155,6 +183,17 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from .serve import ServeConfig, new_token, run_server
+
+    if args.max_peers < 1:
+        raise AvcallError("--max-peers must be at least 1")
+    token = new_token() if args.token == "new" else args.token
+    run_server(ServeConfig(host=args.host, port=args.port, token=token, max_peers=args.max_peers, stun=args.stun,
+                           enhance=not args.no_enhance, captions=not args.no_captions))
+    return 0
+
+
 def cmd_devices(args) -> int:
     from .devices import devices_report
 
@@ -163,9 +202,11 @@ def cmd_devices(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from .bench import bench_enhance, bench_tracking, write_json
+    from .bench import bench_captions, bench_enhance, bench_tracking, write_json
 
-    if args.what == "enhance":
+    if args.what == "captions":
+        result = bench_captions(args.input, seconds=args.seconds, av=args.av, ao=args.ao)
+    elif args.what == "enhance":
         result = bench_enhance(args.input, seconds=args.seconds, av=args.av, ao=args.ao)
     else:
         result = bench_tracking(args.input, frames=args.frames)
@@ -194,7 +235,8 @@ def cmd_eval(args) -> int:
     return run(args)
 
 
-COMMANDS = {"train": cmd_train, "demo": cmd_demo, "process": cmd_process, "devices": cmd_devices, "bench": cmd_bench,
+COMMANDS = {"train": cmd_train, "demo": cmd_demo, "process": cmd_process, "serve": cmd_serve, "devices": cmd_devices,
+            "bench": cmd_bench,
             "corpus": cmd_corpus, "eval": cmd_eval}
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ Writes `annotated.mp4` (mesh and lip outline drawn, the input's audio), `lips.np
 face-present flag per video frame) and `telemetry.json` (per-stage latency and counts). With `enhance`, the
 audio goes through the SpeechEnhancer first: `enhanced.wav` is written and annotated.mp4 carries the
 enhanced audio (one hop, 10 ms, behind the input: the enhancer's latency is kept, not re-stamped away).
+With `captions`, the Captioner listens to that (enhanced) audio: `captions.vtt` and `captions.srt`, and
+with `burn_captions` the lines are drawn on annotated.mp4.
 """
 
 from __future__ import annotations
@@ -48,6 +50,10 @@ class ProcessConfig:
     play: bool = False
     speaker: int | str | None = None
     enhance: bool = False  # the SpeechEnhancer on the audio: enhanced.wav, and annotated.mp4's audio enhanced
+    captions: bool = False  # the Captioner: captions.vtt and captions.srt
+    burn_captions: bool = False  # ... and drawn on annotated.mp4
+    asr: str = "pocketsphinx"  # the captioner's engine (or package.module:Class)
+    asr_model: Path | None = None
 
 
 @dataclass
@@ -78,6 +84,16 @@ async def process(cfg: ProcessConfig, *, progress: bool = True) -> ProcessResult
             live = cfg.input is None
             stages.append(SpeechEnhancer(av_path=weights[0], ao_path=weights[1], clock=clock if live else None,
                                          wait_for_lips=not live and video_size is not None))
+        captions = cfg.captions or cfg.burn_captions
+        if captions:
+            from avcall.pipelines.sinks.captions import CaptionSink
+            from avcall.pipelines.stages.captioner import Captioner
+
+            stages.append(Captioner(asr=cfg.asr, asr_model=cfg.asr_model))
+            if cfg.burn_captions and video_size is not None:
+                from avcall.pipelines.stages.caption_burner import CaptionBurner
+
+                stages.append(CaptionBurner(live=cfg.input is None))
         if video_size is not None:
             stages.append(Annotator())
         stages.append(Mp4Sink(tmp / "annotated.mp4", video_size=video_size, fps=fps, audio=has_audio))
@@ -88,6 +104,8 @@ async def process(cfg: ProcessConfig, *, progress: bool = True) -> ProcessResult
         stages.append(lips)
         if weights is not None:
             stages.append(WavSink(tmp / "enhanced.wav", name="enhanced_wav"))
+        if captions:
+            stages.append(CaptionSink(tmp))
         pipeline = Pipeline(sources, stages, live=cfg.input is None)
         telemetry = await _run_with_progress(pipeline, sources, clock, cfg, total, progress)
         rows = lips.rows

@@ -17,7 +17,7 @@ import soundfile as sf
 from ...pipelines.frames import SAMPLE_RATE
 from ..data.example import LIP_FPS, example_names, read_example
 from ..data.mix import Recipe, fit_length
-from ..data.noise import NOISE_KINDS, make_noise, mix_at_snr
+from ..data.noise import NOISE_KINDS, layer_second_kind, make_noise, mix_at_snr
 from ..data.rooms import random_room, reverberate
 from .features import HOP, lip_stream
 
@@ -115,6 +115,8 @@ class Mixer:
             if kind == "babble" and len(voices) < 3:
                 kind = "pink"
             bed = make_noise(kind, self.n, rng, voices=voices if kind == "babble" else ())
+            if rng.random() < r.layered_noise_share:
+                bed, _ = layer_second_kind(bed, rng)
             mixture = mixture + mix_at_snr(target, bed, float(rng.uniform(*r.snr_db)))
         gain = 10 ** (rng.uniform(-10, 6) / 20)
         peak = float(np.abs(mixture).max()) * gain

@@ -45,6 +45,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     max_minutes: float = 0.0  # stop (checkpointed, resumable) after this long; 0 = until `steps`
+    init: Path | None = None  # warm start: the weights of an earlier run's model.pt (fresh optimiser and schedule)
 
 
 # --- STFT in torch, the same framing as features.stft -------------------------------------------------
@@ -162,6 +163,8 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
         opt.load_state_dict(state["opt"])
         sched.load_state_dict(state["sched"])
         step = state["step"]
+    elif cfg.init:
+        model.load_state_dict(torch.load(cfg.init, map_location=cfg.device)["model"])
     batches = torch.utils.data.DataLoader(Batches(Mixer(train_pool, mean_shape, crop_s=cfg.crop_s), cfg.batch,
                                                   cfg.seed, step), batch_size=None, num_workers=cfg.workers,
                                           persistent_workers=cfg.workers > 0, prefetch_factor=4 if cfg.workers else None)
@@ -207,7 +210,7 @@ def run(args) -> dict:
                       steps=args.steps, batch=args.batch, lr=args.lr, hidden=args.hidden, workers=args.workers,
                       ckpt_every=args.ckpt_every, seed=args.seed,
                       device=args.device or ('cuda' if torch.cuda.is_available() else 'cpu'),
-                      max_minutes=args.max_minutes)
+                      max_minutes=args.max_minutes, init=args.init)
     return train(cfg, progress=not args.quiet)
 
 

@@ -20,5 +20,6 @@ def add_arguments(p) -> None:
     p.add_argument("--ckpt-every", type=int, default=250)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-minutes", type=float, default=0.0, help="stop after this long, resumable (0: run to --steps)")
+    p.add_argument("--init", type=Path, help="start from the weights of an earlier run's model.pt (same arch and size)")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda when torch sees a GPU)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

@@ -11,7 +11,7 @@ import numpy as np
 from ...pipelines.frames import SAMPLE_RATE
 from .example import LIP_FPS, Example, LipTrack
 from .lipmodel import LipModel, Speaker
-from .noise import NOISE_KINDS, make_noise, mix_at_snr
+from .noise import NOISE_KINDS, layer_second_kind, make_noise, mix_at_snr
 from .phonemes import Phone, Timing
 from .rooms import random_room, reverberate
 from .tts import Voice
@@ -31,6 +31,7 @@ class Recipe:
     real_share: float = 0.45  # share of real voices among targets and among competing talkers
     sir_db: tuple[float, float] = (0.0, 5.0)  # target over competing talker: the talker is 0 to -5 dB
     snr_db: tuple[float, float] = (-5.0, 20.0)
+    layered_noise_share: float = 0.3  # noises with a second kind under the first
     max_seconds: float = 6.0
     pad_s: tuple[float, float] = (0.2, 0.8)  # silence before and after the target speaks
 
@@ -151,9 +152,13 @@ def make_example(plan: Plan, pool: VoicePool, lip_model: LipModel, recipe: Recip
         babble_voices = ([speak(rng, pool, recipe, pick_source(rng, pool, recipe)).audio
                           for _ in range(int(rng.integers(3, 9)))] if kind == "babble" else [])
         bed = make_noise(kind, n, rng, voices=babble_voices)
+        kinds = [kind]
+        if rng.random() < recipe.layered_noise_share:
+            bed, second = layer_second_kind(bed, rng)
+            kinds.append(second)
         snr = float(rng.uniform(*recipe.snr_db))
         noise = mix_at_snr(target_wet, bed, snr)
-        meta["noise"] = {"kind": kind, "snr_db": round(snr, 3)}
+        meta["noise"] = {"kind": "+".join(kinds), "snr_db": round(snr, 3)}
     else:
         meta["noise"] = None
 

@@ -16,7 +16,7 @@ from scipy import fft, signal
 from ...pipelines.frames import SAMPLE_RATE
 
 NOISE_KINDS: tuple[str, ...] = ("white", "pink", "brown", "blue", "modulated", "hum", "clicks", "keyboard",
-                                "music", "fan", "babble")
+                                "music", "fan", "babble", "engine", "traffic", "clatter", "shaped")
 NOISE_RMS = 0.1
 BABBLE_VOICES = (3, 8)  # how many voices talk at once in babble, inclusive
 
@@ -43,6 +43,14 @@ def make_noise(kind: str, n_samples: int, rng: np.random.Generator, voices: Sequ
     else:
         x = _MAKERS[kind](n_samples, rng)
     return _normalise(x)
+
+
+def layer_second_kind(bed: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, str]:
+    """`bed` with a second kind (not babble) 0 to 12 dB under it, at RMS NOISE_RMS: real places sound of
+    several things at once. Returns the layered noise and the second kind."""
+    kinds = [k for k in NOISE_KINDS if k != "babble"]
+    second = kinds[int(rng.integers(len(kinds)))]
+    return _normalise(bed + make_noise(second, len(bed), rng) * 10 ** (rng.uniform(-12, 0) / 20)), second
 
 
 def mix_at_snr(signal: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
@@ -266,6 +274,60 @@ def babble(n: int, rng: np.random.Generator, voices: Sequence[np.ndarray]) -> np
     return x
 
 
+def engine(n: int, rng: np.random.Generator) -> np.ndarray:
+    """A car or bus from inside: low rumble (brown noise low-passed at 100-600 Hz) under the engine's firing
+    harmonics (20-90 Hz, the revs drifting), with road hiss well below."""
+    rumble = _unit_rms(signal.sosfilt(signal.butter(2, rng.uniform(100, 600), "lowpass", fs=SAMPLE_RATE, output="sos"),
+                                      coloured(n, rng, rng.uniform(1.5, 2.5))))
+    revs = rng.uniform(20, 90) * (1 + rng.uniform(0.01, 0.08) * _smooth_random(n, rng, rng.uniform(0.1, 0.5)))
+    phase = 2 * np.pi * np.cumsum(revs) / SAMPLE_RATE
+    tones = sum(k ** -rng.uniform(0.5, 1.5) * np.sin(k * phase + rng.uniform(0, 2 * np.pi))
+                for k in range(1, int(rng.integers(2, 8)) + 1))
+    hiss = _unit_rms(coloured(n, rng, rng.uniform(0.5, 1.5)))
+    return rumble + 10 ** (rng.uniform(-12, 0) / 20) * _unit_rms(tones) + 10 ** (rng.uniform(-25, -10) / 20) * hiss
+
+
+def traffic(n: int, rng: np.random.Generator) -> np.ndarray:
+    """A street: low-passed noise swelling and fading as vehicles pass (one every 1-6 s, 2-8 s each)."""
+    bed = _unit_rms(signal.sosfilt(signal.butter(1, rng.uniform(400, 3000), "lowpass", fs=SAMPLE_RATE, output="sos"),
+                                   coloured(n, rng, rng.uniform(0.5, 2.0))))
+    envelope = np.full(n, 10 ** (rng.uniform(-20, -6) / 20))
+    t = _times(n)
+    for _ in range(rng.poisson(n / SAMPLE_RATE / rng.uniform(1, 6)) + 1):
+        centre, width = rng.uniform(-2, n / SAMPLE_RATE + 2), rng.uniform(1, 4)
+        envelope += rng.uniform(0.3, 1.0) * np.exp(-0.5 * ((t - centre) / (width / 2)) ** 2)
+    return bed * envelope
+
+
+def clatter(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Dishes, cutlery, a kitchen: hard impacts ringing at a few high partials (0.8-7 kHz, 10-250 ms decays),
+    1-8 a second, over running water (band-passed noise)."""
+    x = np.zeros(n)
+    for _ in range(rng.poisson(n / SAMPLE_RATE * rng.uniform(1, 8))):
+        length = int(0.4 * SAMPLE_RATE)
+        t = np.arange(length) / SAMPLE_RATE
+        ring = sum(rng.uniform(0.2, 1.0) * np.sin(2 * np.pi * _log_uniform(rng, 800, 7000) * t + rng.uniform(0, 6.3))
+                   * np.exp(-t / _log_uniform(rng, 0.01, 0.25)) for _ in range(int(rng.integers(2, 7))))
+        start = int(rng.integers(0, max(n, 1)))
+        end = min(start + length, n)
+        x[start:end] += _log_uniform(rng, 0.2, 3.0) * ring[:end - start]
+    water = signal.sosfilt(signal.butter(2, [rng.uniform(300, 1000), rng.uniform(2000, 6000)], "bandpass",
+                                         fs=SAMPLE_RATE, output="sos"), rng.standard_normal(n))
+    return x + 10 ** (rng.uniform(-30, -5) / 20) * _unit_rms(water) * max(float(np.sqrt(np.mean(x**2))), 1e-3)
+
+
+def shaped(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Noise of any colour: white noise through a random smooth spectral envelope (+-15 dB at 12 log-spaced
+    points, 50 Hz to 8 kHz), its level wandering: covers the spectra the named kinds do not."""
+    m = fft.next_fast_len(max(n, 2), real=True)
+    freqs = np.maximum(np.fft.rfftfreq(m, 1.0 / SAMPLE_RATE), 50.0)
+    points = np.linspace(np.log(50.0), np.log(8000.0), 12)
+    gains_db = np.interp(np.log(freqs), points, rng.uniform(-15, 15, len(points)))
+    x = fft.irfft(fft.rfft(rng.standard_normal(m)) * 10 ** (gains_db / 20), m)[:n]
+    return x * np.exp(rng.uniform(0.0, 0.7) * _smooth_random(n, rng, rng.uniform(0.2, 2.0)))
+
+
 _MAKERS: dict[str, Callable[[int, np.random.Generator], np.ndarray]] = {
     "modulated": modulated, "hum": hum, "clicks": clicks, "keyboard": keyboard, "music": music, "fan": fan,
+    "engine": engine, "traffic": traffic, "clatter": clatter, "shaped": shaped,
 }

@@ -59,7 +59,8 @@ def corpus_stats(corpus: Path, realism: bool = True, round_trip_videos: int = 8,
             sirs.append(m["interferer"]["sir_db"])
         if m.get("noise"):
             snrs.append(m["noise"]["snr_db"])
-            kinds[m["noise"]["kind"]] += 1
+            for kind in m["noise"]["kind"].split("+"):  # a layered noise counts for each of its kinds
+                kinds[kind] += 1
         reverb += m.get("room") is not None
         lips = load_lip_track(corpus / "examples" / f"{m['name']}.lips.npz")
         missing = int((~lips.face_present).sum())

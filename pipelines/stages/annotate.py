@@ -48,6 +48,7 @@ class Annotator(Stage):
         self._edges = _mesh_edges()
         self._video: dict[float, VideoFrame] = {}
         self._faces: dict[float, FaceObservation] = {}
+        self.enabled = True
 
     async def process(self, frame: Frame) -> Sequence[Frame]:
         out: list[Frame] = []
@@ -59,6 +60,9 @@ class Annotator(Stage):
         for pts in sorted(self._video.keys() & self._faces.keys()):
             video, obs = self._video.pop(pts), self._faces.pop(pts)
             out.extend(self._orphans_before(pts))
+            if not self.enabled:  # the overlay switched off (the served page's toggle): the frame as it came
+                out.append(video)
+                continue
             image = await self.in_worker(draw_face, video.image, obs, self._edges)
             out.append(VideoFrame(pts=pts, image=image, index=video.index))
         return out

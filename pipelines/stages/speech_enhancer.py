@@ -10,6 +10,9 @@ none when they are older than `max_lip_age_s` or say no face; the enhancer fades
 and audio-only models when the face comes and goes. Live runs use what has arrived; offline runs
 (`wait_for_lips`) hold audio until the lips of its time are in, so a slow tracker changes nothing.
 
+`mode` may change at any time (the served page's toggle): "av" (lips used when seen), "ao" (lips ignored:
+the audio-only model) or "off" (the audio passed through, with the same one-hop lag so nothing jumps).
+
 Falling behind (live, with a `clock`): a hop that reaches the stage more than `max_behind_hops` hops after
 it was captured is passed through unprocessed (the same one-hop lag, the synthesis window fading in and
 out of it), counted as `passed_through`: the call never waits for the model.
@@ -64,6 +67,7 @@ class SpeechEnhancer(Stage):
         self.max_lip_age_s = max_lip_age_s
         self._lips: deque[LipFeatures] = deque()
         self._waiting: deque[AudioFrame] = deque()  # audio held for its lips (wait_for_lips)
+        self.mode = "av"
 
     async def start(self) -> None:
         if self.enhancer is None:
@@ -110,10 +114,12 @@ class SpeechEnhancer(Stage):
         return bool(self._lips) and self._lips[-1].pts >= audio.pts + audio.duration - EPS
 
     def _lips_for(self, t: float) -> np.ndarray | None:
-        """The lip stream's row at audio time t: the latest lip features at or before t, if recent."""
+        """The lip stream's row at audio time t: the latest lip features at or before t, if recent (and
+        wanted: none in "ao" mode)."""
         while len(self._lips) >= 2 and self._lips[1].pts <= t + EPS:
             self._lips.popleft()
-        if not self._lips or self._lips[0].pts > t + EPS or t - self._lips[0].pts > self.max_lip_age_s:
+        if (self.mode != "av" or not self._lips or self._lips[0].pts > t + EPS
+                or t - self._lips[0].pts > self.max_lip_age_s):
             return None
         return lip_vector(self._lips[0], self.enhancer.lip_mean)
 
@@ -123,6 +129,9 @@ class SpeechEnhancer(Stage):
         for audio, lips in batch:
             if audio.sample_rate != SAMPLE_RATE:
                 out.append(self._pass(audio))
+                continue
+            if self.mode == "off":
+                out.append(_by_hops(audio, self.enhancer.passthrough_hop))
                 continue
             out.append(_by_hops(audio, lambda hop, lips=lips: self.enhancer.process_hop(hop, lips)))
             self.telemetry.enhanced += 1

@@ -64,7 +64,7 @@ def test_parity_on_real_speech(exported, shared_data, use_lips):
 
 
 def test_graph_signature_state_and_metadata(exported):
-    for use_lips, (model, path) in exported.items():
+    for use_lips, (_model, path) in exported.items():
         proto = onnx.load(str(path))
         assert proto.opset_import[0].version == 17
         inputs = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in proto.graph.input}

@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 import pytest
-from avcall.models.data.noise import NOISE_KINDS, NOISE_RMS, make_noise, mix_at_snr
+from avcall.models.data.noise import NOISE_KINDS, NOISE_RMS, layer_second_kind, make_noise, mix_at_snr
 from avcall.models.data.rooms import (
     DISTANCE,
     ROOM_SIZE,
@@ -185,6 +185,52 @@ def test_fan_is_low_passed_with_a_blade_tone() -> None:
         tone = f[blade][np.argmax(p[blade])]
         around = (f > tone - 30) & (f < tone + 30)
         assert 10 * np.log10(p[blade].max() / np.median(p[around])) > 8
+
+
+def power_share(x: np.ndarray, below_hz: float) -> float:
+    f, p = welch(x)
+    return float(p[f < below_hz].sum() / p.sum())
+
+
+def test_engine_is_a_low_rumble_with_firing_harmonics() -> None:
+    for seed in SEEDS:
+        x = noise("engine", seed)
+        assert power_share(x, 700) > 0.9
+        f, p = welch(x, nperseg=SR)
+        band = (f >= 18) & (f <= 95)
+        assert 10 * np.log10(p[band].max() / np.median(p[band])) > 6  # a firing tone stands out
+
+
+def test_traffic_swells_as_vehicles_pass() -> None:
+    for seed in SEEDS:
+        x = noise("traffic", seed)
+        assert power_share(x, 3000) > 0.8
+        levels = frame_levels_db(x, 0.25)
+        assert np.ptp(levels) > 2  # louder as a vehicle passes, quieter between
+
+
+def test_clatter_rings_high_and_strikes() -> None:
+    for seed in SEEDS:
+        x = noise("clatter", seed)
+        assert power_share(x, 700) < 0.2
+        assert crest(x) > 6
+
+
+def test_shaped_noises_differ_in_colour() -> None:
+    tilts = []
+    for seed in SEEDS:
+        f, p = welch(noise("shaped", seed))
+        tilts.append(10 * np.log10(p[(f > 100) & (f < 1000)].mean() / p[(f > 2000) & (f < 7000)].mean()))
+    assert np.ptp(tilts) > 6
+
+
+def test_layering_keeps_the_level_and_adds_a_second_kind() -> None:
+    rng = np.random.default_rng(0)
+    bed = noise("engine")
+    layered, second = layer_second_kind(bed, rng)
+    assert second in NOISE_KINDS and second != "babble"
+    assert np.sqrt(np.mean(layered.astype(np.float64) ** 2)) == pytest.approx(NOISE_RMS, rel=1e-3)
+    assert not np.allclose(layered, bed)
 
 
 def test_babble_mixes_at_least_three_looped_voices() -> None:

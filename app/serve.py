@@ -1,0 +1,331 @@
+"""`avcall serve`: the pipeline behind a local web page, over WebRTC (aiohttp + aiortc).
+
+The page (app/static/) sends the camera and microphone; the offer is POSTed as JSON to `/offer`, as in
+aiortc's server example. Each peer gets its own pipeline (face tracker, lip features, speech enhancer,
+captioner, overlay) fed by its tracks; the enhanced voice and the video go back on the same connection, and
+captions and telemetry on the data channel "avcall", which also carries the page's toggles.
+
+Safe defaults: bound to 127.0.0.1; another host needs a token that the page presents (compared in constant
+time); at most `max_peers` peers (a clear 503 past it); a malformed offer is a 400 with the reason; requests
+whose Origin is not this server's own are refused (a web page elsewhere in the browser cannot reach
+`/offer`); no STUN server unless one is configured. A peer that leaves, fails or never connects frees its
+tasks, threads and state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import secrets
+import uuid
+from dataclasses import dataclass, field
+from importlib import resources
+
+from aiohttp import web
+
+from avcall.pipelines.clock import SessionClock
+from avcall.pipelines.errors import InputError
+
+MODES = ("off", "ao", "av")
+MAX_BODY = 256 * 1024  # an SDP offer is a few kB
+STATIC_FILES = {"client.js": "application/javascript", "style.css": "text/css"}
+TELEMETRY_EVERY_S = 0.5
+CONNECT_TIMEOUT_S = 30.0
+
+
+@dataclass
+class ServeConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    token: str | None = None
+    max_peers: int = 4
+    stun: list[str] = field(default_factory=list)
+    enhance: bool = True  # load the enhancer (when its weights are shipped)
+    captions: bool = True
+
+
+def _is_loopback(host: str) -> bool:
+    return host in ("127.0.0.1", "::1", "localhost")
+
+
+class Peer:
+    """One browser: its RTCPeerConnection, the pipeline over its tracks, its data channel."""
+
+    def __init__(self, server: Server, pc, enhance: str, overlay: bool) -> None:
+        self.id = uuid.uuid4().hex[:12]
+        self.server, self.pc = server, pc
+        self.clock = SessionClock()
+        self.channel = None
+        self.tracks: dict[str, object] = {}
+        self.enhance_mode, self.overlay = enhance, overlay
+        self.pipeline = None
+        self.tasks: list[asyncio.Task] = []
+        self.closed = asyncio.Event()
+        self.audio_out = self.video_out = None
+        self.enhancer = self.annotator = self.level_in = self.level_out = self.face = None
+
+    # --- the pipeline ---------------------------------------------------------------------------------
+    def build(self) -> None:
+        from avcall.pipelines.runner import Pipeline
+        from avcall.pipelines.sinks.webrtc import (AudioTrackSink, EventChannelSink, OutgoingAudioTrack,
+                                                   OutgoingVideoTrack, VideoTrackSink)
+        from avcall.pipelines.sources.webrtc import WebRTCAudioSource, WebRTCVideoSource
+        from avcall.pipelines.stages.annotate import Annotator
+        from avcall.pipelines.stages.face_tracker import FaceTracker
+        from avcall.pipelines.stages.lip_features import LipFeatureExtractor
+        from avcall.pipelines.stages.taps import FacePresence, LevelMeter
+
+        sources, stages = [], []
+        self.level_in, self.level_out, self.face = LevelMeter("level_in"), LevelMeter("level_out"), FacePresence()
+        if "video" in self.tracks:
+            sources.append(WebRTCVideoSource(self.tracks["video"], self.clock))
+            self.video_out = OutgoingVideoTrack()
+            self.annotator = Annotator()
+            self.annotator.enabled = self.overlay
+            stages += [FaceTracker(max_faces=1), LipFeatureExtractor(), self.face]
+        if "audio" in self.tracks:
+            sources.append(WebRTCAudioSource(self.tracks["audio"], self.clock))
+            self.audio_out = OutgoingAudioTrack(self.clock)
+            stages.append(self.level_in)
+            self.enhancer = self.server.make_enhancer_stage(self.clock)
+            if self.enhancer is not None:
+                self.enhancer.mode = self.enhance_mode
+                stages.append(self.enhancer)
+            if self.server.cfg.captions:
+                from avcall.pipelines.stages.captioner import Captioner
+
+                stages.append(Captioner())
+        if self.video_out is not None:
+            stages += [self.annotator, VideoTrackSink(self.video_out)]
+        if self.audio_out is not None:
+            stages += [self.level_out, AudioTrackSink(self.audio_out)]
+        stages.append(EventChannelSink(self.send))
+        self.pipeline = Pipeline(sources, stages, live=True)
+        for track in (self.audio_out, self.video_out):
+            if track is not None:
+                self.pc.addTrack(track)
+
+    def start(self) -> None:
+        self.tasks = [asyncio.create_task(self._run(), name=f"peer-{self.id}"),
+                      asyncio.create_task(self._telemetry(), name=f"peer-{self.id}-telemetry"),
+                      asyncio.create_task(self._connect_deadline(), name=f"peer-{self.id}-deadline")]
+
+    async def _run(self) -> None:
+        try:
+            await self.pipeline.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:  # noqa: BLE001 - the call ends, the server goes on
+            self.send(json.dumps({"type": "status", "text": f"pipeline stopped: {err}"}))
+        finally:
+            asyncio.ensure_future(self.close())
+
+    async def _connect_deadline(self) -> None:
+        await asyncio.sleep(CONNECT_TIMEOUT_S)
+        if self.pc.connectionState != "connected":
+            await self.close()
+
+    async def _telemetry(self) -> None:
+        while True:
+            await asyncio.sleep(TELEMETRY_EVERY_S)
+            self.send(json.dumps(self.telemetry()))
+
+    def telemetry(self) -> dict:
+        stages = {}
+        for name, summary in (self.pipeline.telemetry() if self.pipeline else {}).items():
+            service = summary.get("service_ms") or {}
+            if service:
+                stages[name] = {"p50_ms": service.get("p50"), "p95_ms": service.get("p95")}
+        delays = sorted(self.audio_out.delays_ms) if self.audio_out is not None else []
+        return {"type": "telemetry", "stages": stages,
+                "audio_delay_ms": delays[len(delays) // 2] if delays else None,
+                "audio_delay_p95_ms": delays[int(len(delays) * 0.95)] if delays else None,
+                "levels": {"in_db": self.level_in.level_db if self.level_in else None,
+                           "out_db": self.level_out.level_db if self.level_out else None},
+                "face": bool(self.face and self.face.present),
+                "enhance": self.enhance_mode if self.enhancer else "off",
+                "overlay": self.overlay, "peers": len(self.server.peers)}
+
+    # --- the data channel ---------------------------------------------------------------------------
+    def send(self, message: str) -> None:
+        if self.channel is not None and self.channel.readyState == "open":
+            self.channel.send(message)
+
+    def on_message(self, message) -> None:
+        """The page's toggles; anything malformed is ignored (and said so)."""
+        try:
+            msg = json.loads(message) if isinstance(message, str) and len(message) < 4096 else None
+        except ValueError:
+            msg = None
+        if not isinstance(msg, dict) or msg.get("type") != "control":
+            return
+        if msg.get("enhance") in MODES:
+            self.enhance_mode = msg["enhance"]
+            if self.enhancer is not None:
+                self.enhancer.mode = self.enhance_mode
+        if isinstance(msg.get("overlay"), bool):
+            self.overlay = msg["overlay"]
+            if self.annotator is not None:
+                self.annotator.enabled = self.overlay
+
+    async def close(self) -> None:
+        if self.closed.is_set():
+            return
+        self.closed.set()
+        self.server.peers.pop(self.id, None)
+        current = asyncio.current_task()
+        for task in self.tasks:
+            if task is not current:
+                task.cancel()
+        await asyncio.gather(*(t for t in self.tasks if t is not current), return_exceptions=True)
+        for track in (self.audio_out, self.video_out):
+            if track is not None:
+                track.stop()
+        await self.pc.close()
+
+
+class Server:
+    def __init__(self, cfg: ServeConfig) -> None:
+        if not _is_loopback(cfg.host) and not cfg.token:
+            raise InputError(f"--host {cfg.host} opens the camera and microphone to the network: give --token "
+                             "(the page must present it: http://HOST:PORT/?token=...)")
+        self.cfg = cfg
+        self.peers: dict[str, Peer] = {}
+        self._sessions = None  # the enhancer's onnxruntime sessions, one per model for all peers
+        self.enhancer_note = ""
+
+    # --- shared models ----------------------------------------------------------------------------------
+    def load_models(self) -> None:
+        if not self.cfg.enhance:
+            return
+        from avcall.export.runtime import create_session, weights_path
+        from avcall.models.avse.runtime_enhancer import AO_WEIGHTS, AV_WEIGHTS
+
+        av, ao = weights_path(AV_WEIGHTS), weights_path(AO_WEIGHTS)
+        if not av.is_file() and not ao.is_file():
+            self.enhancer_note = f"no enhancer weights in {av.parent}: the voice is passed through"
+            return
+        self._sessions = tuple(create_session(p, threads=1) if p.is_file() else None for p in (av, ao))
+
+    def make_enhancer_stage(self, clock: SessionClock):
+        if self._sessions is None:
+            return None
+        from avcall.models.avse.runtime_enhancer import StreamingEnhancer
+        from avcall.pipelines.stages.speech_enhancer import SpeechEnhancer
+
+        return SpeechEnhancer(StreamingEnhancer.from_sessions(*self._sessions), clock=clock)
+
+    # --- routes -------------------------------------------------------------------------------------------
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=MAX_BODY, middlewares=[self._guard])
+        app.router.add_get("/", self.index)
+        app.router.add_get("/static/{name}", self.static)
+        app.router.add_post("/offer", self.offer)
+        app.on_shutdown.append(self._on_shutdown)
+        return app
+
+    @web.middleware
+    async def _guard(self, request: web.Request, handler):
+        """Requests from another site's page (Origin) or for another host name (DNS rebinding) are refused."""
+        host = request.host.rsplit(":", 1)[0].strip("[]")
+        if _is_loopback(self.cfg.host) and not _is_loopback(host):
+            return _error(403, f"this server answers to 127.0.0.1 or localhost, not {host!r}")
+        origin = request.headers.get("Origin")
+        if origin is not None and origin.split("://", 1)[-1] != request.host:
+            return _error(403, "cross-origin request refused")
+        return await handler(request)
+
+    async def index(self, request: web.Request) -> web.Response:
+        return web.Response(text=_static_text("index.html"), content_type="text/html")
+
+    async def static(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        if name not in STATIC_FILES:  # a fixed list: no path ever reaches the file system
+            raise web.HTTPNotFound()
+        return web.Response(text=_static_text(name), content_type=STATIC_FILES[name])
+
+    async def offer(self, request: web.Request) -> web.Response:
+        from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+
+        try:
+            params = await request.json()
+        except web.HTTPRequestEntityTooLarge:
+            return _error(413, f"body larger than {MAX_BODY} bytes")
+        except (ValueError, UnicodeDecodeError):
+            return _error(400, "the body is not JSON")
+        if not isinstance(params, dict):
+            return _error(400, "the body must be a JSON object")
+        if self.cfg.token:
+            given = str(params.get("token") or request.headers.get("X-Avcall-Token") or "")
+            if not hmac.compare_digest(given.encode(), self.cfg.token.encode()):
+                return _error(403, "missing or wrong token")
+        sdp, kind = params.get("sdp"), params.get("type")
+        if kind != "offer" or not isinstance(sdp, str) or not sdp.startswith("v=0"):
+            return _error(400, 'expected {"type": "offer", "sdp": "v=0..."}')
+        enhance = params.get("enhance", "av")
+        if enhance not in MODES:
+            return _error(400, f"enhance must be one of {', '.join(MODES)}")
+        if len(self.peers) >= self.cfg.max_peers:
+            return _error(503, f"too many peers: this server takes {self.cfg.max_peers} at once (--max-peers)")
+        ice = [RTCIceServer(urls=url) for url in self.cfg.stun]  # none by default: nothing leaves the machine
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=ice))
+        peer = Peer(self, pc, enhance, bool(params.get("overlay", True)))
+        self.peers[peer.id] = peer
+
+        @pc.on("datachannel")
+        def on_datachannel(channel) -> None:
+            if channel.label == "avcall" and peer.channel is None:
+                peer.channel = channel
+                channel.on("message", peer.on_message)
+                if self.enhancer_note:
+                    channel.on("open", lambda: peer.send(json.dumps({"type": "status", "text": self.enhancer_note})))
+
+        @pc.on("track")
+        def on_track(track) -> None:
+            if track.kind in ("audio", "video") and track.kind not in peer.tracks:
+                peer.tracks[track.kind] = track
+
+        @pc.on("connectionstatechange")
+        async def on_state() -> None:
+            if pc.connectionState in ("failed", "closed"):
+                await peer.close()
+
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+            if not peer.tracks:
+                raise ValueError("the offer sends neither audio nor video")
+            peer.build()
+            await pc.setLocalDescription(await pc.createAnswer())
+        except Exception as err:  # noqa: BLE001 - aiortc raises many kinds on a bad SDP
+            await peer.close()
+            return _error(400, f"cannot use this offer: {err}")
+        peer.start()
+        return web.json_response({"sdp": pc.localDescription.sdp, "type": pc.localDescription.type,
+                                  "peer": peer.id})
+
+    async def _on_shutdown(self, app) -> None:
+        await asyncio.gather(*(p.close() for p in list(self.peers.values())), return_exceptions=True)
+
+
+def _error(status: int, reason: str) -> web.Response:
+    return web.json_response({"error": reason}, status=status)
+
+
+def _static_text(name: str) -> str:
+    return resources.files("avcall.app").joinpath("static", name).read_text()
+
+
+def run_server(cfg: ServeConfig) -> None:
+    server = Server(cfg)
+    server.load_models()
+    url = f"http://{cfg.host}:{cfg.port}/" + (f"?token={cfg.token}" if cfg.token else "")
+    print(f"avcall serve: open {url} in Chromium or Firefox (Ctrl-C to stop)")
+    if server.enhancer_note:
+        print(f"  note: {server.enhancer_note}")
+    web.run_app(server.app(), host=cfg.host, port=cfg.port, print=None)
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(18)
+

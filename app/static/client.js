@@ -1,0 +1,295 @@
+// avcall serve: browser side. Sends camera + mic to the local server over
+// WebRTC, plays back the enhanced stream, shows captions and telemetry.
+'use strict';
+
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const query = new URLSearchParams(location.search);
+  const hash = new URLSearchParams(location.hash.slice(1));
+  const token = query.get('token') || hash.get('token') || null;
+  const MAX_FINAL_LINES = 6;
+
+  const el = {
+    start: $('start'), stop: $('stop'), local: $('local'), remote: $('remote'),
+    enhance: $('enhance'), overlay: $('overlay'), status: $('status'),
+    captions: $('captions'), partial: $('partial'), latency: $('latency'),
+    meterIn: $('meter-in'), meterOut: $('meter-out'),
+    meterInText: $('meter-in-text'), meterOutText: $('meter-out-text'),
+    face: $('face'), serverInfo: $('server-info'),
+  };
+
+  let pc = null;
+  let dc = null;
+  let localStream = null;
+  let lastFinal = null;      // {line, div} of the most recent final caption
+  let partialLine = null;    // line number of the partial currently shown
+  const rec = { ctx: null, nodes: [], chunks: [], rate: null };
+
+  const api = {
+    captions: [],
+    telemetry: null,
+    state: 'idle',
+    peer: null,
+    start,
+    stop,
+    takeRecording,
+  };
+  window.avcall = api;
+
+  function setStatus(text, isError = false) {
+    el.status.textContent = text;
+    el.status.classList.toggle('error', isError);
+  }
+
+  function intParam(name, fallback) {
+    const v = parseInt(query.get(name), 10);
+    return Number.isFinite(v) && v > 0 ? v : fallback;
+  }
+
+  // aiortc does not do trickle ICE: wait until all candidates are in the SDP.
+  function waitIceComplete(conn) {
+    if (conn.iceGatheringState === 'complete') return Promise.resolve();
+    return new Promise((resolve) => {
+      const check = () => {
+        if (conn.iceGatheringState === 'complete') {
+          conn.removeEventListener('icegatheringstatechange', check);
+          resolve();
+        }
+      };
+      conn.addEventListener('icegatheringstatechange', check);
+    });
+  }
+
+  async function start() {
+    if (pc) return;  // already running
+    el.start.disabled = true;
+    el.stop.disabled = false;
+    setStatus('connecting…');
+    api.state = 'connecting';
+    try {
+      localStream = await navigator.mediaDevices.getUserMedia({
+        video: { width: intParam('w', 320), height: intParam('h', 240) },
+        audio: { echoCancellation: false, noiseSuppression: false, autoGainControl: false },
+      });
+    } catch (err) {
+      teardown(`camera/microphone unavailable: ${err.name}: ${err.message}`, true);
+      return;
+    }
+    el.local.srcObject = localStream;
+
+    const stun = query.get('stun');  // never a STUN server unless asked for
+    pc = new RTCPeerConnection({ iceServers: stun ? [{ urls: stun }] : [] });
+    const conn = pc;
+    conn.onconnectionstatechange = () => {
+      if (pc !== conn) return;  // stale event from a closed connection
+      api.state = conn.connectionState;
+      if (conn.connectionState === 'connected') setStatus('connected');
+      else if (conn.connectionState === 'failed') setStatus('connection failed', true);
+      else if (conn.connectionState === 'disconnected') setStatus('disconnected');
+    };
+    conn.ontrack = onTrack;
+    for (const track of localStream.getTracks()) {
+      conn.addTransceiver(track, { direction: 'sendrecv', streams: [localStream] });
+    }
+    // The channel must exist before the offer so it is negotiated in the SDP.
+    dc = conn.createDataChannel('avcall', { ordered: true });
+    dc.onmessage = (ev) => onMessage(ev.data);
+
+    let resp;
+    try {
+      await conn.setLocalDescription(await conn.createOffer());
+      await waitIceComplete(conn);
+      if (pc !== conn) return;  // stopped while gathering
+      const headers = { 'Content-Type': 'application/json' };
+      if (token) headers['X-Avcall-Token'] = token;
+      resp = await fetch('/offer', {
+        method: 'POST',
+        headers,
+        body: JSON.stringify({
+          sdp: conn.localDescription.sdp,
+          type: 'offer',
+          token,
+          enhance: el.enhance.value,
+          overlay: el.overlay.checked,
+        }),
+      });
+    } catch (err) {
+      if (pc === conn) teardown(`could not reach the server: ${err.message}`, true);
+      return;
+    }
+    if (pc !== conn) return;
+
+    let body = null;
+    try { body = await resp.json(); } catch (_) { /* non-JSON body */ }
+    if (pc !== conn) return;
+    if (resp.status !== 200 || !body || !body.sdp) {
+      const reason = (body && body.error) || `HTTP ${resp.status} ${resp.statusText}`;
+      teardown(`error: ${reason}`, true);
+      return;
+    }
+    api.peer = body.peer ?? null;
+    try {
+      await conn.setRemoteDescription({ sdp: body.sdp, type: body.type || 'answer' });
+    } catch (err) {
+      if (pc === conn) teardown(`bad answer from server: ${err.message}`, true);
+    }
+  }
+
+  function onTrack(ev) {
+    // aiortc sends msids, but build a stream ourselves if it did not.
+    let stream = ev.streams[0];
+    if (!stream) {
+      stream = el.remote.srcObject instanceof MediaStream ? el.remote.srcObject : new MediaStream();
+      stream.addTrack(ev.track);
+    }
+    if (el.remote.srcObject !== stream) el.remote.srcObject = stream;
+    el.remote.play().catch(() => { /* autoplay refused; user can press play */ });
+    if (ev.track.kind === 'audio' && query.get('record') === '1') startRecorder(stream);
+  }
+
+  // Records the received audio for tests. Chromium only delivers remote
+  // WebRTC audio to Web Audio while the stream is also attached to a media
+  // element, which #remote is.
+  function startRecorder(stream) {
+    stopRecorder();
+    const ctx = new AudioContext();
+    ctx.resume().catch(() => {});
+    const source = ctx.createMediaStreamSource(stream);
+    const proc = ctx.createScriptProcessor(4096, 1, 1);
+    const mute = ctx.createGain();
+    mute.gain.value = 0;  // the processor only runs when connected to the destination
+    proc.onaudioprocess = (e) => {
+      rec.chunks.push(new Float32Array(e.inputBuffer.getChannelData(0)));
+    };
+    source.connect(proc);
+    proc.connect(mute);
+    mute.connect(ctx.destination);
+    rec.ctx = ctx;
+    rec.rate = ctx.sampleRate;
+    rec.chunks = [];
+    rec.nodes = [source, proc, mute];  // keep references so nothing is GC'd
+  }
+
+  function stopRecorder() {
+    if (!rec.ctx) return;
+    for (const node of rec.nodes) node.disconnect();
+    rec.nodes[1].onaudioprocess = null;
+    rec.ctx.close().catch(() => {});
+    rec.ctx = null;
+    rec.nodes = [];
+  }
+
+  function takeRecording() {
+    const total = rec.chunks.reduce((n, c) => n + c.length, 0);
+    const all = new Float32Array(total);
+    let off = 0;
+    for (const c of rec.chunks) { all.set(c, off); off += c.length; }
+    return { rate: rec.rate, samples: Array.from(all) };
+  }
+
+  // Closes everything; the recording stays available to takeRecording().
+  function teardown(statusText, isError = false) {
+    stopRecorder();
+    if (dc) { try { dc.close(); } catch (_) { /* already closed */ } }
+    if (pc) pc.close();
+    if (localStream) localStream.getTracks().forEach((t) => t.stop());
+    dc = null;
+    pc = null;
+    localStream = null;
+    el.local.srcObject = null;
+    el.remote.srcObject = null;
+    api.state = 'closed';
+    el.start.disabled = false;
+    el.stop.disabled = true;
+    setStatus(statusText, isError);
+  }
+
+  function stop() {
+    teardown('stopped');
+  }
+
+  function sendControl(msg) {
+    if (dc && dc.readyState === 'open') dc.send(JSON.stringify({ type: 'control', ...msg }));
+  }
+
+  function onMessage(data) {
+    let msg;
+    try { msg = JSON.parse(data); } catch (_) { return; }
+    if (!msg || typeof msg !== 'object') return;
+    if (msg.type === 'caption') onCaption(msg);
+    else if (msg.type === 'telemetry') onTelemetry(msg);
+    else if (msg.type === 'status') setStatus(String(msg.text ?? ''));
+  }
+
+  function onCaption(msg) {
+    api.captions.push(msg);
+    const text = String(msg.text ?? '');
+    if (msg.kind === 'partial') {
+      el.partial.textContent = text;
+      partialLine = msg.line;
+      return;
+    }
+    if (msg.kind !== 'final') return;
+    if (lastFinal && lastFinal.line === msg.line) {
+      lastFinal.div.textContent += (lastFinal.div.textContent ? ' ' : '') + text;
+    } else {
+      const div = document.createElement('div');
+      div.className = 'final';
+      div.textContent = text;
+      el.captions.insertBefore(div, el.partial);
+      lastFinal = { line: msg.line, div };
+      const finals = el.captions.querySelectorAll('.final');
+      for (let i = 0; i < finals.length - MAX_FINAL_LINES; i++) finals[i].remove();
+    }
+    if (partialLine === null || partialLine === undefined || partialLine === msg.line) {
+      el.partial.textContent = '';
+      partialLine = null;
+    }
+  }
+
+  const fmt = (x) => (typeof x === 'number' && Number.isFinite(x) ? x.toFixed(1) : '–');
+
+  function setMeter(meter, label, db) {
+    const ok = typeof db === 'number' && Number.isFinite(db);
+    meter.value = ok ? Math.max(-60, Math.min(0, db)) : -60;
+    label.textContent = `${ok ? db.toFixed(1) : '–'} dB`;
+  }
+
+  function onTelemetry(msg) {
+    api.telemetry = msg;
+    const tbody = el.latency.tBodies[0];
+    const rows = [];
+    const row = (cells) => {
+      const tr = document.createElement('tr');
+      for (const c of cells) {
+        const td = document.createElement('td');
+        td.textContent = c;
+        tr.appendChild(td);
+      }
+      rows.push(tr);
+    };
+    for (const [stage, s] of Object.entries(msg.stages || {})) {
+      row([stage, fmt(s && s.p50_ms), fmt(s && s.p95_ms)]);
+    }
+    row(['added audio delay', fmt(msg.audio_delay_ms), '']);
+    tbody.replaceChildren(...rows);
+
+    const levels = msg.levels || {};
+    setMeter(el.meterIn, el.meterInText, levels.in_db);
+    setMeter(el.meterOut, el.meterOutText, levels.out_db);
+    el.face.textContent = `face: ${msg.face ? 'yes' : 'no'}`;
+    el.face.className = msg.face ? 'yes' : 'no';
+    el.serverInfo.textContent =
+      `server: enhance ${msg.enhance ?? '–'}, overlay ${msg.overlay ? 'on' : 'off'}, peers ${msg.peers ?? '–'}`;
+  }
+
+  el.start.addEventListener('click', () => { start(); });
+  el.stop.addEventListener('click', () => { stop(); });
+  el.enhance.addEventListener('change', () => sendControl({ enhance: el.enhance.value }));
+  el.overlay.addEventListener('change', () => sendControl({ overlay: el.overlay.checked }));
+
+  if (!window.isSecureContext || !navigator.mediaDevices) {
+    setStatus('camera needs a secure context: open the page via http://localhost or https', true);
+  }
+  if (query.get('autostart') === '1') start();
+})();

@@ -1,0 +1,124 @@
+"""Speech recognition engines for the captioner, behind one small protocol.
+
+An engine decodes one utterance at a time: `begin()`, then `accept(samples)` as audio arrives (16 kHz mono
+float32), `partial()` whenever a running hypothesis is wanted, and `finish()` for the final words with times
+relative to the utterance's first sample. The captioner decides where utterances start and end.
+
+The default engine is PocketSphinx: its en-us acoustic model, language model and dictionary ship inside the
+pip wheel, so nothing is downloaded. Another engine is a configuration change: `--asr module:Class` (and
+`--asr-model PATH`, handed to the class as `model_path`) loads any class that implements `SpeechEngine`,
+for example an adapter over faster-whisper or whisper.cpp bindings and a model file the user has.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from .errors import InputError
+
+
+@dataclass(frozen=True)
+class Word:
+    text: str
+    start: float  # seconds
+    end: float
+
+    def shifted(self, seconds: float) -> Word:
+        return Word(self.text, self.start + seconds, self.end + seconds)
+
+
+@runtime_checkable
+class SpeechEngine(Protocol):
+    name: str
+
+    def begin(self) -> None:
+        """A new utterance starts with the next `accept`."""
+
+    def accept(self, samples: np.ndarray) -> None:
+        """More audio of the utterance: 16 kHz mono float32 in [-1, 1]."""
+
+    def partial(self) -> str:
+        """The hypothesis so far ("" when there is none yet)."""
+
+    def finish(self) -> list[Word]:
+        """End the utterance: its words, times from the utterance's first sample."""
+
+
+_FILLER = re.compile(r"^(<s>|</s>|<sil>|\[.*\]|\+\+.*\+\+)$")
+_VARIANT = re.compile(r"\(\d+\)$")  # "the(2)": the dictionary's second pronunciation
+
+
+class PocketSphinxEngine:
+    """CMU PocketSphinx 5 with the model shipped in its wheel (en-us, 16 kHz)."""
+
+    name = "pocketsphinx"
+
+    def __init__(self, model_path: str | Path | None = None) -> None:
+        from pocketsphinx import Decoder
+
+        kwargs = {}
+        if model_path is not None:  # a model folder of one's own: hmm/, lm, dict as PocketSphinx lays them out
+            model = Path(model_path)
+            if not model.is_dir():
+                raise InputError(f"--asr-model {model}: not a PocketSphinx model folder")
+            kwargs = {"hmm": str(model / "hmm")} if (model / "hmm").is_dir() else {"hmm": str(model)}
+        self._decoder = Decoder(loglevel="FATAL", fwdflat=False, bestpath=False, **kwargs)
+        self._started = False
+
+    def begin(self) -> None:
+        if self._started:
+            self._decoder.end_utt()
+        self._decoder.start_utt()
+        self._started = True
+
+    def accept(self, samples: np.ndarray) -> None:
+        pcm = np.clip(np.round(np.asarray(samples, np.float32) * 32767), -32768, 32767).astype(np.int16)
+        self._decoder.process_raw(pcm.tobytes(), False, False)
+
+    def partial(self) -> str:
+        hyp = self._decoder.hyp()
+        return " ".join(_clean_words(hyp.hypstr.split())) if hyp is not None else ""
+
+    def finish(self) -> list[Word]:
+        if not self._started:
+            return []
+        self._decoder.end_utt()
+        self._started = False
+        words = []
+        for seg in self._decoder.seg():
+            text = _VARIANT.sub("", seg.word)
+            if not _FILLER.match(text):
+                words.append(Word(text, seg.start_frame / 100.0, (seg.end_frame + 1) / 100.0))
+        return words
+
+
+def _clean_words(words: list[str]) -> list[str]:
+    return [_VARIANT.sub("", w) for w in words if not _FILLER.match(_VARIANT.sub("", w))]
+
+
+ENGINES = {"pocketsphinx": PocketSphinxEngine}
+
+
+def make_engine(spec: str = "pocketsphinx", model_path: str | Path | None = None) -> SpeechEngine:
+    """An engine by name ("pocketsphinx") or by "package.module:Class"; `model_path` goes to its constructor."""
+    if spec in ENGINES:
+        cls = ENGINES[spec]
+    elif ":" in spec:
+        module, _, attr = spec.partition(":")
+        try:
+            cls = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as err:
+            raise InputError(f"--asr {spec}: cannot load it ({err})") from None
+    else:
+        raise InputError(f"--asr {spec!r}: expected one of {', '.join(ENGINES)} or package.module:Class")
+    engine = cls(model_path=model_path) if model_path is not None else cls()
+    if not isinstance(engine, SpeechEngine):
+        raise InputError(f"--asr {spec}: {cls.__name__} does not implement begin/accept/partial/finish")
+    return engine
+

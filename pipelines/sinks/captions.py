@@ -1,0 +1,94 @@
+"""Caption files: the final caption lines as WebVTT and SubRip (SRT), cues in time order, never overlapping.
+
+`CaptionSink` collects the captioner's final events and writes `captions.vtt` and `captions.srt` when the
+stream ends (passing every frame on). `cues()`, `webvtt()` and `srt()` are usable on their own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from ..asr import Word
+from ..errors import OutputError
+from ..frames import Event, Frame
+from ..stage import Stage
+from ..stages.captioner import Caption
+
+MIN_CUE_S = 0.3  # a cue shorter than this flashes by unread
+MAX_CUE_CHARS = 84  # two lines of 42 characters, the usual limit for subtitles
+
+
+@dataclass(frozen=True)
+class Cue:
+    start: float
+    end: float
+    text: str
+
+
+def cues(captions: Iterable[Caption]) -> list[Cue]:
+    """The final captions as cues: the finals of one spoken line joined (split again where longer than
+    MAX_CUE_CHARS), sorted by start; each ends before the next starts and lasts at least MIN_CUE_S where the
+    next one leaves room."""
+    finals = sorted((c for c in captions if c.kind == "final" and c.text.strip()), key=lambda c: c.start)
+    groups: list[list[tuple[str, float, float]]] = []
+    for line in dict.fromkeys(c.line for c in finals):
+        words = [(w.text, w.start, w.end) for c in finals if c.line == line
+                 for w in (c.words or (Word(c.text, c.start, c.end),))]
+        groups.append([])
+        for word in words:
+            if groups[-1] and len(" ".join(w[0] for w in groups[-1] + [word])) > MAX_CUE_CHARS:
+                groups.append([])
+            groups[-1].append(word)
+    spans = sorted(((g[0][1], g[-1][2], " ".join(w[0] for w in g)) for g in groups if g), key=lambda x: x[0])
+    out: list[Cue] = []
+    for i, (first, last, text) in enumerate(spans):
+        start = max(first, out[-1].end if out else 0.0, 0.0)
+        end = max(last, start + MIN_CUE_S)
+        if i + 1 < len(spans):
+            end = min(end, max(spans[i + 1][0], start + 0.001))
+        out.append(Cue(start, end, text))
+    return out
+
+
+def _stamp(seconds: float, sep: str) -> str:
+    ms = round(max(seconds, 0.0) * 1000)
+    h, rest = divmod(ms, 3_600_000)
+    m, rest = divmod(rest, 60_000)
+    s, ms = divmod(rest, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
+
+
+def webvtt(items: Sequence[Cue]) -> str:
+    blocks = ["WEBVTT"]
+    blocks += [f"{i}\n{_stamp(c.start, '.')} --> {_stamp(c.end, '.')}\n{c.text}" for i, c in enumerate(items, 1)]
+    return "\n\n".join(blocks) + "\n"
+
+
+def srt(items: Sequence[Cue]) -> str:
+    return "".join(f"{i}\n{_stamp(c.start, ',')} --> {_stamp(c.end, ',')}\n{c.text}\n\n"
+                   for i, c in enumerate(items, 1))
+
+
+class CaptionSink(Stage):
+    accepts = (Event,)
+
+    def __init__(self, folder: str | Path, *, name: str = "captions_out") -> None:
+        super().__init__(name)
+        self.folder = Path(folder)
+        self.captions: list[Caption] = []
+
+    async def process(self, frame: Frame) -> Sequence[Frame]:
+        if frame.kind == "caption" and frame.data.get("kind") == "final":
+            self.captions.append(Caption.from_json(frame.data))
+        return [frame]
+
+    async def flush(self) -> Sequence[Frame]:
+        items = cues(self.captions)
+        try:
+            (self.folder / "captions.vtt").write_text(webvtt(items))
+            (self.folder / "captions.srt").write_text(srt(items))
+        except OSError as err:
+            raise OutputError(f"cannot write captions to {self.folder}: {err.strerror or err}") from None
+        return ()

@@ -1,0 +1,125 @@
+"""WebRTC sinks: the pipeline's audio and video as aiortc tracks sent back to the peer, and its events on
+the peer's data channel.
+
+`AudioTrackSink` hands 10 ms hops to `OutgoingAudioTrack`, which the RTP sender pulls 20 ms frames from
+(16 kHz mono s16; aiortc's Opus encoder resamples). It measures the added delay of the audio path on the
+server: from the moment a hop's last sample arrived (its pts + duration on the session clock) to the moment
+the frame holding it leaves for the encoder. `VideoTrackSink` does the same for video frames (latest wins:
+the encoder never sees a backlog).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import json
+from collections import deque
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..clock import SessionClock
+from ..frames import SAMPLE_RATE, AudioFrame, Event, Frame, VideoFrame
+from ..stage import Stage
+
+FRAME_SAMPLES = SAMPLE_RATE // 50  # 20 ms, Opus's usual frame
+VIDEO_CLOCK = 90_000
+
+
+def _track_base():
+    from aiortc import MediaStreamTrack
+
+    return MediaStreamTrack
+
+
+class OutgoingAudioTrack(_track_base()):
+    kind = "audio"
+
+    def __init__(self, clock: SessionClock) -> None:
+        super().__init__()
+        self.clock = clock
+        self._hops: asyncio.Queue[AudioFrame] = asyncio.Queue()
+        self._carry = np.zeros(0, np.float32)  # samples of a hop that did not fit the last frame
+        self._sent = 0
+        self.delays_ms: deque[float] = deque(maxlen=500)  # the recent added delays
+
+    def put(self, hop: AudioFrame) -> None:
+        self._hops.put_nowait(hop)
+
+    async def recv(self):
+        import av
+
+        parts, last = [self._carry], None
+        while sum(len(p) for p in parts) < FRAME_SAMPLES:
+            last = await self._hops.get()
+            parts.append(last.samples)
+        samples = np.concatenate(parts)
+        samples, self._carry = samples[:FRAME_SAMPLES], samples[FRAME_SAMPLES:]
+        if last is not None:
+            self.delays_ms.append(1000 * (self.clock.now() - (last.pts + last.duration)))
+        pcm = np.clip(np.round(samples * 32767), -32768, 32767).astype(np.int16).reshape(1, -1)
+        frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
+        frame.sample_rate, frame.pts, frame.time_base = SAMPLE_RATE, self._sent, fractions.Fraction(1, SAMPLE_RATE)
+        self._sent += FRAME_SAMPLES
+        return frame
+
+
+class OutgoingVideoTrack(_track_base()):
+    kind = "video"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._latest: VideoFrame | None = None
+        self._ready = asyncio.Event()
+
+    def put(self, frame: VideoFrame) -> None:
+        self._latest = frame
+        self._ready.set()
+
+    async def recv(self):
+        import av
+
+        await self._ready.wait()
+        self._ready.clear()
+        frame = self._latest
+        out = av.VideoFrame.from_ndarray(frame.image, format="bgr24")
+        out.pts, out.time_base = round(frame.pts * VIDEO_CLOCK), fractions.Fraction(1, VIDEO_CLOCK)
+        return out
+
+
+class AudioTrackSink(Stage):
+    accepts = (AudioFrame,)
+
+    def __init__(self, track: OutgoingAudioTrack, *, name: str = "webrtc_audio_out") -> None:
+        super().__init__(name)
+        self.track = track
+
+    async def process(self, frame: Frame) -> Sequence[Frame]:
+        self.track.put(frame)
+        return [frame]
+
+
+class VideoTrackSink(Stage):
+    accepts = (VideoFrame,)
+
+    def __init__(self, track: OutgoingVideoTrack, *, name: str = "webrtc_video_out") -> None:
+        super().__init__(name)
+        self.track = track
+
+    async def process(self, frame: Frame) -> Sequence[Frame]:
+        self.track.put(frame)
+        return [frame]
+
+
+class EventChannelSink(Stage):
+    """Events as JSON messages ({"type": kind, ...data}) on the data channel `send` gives, when it is open."""
+
+    accepts = (Event,)
+
+    def __init__(self, send: Callable[[str], None], *, name: str = "data_channel_out") -> None:
+        super().__init__(name)
+        self.send = send
+
+    async def process(self, frame: Frame) -> Sequence[Frame]:
+        self.send(json.dumps({"type": frame.kind, **frame.data}))
+        return [frame]

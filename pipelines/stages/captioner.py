@@ -1,0 +1,243 @@
+"""Live captions: streaming speech recognition on the (enhanced) voice, cut into lines at the speaker's pauses.
+
+AudioFrame and LipFeatures in, passed on untouched; caption Events out (`kind="caption"`), each a `Caption`
+as `data`: `partial` ones while a line is spoken (the running hypothesis, at most every `partial_every_s`
+and only when it changed), one `final` when the line ends. Times are on the session clock (the audio's pts).
+
+Where a line starts and ends comes from a voice-activity decision per 10 ms hop (`VoiceActivity`): the
+hop's level against a running noise floor (on enhanced audio the enhancer's mask has already pushed the
+noise down, so this is the mask's energy in effect), gated by the lips when a face is seen: a face whose
+mouth has not moved for `lip_quiet_s` is not speaking, so a voice heard then is someone else's. A line
+closes after `pause_s` of no speech; once it is `soft_line_s` long, at any short pause (`short_pause_s`,
+a breath between phrases); and at `max_line_s` in any case. Speech without pauses still gets finals within
+about a second and a half: once the open line is `soft_line_s` long, the words that end more than `tail_s`
+before the live edge are committed as a final (the engine's own word times say where) and the rest of the
+audio is decoded afresh as the start of the next line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+import numpy as np
+
+from ..asr import SpeechEngine, Word, make_engine
+from ..frames import SAMPLE_RATE, AudioFrame, Event, Frame, LipFeatures
+from ..stage import Stage
+from ..telemetry import StageTelemetry
+
+HOP_S = 0.01
+
+
+@dataclass(frozen=True)
+class Caption:
+    kind: str  # "partial" or "final"
+    text: str
+    start: float  # session seconds: the line's first word (partials: where the line started)
+    end: float  # the last word's end (partials: the audio heard so far)
+    emitted: float  # session seconds of audio heard when it was emitted
+    line: int  # running number of the spoken line (pause to pause): a long line comes as several finals
+    words: tuple[Word, ...] = ()
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["words"] = [asdict(w) for w in self.words]
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> Caption:
+        return cls(**(d | {"words": tuple(Word(**w) for w in d.get("words", ()))}))
+
+
+@dataclass
+class VoiceActivity:
+    """Per-hop speech decision from the level over a running noise floor, and the lips when seen."""
+
+    threshold_db: float = 6.0  # above the noise floor
+    min_level_db: float = -55.0  # dBFS: quieter is never speech
+    floor_rise_db_per_s: float = 3.0  # the floor follows the quietest level down at once, up slowly
+    lip_quiet_s: float = 0.6
+    lip_motion: float = 0.004  # change in mouth opening (inter-ocular units) that counts as moving
+    floor_db: float | None = None
+    _last_opening: float | None = None
+    _lips_moved_at: float = -1e9
+    _face_seen_at: float = -1e9
+
+    def lips(self, f: LipFeatures) -> None:
+        if not f.present:
+            self._last_opening = None
+            return
+        self._face_seen_at = f.pts
+        if self._last_opening is not None and abs(f.opening - self._last_opening) > self.lip_motion:
+            self._lips_moved_at = f.pts
+        self._last_opening = f.opening
+
+    def audio(self, samples: np.ndarray, t: float) -> bool:
+        level = 10 * np.log10(float(np.mean(np.square(samples, dtype=np.float64))) + 1e-12)
+        if self.floor_db is None or level < self.floor_db:
+            self.floor_db = level
+        else:
+            self.floor_db += self.floor_rise_db_per_s * len(samples) / SAMPLE_RATE
+        voiced = level > max(self.floor_db + self.threshold_db, self.min_level_db)
+        face_seen = t - self._face_seen_at < 0.5
+        return voiced and (not face_seen or t - self._lips_moved_at < self.lip_quiet_s)
+
+
+@dataclass
+class CaptionerTelemetry(StageTelemetry):
+    lines: int = 0
+    partials: int = 0
+
+    def summary(self) -> dict:
+        return super().summary() | {"lines": self.lines, "partials": self.partials}
+
+
+@dataclass
+class _Line:
+    start: float  # session time of the first sample of the engine's current utterance
+    heard_until: float
+    speech_at: float  # last hop with speech
+    audio: list[np.ndarray]  # every sample since `start` (re-decoded after a commit)
+    partial: str = ""
+    partial_at: float = -1e9
+    checked_at: float = -1e9
+
+
+class Captioner(Stage):
+    accepts = (AudioFrame, LipFeatures)
+
+    def __init__(self, engine: SpeechEngine | None = None, *, asr: str = "pocketsphinx", asr_model=None,
+                 vad: VoiceActivity | None = None, use_lips: bool = True, pause_s: float = 0.4,
+                 soft_line_s: float = 1.2, short_pause_s: float = 0.15, max_line_s: float = 6.0,
+                 onset_s: float = 0.1, preroll_s: float = 0.3, partial_every_s: float = 0.3,
+                 commit_every_s: float = 0.5, tail_s: float = 0.4, name: str = "captioner") -> None:
+        super().__init__(name)
+        self.telemetry = CaptionerTelemetry(self.name)
+        self.engine, self.spec = engine, (asr, asr_model)
+        self.vad = vad or VoiceActivity()
+        self.use_lips = use_lips
+        self.pause_s, self.max_line_s, self.onset_s = pause_s, max_line_s, onset_s
+        self.soft_line_s, self.short_pause_s = soft_line_s, short_pause_s
+        self.partial_every_s = partial_every_s
+        self.commit_every_s, self.tail_s = commit_every_s, tail_s
+        self._preroll: deque[tuple[float, np.ndarray]] = deque(maxlen=max(1, round(preroll_s / HOP_S)))
+        self._onset = 0  # consecutive speech hops while no line is open
+        self._line: _Line | None = None
+        self._lines = 0
+        self._pending: deque[asyncio.Future] = deque()  # work on the worker thread, in arrival order
+
+    async def start(self) -> None:
+        if self.engine is None:
+            self.engine = await self.in_worker(make_engine, *self.spec)
+
+    async def process(self, frame: Frame) -> Sequence[Frame]:
+        # The audio is passed on at once and recognised behind it on the worker thread (in arrival order):
+        # a slow recogniser delays captions, never the voice. Captions go out as their work completes.
+        if isinstance(frame, LipFeatures):
+            self._pending.append(asyncio.ensure_future(self.in_worker(self.see, frame)))
+        elif frame.sample_rate == SAMPLE_RATE:
+            self._pending.append(asyncio.ensure_future(self.in_worker(self.hear, frame.samples, frame.pts)))
+        return [frame, *self._completed()]
+
+    async def flush(self) -> Sequence[Frame]:
+        if self._pending:
+            await asyncio.gather(*self._pending)
+        return [*self._completed(), *(self._event(c) for c in await self.in_worker(self.end_line))]
+
+    async def stop(self) -> None:
+        for task in self._pending:
+            task.cancel()
+        await asyncio.gather(*self._pending, return_exceptions=True)
+        self._pending.clear()
+
+    def _completed(self) -> list[Event]:
+        out = []
+        while self._pending and self._pending[0].done():
+            out += [self._event(c) for c in self._pending.popleft().result() or ()]
+        return out
+
+    def _event(self, caption: Caption) -> Event:
+        return Event(pts=caption.emitted, kind="caption", data=caption.to_json())
+
+    # --- the captioner itself (blocking: the stage runs it on its worker thread) ------------------------
+    def see(self, lips: LipFeatures) -> list[Caption]:
+        """A video frame's lip features (they gate the voice-activity decision)."""
+        if self.use_lips:
+            self.vad.lips(lips)
+        return []
+
+    def hear(self, samples: np.ndarray, pts: float) -> list[Caption]:
+        """Audio from session time `pts` (16 kHz mono float32): the captions it completes."""
+        out = []
+        hop = round(HOP_S * SAMPLE_RATE)
+        for i in range(0, len(samples), hop):
+            part = samples[i:i + hop]
+            t = pts + i / SAMPLE_RATE
+            out += self._hop(part, t, t + len(part) / SAMPLE_RATE)
+        return out
+
+    def _hop(self, samples: np.ndarray, t0: float, t1: float) -> list[Caption]:
+        speech = self.vad.audio(samples, t0)
+        line = self._line
+        if line is None:
+            self._preroll.append((t0, samples))
+            self._onset = self._onset + 1 if speech else 0
+            if self._onset * HOP_S < self.onset_s:
+                return []
+            self._lines += 1
+            preroll = np.concatenate([s for _, s in self._preroll])
+            line = self._line = _Line(start=self._preroll[0][0], heard_until=t1, speech_at=t1, audio=[preroll])
+            self.engine.begin()
+            self.engine.accept(preroll)
+            self._preroll.clear()
+            return []
+        self.engine.accept(samples)
+        line.audio.append(samples)
+        line.heard_until = t1
+        if speech:
+            line.speech_at = t1
+        quiet, length = t1 - line.speech_at, t1 - line.start
+        if (quiet >= self.pause_s or length >= self.max_line_s
+                or (length >= self.soft_line_s and quiet >= self.short_pause_s)):
+            return self.end_line()
+        if (length >= self.soft_line_s and t1 - line.checked_at >= self.commit_every_s
+                and len(line.partial.split()) >= 3):
+            return self._commit(line, t1)
+        if t1 - line.partial_at >= self.partial_every_s:
+            line.partial_at = t1
+            text = self.engine.partial()
+            if text and text != line.partial:
+                line.partial = text
+                self.telemetry.partials += 1
+                return [Caption("partial", text, line.start, t1, t1, self._lines)]
+        return []
+
+    def _commit(self, line: _Line, t1: float) -> list[Caption]:
+        """The words of the open line that end `tail_s` before now as a final; the rest decoded again."""
+        line.checked_at = t1
+        words = self.engine.finish()
+        keep = [w for w in words if line.start + w.end <= t1 - self.tail_s]
+        cut = round(keep[-1].end * SAMPLE_RATE) if keep else 0
+        audio = np.concatenate(line.audio)[cut:]
+        line.audio, line.start, line.partial = [audio], line.start + cut / SAMPLE_RATE, ""
+        self.engine.begin()
+        self.engine.accept(audio)
+        if not keep:
+            return []
+        return [self._final([w.shifted(line.start - cut / SAMPLE_RATE) for w in keep], t1)]
+
+    def end_line(self) -> list[Caption]:
+        """Close the open line now (end of stream): its final caption, if it had words."""
+        line, self._line, self._onset = self._line, None, 0
+        if line is None:
+            return []
+        words = [w.shifted(line.start) for w in self.engine.finish()]
+        return [self._final(words, line.heard_until)] if words else []
+
+    def _final(self, words: list[Word], emitted: float) -> Caption:
+        self.telemetry.lines += 1
+        return Caption("final", " ".join(w.text for w in words), words[0].start, words[-1].end, emitted,
+                       self._lines, tuple(words))

@@ -1,0 +1,46 @@
+"""Taps for the live page's telemetry: they watch frames go by and pass them on unchanged.
+
+`LevelMeter`: the audio level in dBFS, smoothed over about 300 ms. `FacePresence`: whether the latest lip
+features saw a face.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+from ..frames import AudioFrame, Frame, LipFeatures
+from ..stage import Stage
+
+
+class LevelMeter(Stage):
+    accepts = (AudioFrame,)
+
+    def __init__(self, name: str, smoothing_s: float = 0.3) -> None:
+        super().__init__(name)
+        self.smoothing_s = smoothing_s
+        self._power: float | None = None
+
+    @property
+    def level_db(self) -> float | None:
+        return None if self._power is None else round(10 * math.log10(self._power + 1e-10), 1)
+
+    async def process(self, frame: Frame) -> Sequence[Frame]:
+        power = float(np.mean(np.square(frame.samples, dtype=np.float64))) if len(frame.samples) else 0.0
+        a = min(1.0, frame.duration / self.smoothing_s)
+        self._power = power if self._power is None else (1 - a) * self._power + a * power
+        return [frame]
+
+
+class FacePresence(Stage):
+    accepts = (LipFeatures,)
+
+    def __init__(self, name: str = "face_presence") -> None:
+        super().__init__(name)
+        self.present = False
+
+    async def process(self, frame: Frame) -> Sequence[Frame]:
+        self.present = bool(frame.present)
+        return [frame]

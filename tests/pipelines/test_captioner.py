@@ -1,0 +1,233 @@
+"""Live captions: the PocketSphinx engine, the Captioner's lines and latency, the caption files, a plugged-in
+engine, and `avcall process --captions` end to end (on speech the project makes with flite)."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import srt
+import webvtt
+
+from avcall.app.eval_captions import caption, edit_alignment, score_clip
+from avcall.models.data.align import normalise
+from avcall.pipelines.asr import PocketSphinxEngine, Word, make_engine
+from avcall.pipelines.errors import InputError
+from avcall.pipelines.frames import SAMPLE_RATE, Event, LipFeatures, VideoFrame
+from avcall.pipelines.sinks.captions import CaptionSink, cues, srt as to_srt, webvtt as to_webvtt
+from avcall.pipelines.stages.caption_burner import CaptionBurner
+from avcall.pipelines.stages.captioner import Caption, VoiceActivity
+
+needs_flite = pytest.mark.skipif(shutil.which("flite") is None, reason="flite is not installed (scripts/setup.sh)")
+FIRST, SECOND = "please call me back tomorrow morning", "the meeting starts at nine"
+
+
+def silence(seconds: float) -> np.ndarray:
+    return np.zeros(int(seconds * SAMPLE_RATE), np.float32)
+
+
+@pytest.fixture(scope="module")
+def two_sentences() -> tuple[np.ndarray, float]:
+    """0.5 s silence, FIRST, 1 s silence, SECOND, 0.5 s silence (flite's awb voice); and where SECOND starts."""
+    from avcall.models.data.tts import flite
+
+    if shutil.which("flite") is None:
+        pytest.skip("flite is not installed (scripts/setup.sh)")
+    a, b = flite("awb", FIRST).audio, flite("awb", SECOND).audio
+    audio = np.concatenate([silence(0.5), a, silence(1.0), b, silence(0.5)])
+    return audio, (len(audio) - len(b)) / SAMPLE_RATE - 0.5
+
+
+def recognised(captions) -> list[str]:
+    return normalise(" ".join(c.text for c in captions if c.kind == "final"))
+
+
+def test_pocketsphinx_hears_the_words(two_sentences):
+    audio, _ = two_sentences
+    engine = PocketSphinxEngine()
+    engine.begin()
+    engine.accept(audio)
+    partial = engine.partial()
+    words = engine.finish()
+    assert partial
+    text = [w.text for w in words]
+    errors, _ = edit_alignment(normalise(f"{FIRST} {SECOND}"), text)
+    assert errors <= 4, text
+    assert all(a.end <= b.start + 1e-6 for a, b in zip(words, words[1:]))
+    assert words[0].start > 0.3 and words[-1].end < len(audio) / SAMPLE_RATE
+
+
+def test_lines_close_at_the_pause_and_times_are_on_the_session_clock(two_sentences):
+    audio, second_at = two_sentences
+    emitted = [c for c, _ in caption(audio, [], make_engine())]
+    finals = [c for c in emitted if c.kind == "final"]
+    assert {c.line for c in finals} == {1, 2}  # two spoken lines, split at the 1 s pause
+    first = [c for c in finals if c.line == 1]
+    second = [c for c in finals if c.line == 2]
+    assert first[-1].end < second_at < second[0].start + 0.3
+    errors, _ = edit_alignment(normalise(f"{FIRST} {SECOND}"), recognised(emitted))
+    assert errors <= 4
+    # partials come while the line is spoken, before its final; finals come in time order
+    partials = [c for c in emitted if c.kind == "partial" and c.line == 1]
+    assert partials and partials[0].emitted < first[0].emitted
+    assert [c.emitted for c in emitted] == sorted(c.emitted for c in emitted)
+    # the same clip 3 s later on the session clock: every time moves by 3 s
+    later = [c for c, _ in caption(np.concatenate([silence(3.0), audio]), [], make_engine()) if c.kind == "final"]
+    assert [c.text for c in later] == [c.text for c in finals]
+    assert np.allclose([c.start for c in later], [c.start + 3.0 for c in finals], atol=0.02)
+
+
+def test_finals_keep_coming_during_long_speech(two_sentences):
+    """Without a pause, a long line is committed in pieces: no word waits for the end of the line."""
+    audio, _ = two_sentences
+    from avcall.models.data.tts import flite
+
+    long_line = flite("awb", "and after that we will look at the numbers for the third quarter together").audio
+    emitted = [c for c, _ in caption(np.concatenate([silence(0.5), long_line, silence(0.5)]), [], make_engine())]
+    finals = [c for c in emitted if c.kind == "final"]
+    assert len(finals) >= 2 and len({c.line for c in finals}) == 1
+    assert finals[0].emitted < 0.5 + len(long_line) / SAMPLE_RATE - 0.8
+
+
+def test_a_face_with_still_lips_is_not_speaking(two_sentences):
+    """The voice is heard, but the face in view keeps its mouth still: it is someone else talking."""
+    audio, _ = two_sentences
+    still = [LipFeatures(pts=i / 25, present=True, confidence=1.0, opening=0.05, width=1.0)
+             for i in range(int(len(audio) / SAMPLE_RATE * 25))]
+    assert not [c for c, _ in caption(audio, still, make_engine()) if c.kind == "final"]
+    moving = [LipFeatures(pts=f.pts, present=True, confidence=1.0, opening=0.05 + 0.03 * (i % 3), width=1.0)
+              for i, f in enumerate(still)]
+    assert recognised(c for c, _ in caption(audio, moving, make_engine()))
+    absent = [LipFeatures(pts=f.pts, present=False, confidence=0.0) for f in still]  # no face: the voice decides
+    assert recognised(c for c, _ in caption(audio, absent, make_engine()))
+
+
+def test_voice_activity_follows_the_noise_floor():
+    rng = np.random.default_rng(0)
+    vad = VoiceActivity()
+    noise = lambda level: (level * rng.standard_normal(160)).astype(np.float32)  # noqa: E731
+    decisions = [vad.audio(noise(0.01), i * 0.01) for i in range(200)]
+    assert not any(decisions[20:])  # steady noise, however loud, is not speech
+    assert vad.audio(noise(0.05), 2.0)  # 14 dB over it is
+    quiet = VoiceActivity()
+    assert not quiet.audio(noise(1e-4), 0.0) and not quiet.audio(noise(1e-3), 0.01)  # under -55 dBFS: never
+
+
+def test_latency_and_wer_scoring():
+    from avcall.models.data.phonemes import Word as TimedWord  # the forced alignment's words
+
+    timed = [TimedWord("hello", 0.0, 0.4), TimedWord("there", 0.5, 0.9)]
+    emitted = [(Caption("partial", "hello", 0.0, 0.6, 0.6, 1), 0.01),
+               (Caption("partial", "hello there", 0.0, 1.2, 1.2, 1), 0.01),
+               (Caption("final", "hello there", 0.0, 0.9, 1.5, 1, (Word("hello", 0, 0.4), Word("there", 0.5, 0.9))),
+                0.02)]
+    row = score_clip("Hello, there!", timed, emitted, extra_latency=0.02)
+    assert row["errors"] == 0 and row["wer"] == 0
+    assert row["partial_latencies"] == pytest.approx([0.6 + 0.03 - 0.4, 1.2 + 0.03 - 0.9])
+    assert row["final_latencies"] == pytest.approx([1.5 + 0.04 - 0.4, 1.5 + 0.04 - 0.9])
+    assert edit_alignment("a b c d".split(), "a x c".split())[0] == 2
+    assert score_clip("twenty two", [], [(Caption("final", "twenty two", 0, 1, 1, 1), 0)], 0)["wer"] == 0
+    assert score_clip("22 cats", [], [(Caption("final", "twenty two cats", 0, 1, 1, 1), 0)], 0)["wer"] == 0
+
+
+def test_caption_files_parse_in_order_without_overlap(tmp_path):
+    words = lambda *spec: tuple(Word(t, s, e) for t, s, e in spec)  # noqa: E731
+    finals = [
+        Caption("final", "second line", 2.0, 3.1, 3.5, 2, words(("second", 2.0, 2.5), ("line", 2.6, 3.1))),
+        Caption("final", "first", 0.5, 1.0, 1.4, 1, words(("first", 0.5, 1.0))),
+        Caption("final", "part", 1.1, 2.2, 2.4, 1, words(("part", 1.1, 2.2))),  # runs into the next line
+        Caption("partial", "ignored", 0.0, 9.0, 9.0, 3),
+        Caption("final", "x" * 50 + " " + "y" * 50, 4.0, 5.0, 5.2, 3, words(("x" * 50, 4.0, 4.4), ("y" * 50, 4.5, 5.0))),
+    ]
+    sink = CaptionSink(tmp_path)
+    for c in finals:
+        asyncio.run(sink.process(Event(pts=c.emitted, kind="caption", data=c.to_json())))
+    asyncio.run(sink.flush())
+    vtt = webvtt.read(str(tmp_path / "captions.vtt"))
+    assert [c.text for c in vtt] == ["first part", "second line", "x" * 50, "y" * 50]
+    subs = list(srt.parse((tmp_path / "captions.srt").read_text()))
+    assert [s.content for s in subs] == [c.text for c in vtt]
+    starts = [c.start_in_seconds for c in vtt]
+    assert starts == sorted(starts)
+    assert all(a.end_in_seconds <= b.start_in_seconds for a, b in zip(vtt, vtt[1:]))
+    assert all(a.end <= b.start for a, b in zip(subs, subs[1:]))
+    assert to_webvtt([]) == "WEBVTT\n" and to_srt([]) == "" and cues([]) == []
+
+
+def test_a_second_engine_is_a_configuration_change(monkeypatch):
+    """Any class with begin/accept/partial/finish plugs in by "module:Class" and gets the model path."""
+
+    class Counting:
+        name = "counting"
+
+        def __init__(self, model_path=None):
+            self.model_path, self.samples = model_path, 0
+
+        def begin(self):
+            self.samples = 0
+
+        def accept(self, samples):
+            self.samples += len(samples)
+
+        def partial(self):
+            return "talking" if self.samples else ""
+
+        def finish(self):
+            return [Word("talking", 0.0, self.samples / SAMPLE_RATE)]
+
+    module = types.ModuleType("my_asr")
+    module.Counting = Counting
+    monkeypatch.setitem(sys.modules, "my_asr", module)
+    engine = make_engine("my_asr:Counting", "/models/mine.bin")
+    assert engine.model_path == "/models/mine.bin"
+    tone = (0.3 * np.sin(np.arange(2 * SAMPLE_RATE) * 0.2)).astype(np.float32)
+    emitted = [c for c, _ in caption(np.concatenate([silence(0.5), tone, silence(1.0)]), [], engine)]
+    assert [c.text for c in emitted if c.kind == "final"] == ["talking"]
+    with pytest.raises(InputError, match="cannot load"):
+        make_engine("no_such_module:Engine")
+    with pytest.raises(InputError, match="expected one of"):
+        make_engine("whisper")
+    with pytest.raises(InputError, match="does not implement"):
+        make_engine("builtins:object")
+
+
+def test_burned_captions_show_the_line_of_the_moment():
+    burner = CaptionBurner()
+    image = np.full((120, 160, 3), 128, np.uint8)
+
+    async def run():
+        out = []
+        out += await burner.process(VideoFrame(pts=0.0, image=image))
+        c = Caption("final", "hello", 0.1, 0.4, 0.5, 1, (Word("hello", 0.1, 0.4),))
+        out += await burner.process(Event(pts=0.5, kind="caption", data=c.to_json()))
+        out += await burner.process(VideoFrame(pts=1.0, image=image))
+        out += await burner.process(VideoFrame(pts=9.0, image=image))
+        out += await burner.flush()
+        return [f for f in out if isinstance(f, VideoFrame)]
+
+    frames = asyncio.run(run())
+    assert [f.pts for f in frames] == [0.0, 1.0, 9.0]
+    assert np.array_equal(frames[0].image, image)  # before the caption
+    assert not np.array_equal(frames[1].image, image)  # while it is shown
+    assert np.array_equal(frames[2].image, image)  # long after it ended
+
+
+@needs_flite
+def test_process_writes_caption_files_and_burns_them(tmp_path):
+    from avcall.app.cli import main
+    from avcall.app.demo import write_talking_portrait
+
+    clip = tmp_path / "talk.mp4"
+    assert write_talking_portrait(clip, "please call me back tomorrow morning")
+    out = tmp_path / "out"
+    assert main(["process", str(clip), "-o", str(out), "--burn-captions", "-q"]) == 0
+    vtt = webvtt.read(str(out / "captions.vtt"))
+    heard = normalise(" ".join(c.text for c in vtt))
+    assert edit_alignment(normalise(FIRST), heard)[0] <= 3, heard
+    assert list(srt.parse((out / "captions.srt").read_text()))
+    assert not list(Path(out).glob(".avcall-partial-*"))
