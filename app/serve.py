@@ -85,8 +85,9 @@ class Peer:
             self.annotator.enabled = self.overlay
             stages += [FaceTracker(max_faces=1), LipFeatureExtractor(), self.face]
         if "audio" in self.tracks:
-            sources.append(WebRTCAudioSource(self.tracks["audio"], self.clock))
-            self.audio_out = OutgoingAudioTrack(self.clock)
+            audio_in = WebRTCAudioSource(self.tracks["audio"], self.clock)
+            sources.append(audio_in)
+            self.audio_out = OutgoingAudioTrack(self.clock, audio_in.arrivals)
             stages.append(self.level_in)
             self.enhancer = self.server.make_enhancer_stage(self.clock)
             if self.enhancer is not None:

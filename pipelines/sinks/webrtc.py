@@ -3,8 +3,8 @@ the peer's data channel.
 
 `AudioTrackSink` hands 10 ms hops to `OutgoingAudioTrack`, which the RTP sender pulls 20 ms frames from
 (16 kHz mono s16; aiortc's Opus encoder resamples). It measures the added delay of the audio path on the
-server: from the moment a hop's last sample arrived (its pts + duration on the session clock) to the moment
-the frame holding it leaves for the encoder. `VideoTrackSink` does the same for video frames (latest wins:
+server: from the moment a hop arrived from the peer (the source's `arrivals`, by pts) to the moment the
+frame holding it leaves for the encoder. `VideoTrackSink` does the same for video frames (latest wins:
 the encoder never sees a backlog).
 """
 
@@ -35,9 +35,9 @@ def _track_base():
 class OutgoingAudioTrack(_track_base()):
     kind = "audio"
 
-    def __init__(self, clock: SessionClock) -> None:
+    def __init__(self, clock: SessionClock, arrivals: dict[int, float] | None = None) -> None:
         super().__init__()
-        self.clock = clock
+        self.clock, self.arrivals = clock, arrivals if arrivals is not None else {}
         self._hops: asyncio.Queue[AudioFrame] = asyncio.Queue()
         self._carry = np.zeros(0, np.float32)  # samples of a hop that did not fit the last frame
         self._sent = 0
@@ -55,8 +55,9 @@ class OutgoingAudioTrack(_track_base()):
             parts.append(last.samples)
         samples = np.concatenate(parts)
         samples, self._carry = samples[:FRAME_SAMPLES], samples[FRAME_SAMPLES:]
-        if last is not None:
-            self.delays_ms.append(1000 * (self.clock.now() - (last.pts + last.duration)))
+        arrived = self.arrivals.pop(round(last.pts * SAMPLE_RATE), None) if last is not None else None
+        if arrived is not None:
+            self.delays_ms.append(1000 * (self.clock.now() - arrived))
         pcm = np.clip(np.round(samples * 32767), -32768, 32767).astype(np.int16).reshape(1, -1)
         frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
         frame.sample_rate, frame.pts, frame.time_base = SAMPLE_RATE, self._sent, fractions.Fraction(1, SAMPLE_RATE)

@@ -7,12 +7,18 @@ source.
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import numpy as np
 
 from ..audio import HopChunker, frames_to_mono, mono_16k_resampler
 from ..clock import SessionClock
-from ..frames import AudioFrame, VideoFrame
+from ..frames import SAMPLE_RATE, AudioFrame, VideoFrame
 from .base import Source, SourceEnded
+
+
+def arrival_key(pts: float) -> int:
+    return round(pts * SAMPLE_RATE)
 
 
 async def _next(track):
@@ -28,14 +34,21 @@ class WebRTCAudioSource(Source):
     def __init__(self, track, clock: SessionClock) -> None:
         self.track, self.clock = track, clock
         self._resampler = mono_16k_resampler()
-        self._chunker = HopChunker(resync_s=0.02)  # pts stay within a frame of the arrival times
+        # pts follow the arrivals within a frame or two either way (the jitter buffer releases bursts)
+        self._chunker = HopChunker(resync_s=0.02, rewind_s=0.06)
         self._pending: list[AudioFrame] = []
+        self.arrivals: OrderedDict[int, float] = OrderedDict()  # hop pts (in samples) -> when it arrived
 
     async def recv(self) -> AudioFrame:
         while not self._pending:
             frame = await _next(self.track)
-            pts = self.clock.now() - frame.samples / frame.sample_rate  # the block's first sample
-            self._pending = self._chunker.push(frames_to_mono(self._resampler.resample(frame)), pts)
+            now = self.clock.now()
+            self._pending = self._chunker.push(frames_to_mono(self._resampler.resample(frame)),
+                                               now - frame.samples / frame.sample_rate)  # the block's first sample
+            for hop in self._pending:
+                self.arrivals[arrival_key(hop.pts)] = now
+            while len(self.arrivals) > 1000:
+                self.arrivals.popitem(last=False)
         return self._pending.pop(0)
 
     async def stop(self) -> None:

@@ -1,0 +1,155 @@
+"""The served page in a real headless Chromium, on loopback: its fake camera and microphone play a talking
+face the project renders (a .y4m and a .wav), `avcall serve` runs as users start it, and the test checks
+what the page got back: the server tracked the face, the enhanced voice came back and matches the
+enhancer's offline output on the same clip, and caption events with the clip's words arrived on the data
+channel. It also leaves a screenshot of the page (AVCALL_SCREENSHOTS=DIR keeps a copy there)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+pytestmark = [
+    pytest.mark.skipif(CHROMIUM is None or CHROMEDRIVER is None,
+                       reason="chromium and chromium-driver are not installed (.ci/run installs them)"),
+    pytest.mark.skipif(shutil.which("flite") is None, reason="flite is not installed (scripts/setup.sh)"),
+]
+LINE = "please call me back tomorrow morning"
+WORDS = {"please", "call", "back", "tomorrow", "morning"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def fake_media(tmp_path_factory) -> tuple[Path, Path, np.ndarray]:
+    """The talking portrait saying LINE as Chromium's fake devices want it: 320x240 y4m, 48 kHz wav;
+    and the clip's audio at 16 kHz."""
+    from avcall.app.demo import write_talking_portrait
+    from avcall.app.evaluate import load_audio
+
+    folder = tmp_path_factory.mktemp("browser")
+    clip = folder / "talk.mp4"
+    assert write_talking_portrait(clip, LINE)
+    y4m, wav = folder / "talk.y4m", folder / "talk.wav"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(clip), "-vf", "scale=320:240,fps=25",
+                    "-pix_fmt", "yuv420p", str(y4m), "-vn", "-ac", "1", "-ar", "48000", "-c:a", "pcm_s16le",
+                    str(wav)], check=True, timeout=120)
+    return y4m, wav, load_audio(wav)
+
+
+@pytest.fixture
+def served(tmp_path):
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "avcall.app.cli", "serve", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            assert proc.poll() is None, proc.stdout.read()
+            time.sleep(0.2)
+    yield f"http://127.0.0.1:{port}"
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def chromium(y4m: Path, wav: Path, profile: Path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--use-fake-ui-for-media-stream",
+                 "--use-fake-device-for-media-stream", "--allow-loopback-in-peer-connection",
+                 "--disable-background-networking", "--disable-component-update", "--no-first-run",
+                 "--disable-sync", "--autoplay-policy=no-user-gesture-required", "--window-size=1200,900",
+                 f"--use-file-for-fake-video-capture={y4m}", f"--use-file-for-fake-audio-capture={wav}",
+                 f"--user-data-dir={profile}"):
+        options.add_argument(flag)
+    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+
+
+def envelope(x: np.ndarray, rate: int) -> np.ndarray:
+    """10 ms log energy, floored 40 dB under the peak (silence is silence, whatever the codec puts there)."""
+    hop = rate // 100
+    frames = x[: len(x) // hop * hop].reshape(-1, hop)
+    db = 10 * np.log10(np.mean(frames.astype(np.float64) ** 2, axis=1) + 1e-12)
+    return np.maximum(db, db.max() - 40)
+
+
+def best_correlation(received: np.ndarray, reference: np.ndarray) -> float:
+    """The highest Pearson r of the reference's 10 ms log-energy envelope against any stretch of the received
+    one (Chromium loops the file and the call starts anywhere in it)."""
+    n = len(reference)
+    best = -1.0
+    for lag in range(0, len(received) - n + 1):
+        part = received[lag:lag + n]
+        if part.std() > 0:
+            best = max(best, float(np.corrcoef(part, reference)[0, 1]))
+    return best
+
+
+def test_the_page_in_chromium(fake_media, served, tmp_path):
+    y4m, wav, clip_audio = fake_media
+    driver = chromium(y4m, wav, tmp_path / "profile")
+    try:
+        driver.get(f"{served}/?autostart=1&record=1")
+        deadline = time.monotonic() + 90
+        finals: list[str] = []
+        state = telemetry = None
+        while time.monotonic() < deadline:
+            state = driver.execute_script("return window.avcall && window.avcall.state")
+            telemetry = driver.execute_script("return window.avcall && window.avcall.telemetry")
+            captions = driver.execute_script("return window.avcall ? window.avcall.captions : []") or []
+            finals = [c["text"] for c in captions if c.get("kind") == "final"]
+            heard = set(" ".join(finals).split())
+            if state == "connected" and telemetry and telemetry.get("face") and len(WORDS & heard) >= 2:
+                break
+            time.sleep(0.5)
+        time.sleep(2.5 * len(clip_audio) / 16_000)  # the recording holds a whole loop of the clip somewhere
+        shot = tmp_path / "serve.png"
+        driver.save_screenshot(str(shot))
+        if os.environ.get("AVCALL_SCREENSHOTS"):
+            shutil.copy(shot, Path(os.environ["AVCALL_SCREENSHOTS"]) / "serve.png")
+        recording = driver.execute_script("return window.avcall.takeRecording()")
+    finally:
+        driver.quit()
+    assert state == "connected"
+    assert telemetry and telemetry["face"], telemetry  # the server tracked the face in the page's camera
+    assert telemetry["audio_delay_ms"] is not None
+    heard = set(" ".join(finals).split())
+    assert len(WORDS & heard) >= 2, finals  # the clip's words came as captions on the data channel
+    # the voice that came back is the enhancer's output on this clip (or the clip itself without weights)
+    from avcall.export.runtime import weights_path
+    from avcall.models.avse.runtime_enhancer import AO_WEIGHTS, AV_WEIGHTS, StreamingEnhancer
+
+    av, ao = weights_path(AV_WEIGHTS), weights_path(AO_WEIGHTS)
+    expected = clip_audio
+    if av.is_file() or ao.is_file():
+        expected = StreamingEnhancer(av if av.is_file() else None, ao if ao.is_file() else None).enhance_clip(clip_audio)
+    rate = int(recording["rate"])
+    received = np.asarray(recording["samples"], np.float32)
+    sf.write(tmp_path / "received.wav", received, rate)
+    assert len(received) > 3 * rate
+    r = best_correlation(envelope(received, rate), envelope(expected, 16_000))
+    assert r > 0.6, r
