@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+from pathlib import Path
 
 from tests.conftest import run_cli, write_media
 
@@ -56,8 +59,40 @@ def test_bench_tracking_writes_json(tmp_path, shared_data):
 def test_demo_runs_without_camera_or_download(tmp_path):
     result = run_cli("demo", "-o", str(tmp_path / "demo"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "face found in" in result.stdout
-    assert (tmp_path / "demo" / "annotated.mp4").stat().st_size > 0
+    assert "face found in" in result.stdout and "report:" in result.stdout
+    out = tmp_path / "demo"
+    for name in ("input.mp4", "annotated.mp4", "captions.vtt", "report.html"):
+        assert (out / name).stat().st_size > 0, name
+    report = (out / "report.html").read_text()
+    for section in ("Spectrograms", "Captions", "Against the peers", "Latency per stage"):
+        assert section in report
+    assert "noisy" in report and "rnnoise" in report
+    screenshot_report(out / "report.html", tmp_path)
+
+
+def screenshot_report(report, tmp_path):
+    """The report as a reader sees it, in headless Chromium (AVCALL_SCREENSHOTS=DIR keeps a copy)."""
+    chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
+    if chromium is None or driver_path is None:
+        return
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-background-networking", "--no-first-run",
+                 "--window-size=1000,1400", f"--user-data-dir={tmp_path / 'profile'}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(driver_path), options=options)
+    try:
+        driver.get(report.resolve().as_uri())
+        assert "avcall demo" in driver.title
+        shot = tmp_path / "report.png"
+        driver.save_screenshot(str(shot))
+    finally:
+        driver.quit()
+    if os.environ.get("AVCALL_SCREENSHOTS"):
+        shutil.copy(shot, Path(os.environ["AVCALL_SCREENSHOTS"]) / "report.png")
 
 
 def test_ctrl_c_finishes_what_was_read_and_leaves_whole_outputs(tmp_path):
