@@ -7,6 +7,7 @@ and both as the live stage runs them), pinned to one CPU core, and RNNoise on th
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import platform
@@ -28,6 +29,7 @@ DEFAULT_CLIP = "talking_faces/EDTalk_uncrop_Obama.mp4"  # in ../shared/data: a r
 DEFAULT_SPEECH = "speech/DeepSpeech_LibriSpeech_61-70968-0002.wav"  # in ../shared/data: real read speech
 ENHANCE_TARGET_RTF = 0.1  # the issue's budget for AV + AO on one core
 WEIGHTS_BUDGET_BYTES = 10_000_000
+SERVE_TARGET_DELAY_MS = 40.0  # the served audio path's added delay, beyond the jitter buffer
 
 
 def pin_to_one_core() -> int | None:
@@ -269,6 +271,86 @@ def bench_captions(audio_path: Path | None = None, seconds: float = 30.0, av: Pa
         "cpu": cpu_name(),
         "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
+
+
+def bench_serve(seconds: float = 20.0, clip: Path | None = None) -> dict:
+    """The served path on loopback: `avcall serve`'s server and an aiortc peer playing a talking-face clip;
+    the server's own measure of the added audio delay (a hop's arrival from the peer to its departure to the
+    encoder, after the jitter buffer) and the stages' service times, from the telemetry on the data channel."""
+    import tempfile
+
+    from .demo import write_synthetic_clip, write_talking_portrait
+    from .serve import Server, ServeConfig
+
+    async def run(path: Path) -> list[dict]:
+        from aiohttp import ClientSession, web
+        from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+        from aiortc.contrib.media import MediaPlayer
+
+        server = Server(ServeConfig())
+        server.load_models()
+        runner = web.AppRunner(server.app())
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        player = MediaPlayer(str(path), loop=True)
+        for track in (player.audio, player.video):
+            if track is not None:
+                pc.addTrack(track)
+        channel = pc.createDataChannel("avcall")
+        telemetry: list[dict] = []
+        channel.on("message", lambda m: telemetry.append(json.loads(m)) if '"telemetry"' in m else None)
+        pc.on("track", lambda t: asyncio.ensure_future(_drain(t)))
+        try:
+            await pc.setLocalDescription(await pc.createOffer())
+            async with ClientSession() as session:
+                reply = await session.post(f"http://127.0.0.1:{port}/offer",
+                                           json={"sdp": pc.localDescription.sdp, "type": "offer"})
+                answer = await reply.json()
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"]))
+            await asyncio.sleep(seconds)
+        finally:
+            await pc.close()
+            await runner.cleanup()
+        return telemetry
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = clip
+        if path is None:
+            path = Path(tmp) / "talk.mp4"
+            if not write_talking_portrait(path):
+                asyncio.run(write_synthetic_clip(path, seconds))
+        telemetry = asyncio.run(run(path))
+    late = [t for t in telemetry[len(telemetry) // 4:] if t.get("audio_delay_ms") is not None]  # after warm-up
+    if not late:
+        raise InputError("bench serve: no telemetry came back from the server")
+    last = late[-1]
+    return {
+        "benchmark": "serve",
+        "what": "avcall serve on 127.0.0.1 with an aiortc peer playing a talking-face clip; added audio delay = "
+                "a 10 ms hop's arrival at the server (after the jitter buffer) to its departure to the Opus "
+                "encoder, enhanced; medians over the run's telemetry after the first quarter",
+        "seconds": seconds,
+        "added_audio_delay_ms": {"p50": float(np.median([t["audio_delay_ms"] for t in late])),
+                                 "p95": float(np.median([t["audio_delay_p95_ms"] for t in late]))},
+        "target_ms": SERVE_TARGET_DELAY_MS,
+        "meets_target": bool(np.median([t["audio_delay_ms"] for t in late]) <= SERVE_TARGET_DELAY_MS),
+        "enhance": last["enhance"],
+        "face_seen_share": float(np.mean([t["face"] for t in late])),
+        "stages_ms": last["stages"],
+        "cpu": cpu_name(),
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+
+
+async def _drain(track) -> None:
+    while True:
+        try:
+            await track.recv()
+        except Exception:  # noqa: BLE001 - the track ended
+            return
 
 
 def write_json(result: dict, out: Path | None) -> str:

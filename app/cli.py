@@ -86,6 +86,21 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--input", type=Path, help="clip to use instead of the default")
     d.add_argument("-o", "--out", type=Path, default=Path("avcall-demo"), help="output folder")
 
+    lv = commands.add_parser("live", help="the desktop companion: local camera and mic, a window, the clean voice out",
+                             description="Track the face of the local camera, clean the voice of the microphone "
+                             "with the lips' help, caption it, show the face and the captions in a window and "
+                             "play the clean voice on --output (for example a PulseAudio null sink that a call "
+                             "app takes as its microphone: pactl load-module module-null-sink sink_name=avcall, "
+                             "then pick 'Monitor of avcall' there). Ctrl-C ends it.")
+    lv.add_argument("--camera", type=device_arg, default=0, metavar="N", help="camera index (default 0)")
+    lv.add_argument("--mic", type=device_arg, default="default", metavar="NAME", help="microphone (default: the default one)")
+    lv.add_argument("--output", type=device_arg, metavar="NAME",
+                    help="where the clean voice plays: an output device name or index (default: the default one)")
+    lv.add_argument("--no-window", action="store_true", help="no window (audio and captions only)")
+    lv.add_argument("--seconds", type=float, help="stop after this many seconds (default: Ctrl-C)")
+    lv.add_argument("--record", type=Path, metavar="DIR",
+                    help="keep what was processed in DIR: annotated.mp4, enhanced.wav, captions.vtt/.srt, lips.npz")
+
     sv = commands.add_parser("serve", help="the web page: camera and mic in the browser, over WebRTC",
                              description="Serve the avcall page at http://127.0.0.1:8080: the browser sends its "
                              "camera and microphone over WebRTC and gets back the enhanced voice, the video "
@@ -125,15 +140,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = commands.add_parser("bench", help="measure speed and write JSON",
                             description="Benchmarks (not tests): speed measured here, written as JSON.")
-    b.add_argument("what", choices=["tracking", "enhance", "captions"], help="tracking: face mesh + lip "
+    b.add_argument("what", choices=["tracking", "enhance", "captions", "serve"], help="tracking: face mesh + lip "
                    "features per 640x480 frame on one CPU core; enhance: the speech enhancer (AV and AO ONNX "
                    "models, hop by hop) and RNNoise, real-time factor on one CPU core; captions: the enhancer "
-                   "and the captioner together, hop by hop on one core, and whether they keep up")
+                   "and the captioner together, hop by hop on one core, and whether they keep up; serve: the "
+                   "served path on loopback with an aiortc peer, its added audio delay")
     b.add_argument("--input", type=Path, help="tracking: video of a face (default: a clip of ../shared/data); "
                    "enhance, captions: speech audio (default: an utterance of ../shared/data/speech)")
     b.add_argument("--frames", type=int, default=300, help="tracking: frames to time (default 300)")
     b.add_argument("--seconds", type=float, default=10.0,
-                   help="enhance, captions: seconds of audio to time (default 10)")
+                   help="enhance, captions: seconds of audio to time; serve: seconds of call (default 10)")
     b.add_argument("--av", type=Path, metavar="ONNX", help="enhance: AV model file (default: the shipped one)")
     b.add_argument("--ao", type=Path, metavar="ONNX", help="enhance: AO model file (default: the shipped one)")
     b.add_argument("-o", "--out", type=Path, help="write the JSON here as well as printing it")
@@ -183,6 +199,29 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_live(args) -> int:
+    import tempfile
+
+    from avcall.export.runtime import weights_path
+    from avcall.models.avse.runtime_enhancer import AO_WEIGHTS, AV_WEIGHTS
+
+    from .process import ProcessConfig, run_process
+
+    enhance = weights_path(AV_WEIGHTS).is_file() or weights_path(AO_WEIGHTS).is_file()
+    if not enhance:
+        print(f"avcall live: no enhancer weights in {weights_path(AV_WEIGHTS).parent}: the voice is passed through",
+              file=sys.stderr)
+    with tempfile.TemporaryDirectory(prefix="avcall-live-") as scratch:
+        out = args.record or Path(scratch)
+        result = run_process(ProcessConfig(input=None, outdir=out, camera=args.camera, mic=args.mic,
+                                           seconds=args.seconds, show=not args.no_window, play=True,
+                                           speaker=args.output, enhance=enhance, captions=True,
+                                           burn_captions=not args.no_window))
+    kept = f"; recorded in {args.record}" if args.record else ""
+    print(f"avcall live: {result.media_seconds:.1f} s, face in {result.face_frames}/{result.video_frames} frames{kept}")
+    return 0
+
+
 def cmd_serve(args) -> int:
     from .serve import ServeConfig, new_token, run_server
 
@@ -202,10 +241,12 @@ def cmd_devices(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from .bench import bench_captions, bench_enhance, bench_tracking, write_json
+    from .bench import bench_captions, bench_enhance, bench_serve, bench_tracking, write_json
 
     if args.what == "captions":
         result = bench_captions(args.input, seconds=args.seconds, av=args.av, ao=args.ao)
+    elif args.what == "serve":
+        result = bench_serve(seconds=args.seconds, clip=args.input)
     elif args.what == "enhance":
         result = bench_enhance(args.input, seconds=args.seconds, av=args.av, ao=args.ao)
     else:
@@ -235,7 +276,8 @@ def cmd_eval(args) -> int:
     return run(args)
 
 
-COMMANDS = {"train": cmd_train, "demo": cmd_demo, "process": cmd_process, "serve": cmd_serve, "devices": cmd_devices,
+COMMANDS = {"train": cmd_train, "demo": cmd_demo, "process": cmd_process, "serve": cmd_serve, "live": cmd_live,
+            "devices": cmd_devices,
             "bench": cmd_bench,
             "corpus": cmd_corpus, "eval": cmd_eval}
 

@@ -13,7 +13,7 @@ from tests.conftest import run_cli, write_media
 def test_help_names_every_command():
     result = run_cli("--help")
     assert result.returncode == 0
-    for command in ("demo", "process", "devices", "bench"):
+    for command in ("demo", "process", "live", "serve", "devices", "bench"):
         assert command in result.stdout
 
 
@@ -35,6 +35,13 @@ def test_missing_camera_is_a_one_line_error(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]
     assert "--camera" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_live_without_devices_is_a_one_line_error(tmp_path):
+    result = run_cli("live", "--camera", "57", "--seconds", "1", "--no-window", "--record", str(tmp_path / "rec"))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("avcall: error:") and "Traceback" not in result.stderr
+    assert "camera" in result.stderr
 
 
 def test_missing_face_model_is_a_clear_error(tmp_path):
