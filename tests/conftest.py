@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from fractions import Fraction
@@ -21,6 +22,22 @@ def shared_data() -> Path:
     if data is None:
         pytest.skip("../shared/data is absent: the real recordings are not beside this checkout")
     return data
+
+
+def _non_loopback_ipv4() -> bool:
+    out = subprocess.run(["ip", "-4", "-o", "addr", "show"], capture_output=True, text=True).stdout
+    return any(" inet " in line and " 127." not in line for line in out.splitlines())
+
+
+@pytest.fixture(scope="session")
+def ice_address() -> None:
+    """WebRTC on this machine needs a host address that is not 127.0.0.1 (aiortc's ICE skips loopback).
+    On a machine with only `lo` (a bare CI container), give `lo` an extra private address, as root."""
+    if shutil.which("ip") is None or _non_loopback_ipv4():
+        return
+    added = subprocess.run(["ip", "addr", "add", "10.254.254.1/32", "dev", "lo"], capture_output=True, text=True)
+    if added.returncode != 0 and not _non_loopback_ipv4():
+        pytest.skip(f"no address for WebRTC's ICE besides 127.0.0.1, and none can be added: {added.stderr.strip()}")
 
 
 def write_media(path: Path, *, seconds: float = 1.0, size: tuple[int, int] | None = (64, 48), fps: int = 25,

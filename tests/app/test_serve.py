@@ -18,6 +18,8 @@ from aiohttp import ClientSession, web
 from avcall.app.serve import Server, ServeConfig
 from avcall.pipelines.errors import InputError
 
+pytestmark = pytest.mark.usefixtures("ice_address")
+
 needs_flite = pytest.mark.skipif(shutil.which("flite") is None, reason="flite is not installed (scripts/setup.sh)")
 LINE = "please call me back tomorrow morning"
 
@@ -104,7 +106,7 @@ async def call(url: str, clip: Path | None, seconds: float, body: dict | None = 
 def test_a_call_round_trip(talking_clip):
     async def run():
         async with Served(ServeConfig()) as served:
-            result = await call(served.url, talking_clip, 9.0)
+            result = await call(served.url, talking_clip, 10.0)
             for _ in range(50):
                 if not served.server.peers:
                     break
@@ -119,7 +121,7 @@ def test_a_call_round_trip(talking_clip):
     assert telemetry and any(m["face"] for m in telemetry)  # the server tracked the face
     assert telemetry[-1]["audio_delay_ms"] is not None
     finals = " ".join(m["text"] for m in messages if m["type"] == "caption" and m["kind"] == "final")
-    assert {"call", "back", "tomorrow"} & set(finals.split()), finals
+    assert len(set(LINE.split()) & set(finals.split())) >= 2, finals
     assert left == 0  # the peer that left freed its place
 
 

@@ -24,6 +24,7 @@ pytestmark = [
     pytest.mark.skipif(CHROMIUM is None or CHROMEDRIVER is None,
                        reason="chromium and chromium-driver are not installed (.ci/run installs them)"),
     pytest.mark.skipif(shutil.which("flite") is None, reason="flite is not installed (scripts/setup.sh)"),
+    pytest.mark.usefixtures("ice_address"),
 ]
 LINE = "please call me back tomorrow morning"
 WORDS = {"please", "call", "back", "tomorrow", "morning"}
