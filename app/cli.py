@@ -133,6 +133,16 @@ def build_parser() -> argparse.ArgumentParser:
     from avcall.models.avse.train_args import add_arguments as add_avse_arguments
 
     add_avse_arguments(avse)
+    sync = recipes.add_parser("sync", help="the audio-lip sync judge (SyncNet-style, contrastive)",
+                              description="Train the sync judge on a corpus: lip and voice windows of 0.2 s pulled "
+                              "together when in sync, pushed apart when shifted or foreign.")
+    from avcall.models.sync.train_args import add_arguments as add_sync_arguments
+
+    add_sync_arguments(sync)
+
+    from .sync import add_parser as add_sync_parser
+
+    add_sync_parser(commands)
 
     from .evaluate import add_parser as add_eval_parser
 
@@ -222,6 +232,12 @@ def cmd_live(args) -> int:
     return 0
 
 
+def cmd_sync(args) -> int:
+    from .sync import cmd_sync as run
+
+    return run(args)
+
+
 def cmd_serve(args) -> int:
     from .serve import ServeConfig, new_token, run_server
 
@@ -263,7 +279,10 @@ def cmd_corpus(args) -> int:
 
 def cmd_train(args) -> int:
     try:
-        from avcall.models.avse.train import run
+        if args.recipe == "sync":
+            from avcall.models.sync.train import run
+        else:
+            from avcall.models.avse.train import run
     except ImportError as err:
         raise AvcallError(f"training needs torch: pip install -e '.[train]' ({err})") from None
     print(json.dumps(run(args)))
@@ -276,7 +295,7 @@ def cmd_eval(args) -> int:
     return run(args)
 
 
-COMMANDS = {"train": cmd_train, "demo": cmd_demo, "process": cmd_process, "serve": cmd_serve, "live": cmd_live,
+COMMANDS = {"train": cmd_train, "demo": cmd_demo, "process": cmd_process, "serve": cmd_serve, "live": cmd_live, "sync": cmd_sync,
             "devices": cmd_devices,
             "bench": cmd_bench,
             "corpus": cmd_corpus, "eval": cmd_eval}

@@ -67,6 +67,8 @@ class Peer:
 
     # --- the pipeline ---------------------------------------------------------------------------------
     def build(self) -> None:
+        from avcall.models.avse.runtime_enhancer import DELAY
+        from avcall.pipelines.frames import SAMPLE_RATE
         from avcall.pipelines.runner import Pipeline
         from avcall.pipelines.sinks.webrtc import (AudioTrackSink, EventChannelSink, OutgoingAudioTrack,
                                                    OutgoingVideoTrack, VideoTrackSink)
@@ -87,9 +89,10 @@ class Peer:
         if "audio" in self.tracks:
             audio_in = WebRTCAudioSource(self.tracks["audio"], self.clock)
             sources.append(audio_in)
-            self.audio_out = OutgoingAudioTrack(self.clock, audio_in.arrivals)
             stages.append(self.level_in)
             self.enhancer = self.server.make_enhancer_stage(self.clock)
+            lag = DELAY / SAMPLE_RATE if self.enhancer is not None else 0.0  # its output: the previous hop
+            self.audio_out = OutgoingAudioTrack(self.clock, audio_in.arrivals, content_lag_s=lag)
             if self.enhancer is not None:
                 self.enhancer.mode = self.enhance_mode
                 stages.append(self.enhancer)

@@ -1,0 +1,75 @@
+"""What the sync judge sees, in numpy (the runtime imports this; no torch): 40-band log-mel frames of the
+voice at a 10 ms hop (four per video frame at 25 fps) and per video frame the lip shape, opening and width
+in the tracker's normalised space, centred on the clip's own mean mouth (so a speaker's rest mouth does not
+count, only how it moves). A window is WINDOW video frames (0.2 s) and the audio frames over the same time.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+SAMPLE_RATE = 16_000
+FPS = 25.0
+HOP = 160  # 10 ms
+N_FFT = 400  # 25 ms
+N_MELS = 40
+AUDIO_PER_VIDEO = round(SAMPLE_RATE / FPS / HOP)  # 4 audio frames per video frame
+WINDOW = 5  # video frames in a window: 0.2 s
+LIP_DIM = 82
+
+
+def _mel_filters() -> np.ndarray:
+    def mel(f):
+        return 2595 * np.log10(1 + f / 700)
+
+    def hz(m):
+        return 700 * (10 ** (m / 2595) - 1)
+
+    edges = hz(np.linspace(mel(60), mel(7600), N_MELS + 2))
+    bins = np.fft.rfftfreq(N_FFT, 1 / SAMPLE_RATE)
+    lo, mid, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    return np.maximum(0, np.minimum((bins - lo) / (mid - lo), (hi - bins) / (hi - mid))).astype(np.float32)
+
+
+_MEL = _mel_filters()
+_WIN = np.hanning(N_FFT).astype(np.float32)
+
+
+def log_mel(audio: np.ndarray) -> np.ndarray:
+    """(frames, N_MELS): frame i covers [i*HOP - N_FFT/2, i*HOP + N_FFT/2), centred on i*HOP; per-clip
+    standardised (a recording's level and colour do not matter)."""
+    x = np.asarray(audio, np.float32)
+    n = len(x) // HOP
+    padded = np.concatenate([np.zeros(N_FFT // 2, np.float32), x, np.zeros(N_FFT, np.float32)])
+    idx = np.arange(N_FFT)[None, :] + HOP * np.arange(n)[:, None]
+    power = np.abs(np.fft.rfft(padded[idx] * _WIN, axis=1)) ** 2
+    out = np.log(power @ _MEL.T + 1e-6)
+    return ((out - out.mean(0)) / (out.std(0) + 1e-3)).astype(np.float32)
+
+
+def lip_frames(lips: np.ndarray, opening: np.ndarray, width: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """(frames, LIP_DIM): shape, opening and width per video frame minus the clip's mean over the frames with
+    a face (zeros where there is none), scaled to about unit spread."""
+    feats = np.concatenate([np.asarray(lips, np.float32).reshape(len(lips), -1),
+                            np.asarray(opening, np.float32)[:, None], np.asarray(width, np.float32)[:, None]], 1)
+    ok = np.asarray(present, bool)
+    if ok.any():
+        feats = feats - feats[ok].mean(0)
+    feats[~ok] = 0
+    return feats * 20.0
+
+
+def windows(lip: np.ndarray, mel: np.ndarray, offset: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For every video frame t whose window fits: the lip window (N, LIP_DIM, WINDOW) centred on t and the
+    audio window (N, N_MELS, WINDOW * AUDIO_PER_VIDEO) centred on video frame t + offset; and the ts."""
+    half = WINDOW // 2
+    a_len = WINDOW * AUDIO_PER_VIDEO
+    ts = [t for t in range(half, len(lip) - half)
+          if 0 <= (t + offset - half) * AUDIO_PER_VIDEO and (t + offset - half) * AUDIO_PER_VIDEO + a_len <= len(mel)]
+    ts = np.array(ts, int)
+    if len(ts) == 0:
+        return np.zeros((0, LIP_DIM, WINDOW), np.float32), np.zeros((0, N_MELS, a_len), np.float32), ts
+    lw = np.stack([lip[t - half:t + half + 1].T for t in ts])
+    aw = np.stack([mel[(t + offset - half) * AUDIO_PER_VIDEO:(t + offset - half) * AUDIO_PER_VIDEO + a_len].T
+                   for t in ts])
+    return lw.astype(np.float32), aw.astype(np.float32), ts
