@@ -167,7 +167,7 @@ def export(run: Path, out_dir: Path, metrics: dict | None = None) -> dict:
     """The two encoders as ONNX (dynamic batch) beside each other, with parity checked and manifest entries."""
     import onnxruntime as ort
 
-    from ...export.onnx_export import corpus_info, write_manifest_entry
+    from ...export.onnx_export import REAL_VOICE_CREDITS, corpus_info, write_manifest_entry
     from .features import LIP_DIM, N_MELS
     from .judge import AUDIO_WEIGHTS, LIPS_WEIGHTS
 
@@ -191,10 +191,14 @@ def export(run: Path, out_dir: Path, metrics: dict | None = None) -> dict:
         if error > 1e-4:
             raise RuntimeError(f"{file}: onnxruntime and torch differ by {error}")
         config = state["config"]
+        corpus = corpus_info(config["corpus"])
+        credits = [f"avcall sync judge: {type(model).__name__} (this repository, Apache-2.0)",
+                   "Training voices, lips and noise: the corpus named under `corpus` (avcall corpus make)"]
         entries[file] = write_manifest_entry(
             path, recipe=f"avcall train sync --corpus {config['corpus']} --out {config['out']} --steps "
             f"{config['steps']} --batch {config['batch']} --seed {config['seed']} --export",
-            corpus=corpus_info(config["corpus"]), metrics=(metrics or {}) | dict(state["metrics"]) | {"parity_max_abs": error},
+            corpus=corpus, metrics=(metrics or {}) | dict(state["metrics"]) | {"parity_max_abs": error},
+            credits=credits + (REAL_VOICE_CREDITS if corpus.get("real_voices") else []),
             latency_ms=1000 * WINDOW / 25 / 2, manifest=out_dir / "manifest.json",
             extra={"arch": type(model).__name__, "role": "sync judge"})
     return entries
