@@ -74,6 +74,45 @@ def judge_accuracy(clips: list[Path], judge=None, measure=None) -> dict:
             "pairs": len(rows), "rows": rows}
 
 
+def lip_tracks_by_face(frames_bgr: list[np.ndarray], fps: float, max_faces: int = 2) -> list:
+    """Every face of a clip as its own lip track at `fps`, faces kept apart by where they sit (each frame's
+    faces matched to the tracks' last positions; a new face opens a track)."""
+    import cv2
+
+    from avcall.models.data.example import LipTrack
+    from avcall.pipelines.frames import FaceObservation
+    from avcall.pipelines.stages.face_tracker import _LegacyFaceMesh
+    from avcall.pipelines.stages.lip_features import lip_features
+
+    mesh = _LegacyFaceMesh(max_faces)
+    slots: list[dict] = []  # {"x": centre, "rows": {frame: LipFeatures}}
+    try:
+        for i, image in enumerate(frames_bgr):
+            faces, _ = mesh.detect(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+            for face in faces:
+                x = (face.bbox[0] + face.bbox[2]) / 2
+                slot = min(slots, key=lambda s: abs(s["x"] - x), default=None)
+                if slot is None or abs(slot["x"] - x) > (face.bbox[2] - face.bbox[0]) or i in slot["rows"]:
+                    slot = {"x": x, "rows": {}}
+                    slots.append(slot)
+                slot["x"] = x
+                obs = FaceObservation(pts=i / fps, present=True, confidence=1.0, landmarks=face.landmarks,
+                                      bbox=face.bbox, image_size=image.shape[1::-1])
+                slot["rows"][i] = lip_features(obs)
+    finally:
+        mesh.close()
+    tracks = []
+    n = len(frames_bgr)
+    for slot in sorted(slots, key=lambda s: s["x"]):
+        rows = [slot["rows"].get(i) for i in range(n)]
+        ok = np.array([r is not None and r.present for r in rows])
+        shape = np.stack([r.shape if ok[i] else np.zeros((40, 2), np.float32) for i, r in enumerate(rows)])
+        opening = np.array([r.opening if ok[i] else 0.0 for i, r in enumerate(rows)], np.float32)
+        width = np.array([r.width if ok[i] else 0.0 for i, r in enumerate(rows)], np.float32)
+        tracks.append(LipTrack(shape, opening, width, ok, ok.astype(np.float32), fps))
+    return tracks
+
+
 def fix_file(path: Path, out: Path, offset_frames: int) -> None:
     """A copy of `path` with its audio moved `offset_frames` video frames earlier (video copied as is)."""
     out.parent.mkdir(parents=True, exist_ok=True)

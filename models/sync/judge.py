@@ -69,6 +69,14 @@ class SyncJudge:
             out.append(float(np.linalg.norm(le[pick] - ae, axis=1).mean()))
         return np.array(out), len(ts)
 
+    def speaking_score(self, lips, opening, width, present, audio, max_offset: int = MAX_OFFSET) -> float:
+        """How much this face's lips agree with the voice in sync, beyond chance: the median distance over
+        the offsets minus the distance at offset 0 (about 0 for a face that is not the one speaking)."""
+        curve, frames = self.curve(lips, opening, width, present, audio, max_offset)
+        if frames == 0 or np.isnan(curve[max_offset]):
+            return 0.0
+        return float(np.nanmedian(curve) - curve[max_offset])
+
     def judge(self, lips, opening, width, present, audio, max_offset: int = MAX_OFFSET) -> SyncResult:
         curve, frames = self.curve(lips, opening, width, present, audio, max_offset)
         if frames == 0 or np.all(np.isnan(curve)):

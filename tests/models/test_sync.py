@@ -82,3 +82,30 @@ def test_the_shipped_judge_finds_known_offsets_on_real_faces(shared_data):
     result = judge_accuracy(clips)
     assert result["pairs"] == 7 * len(clips)
     assert result["offset_within_1_frame"] >= 0.9, [r for r in result["rows"] if not r["ok"]]
+
+
+def test_the_speaking_face_of_two_side_by_side(shared_data):
+    """Two real GRID speakers side by side with the left one's voice: the judge says who speaks."""
+    import av
+
+    from avcall.app.sync import clip_signals, lip_tracks_by_face
+    from avcall.export.runtime import weights_path
+    from avcall.models.sync.judge import SyncJudge
+
+    if not weights_path("sync_lips.onnx").is_file():
+        pytest.skip("the sync judge is not shipped in models/weights/")
+
+    def frames(name):
+        with av.open(str(shared_data / "talking_faces" / name)) as c:
+            return [f.to_ndarray(format="bgr24") for f in c.decode(video=0)]
+
+    left, right = frames("GRID_bbaf2n.mpg"), frames("GRID_lbbc2a.mpg")
+    n = min(len(left), len(right))
+    composite = [np.hstack([left[i], right[i]]) for i in range(n)]
+    tracks = lip_tracks_by_face(composite, 25.0)
+    assert len(tracks) == 2 and all(t.face_present.mean() > 0.9 for t in tracks)
+    judge = SyncJudge()
+    for voice, speaker in (("GRID_bbaf2n.mpg", 0), ("GRID_lbbc2a.mpg", 1)):
+        _, audio = clip_signals(shared_data / "talking_faces" / voice)
+        scores = [judge.speaking_score(t.lips, t.opening, t.width, t.face_present, audio) for t in tracks]
+        assert scores[speaker] > scores[1 - speaker] + 0.03, scores
