@@ -84,6 +84,10 @@ async def process(cfg: ProcessConfig, *, progress: bool = True) -> ProcessResult
             live = cfg.input is None
             stages.append(SpeechEnhancer(av_path=weights[0], ao_path=weights[1], clock=clock if live else None,
                                          wait_for_lips=not live and video_size is not None))
+        if video_size is not None and has_audio and _judge_shipped():
+            from avcall.pipelines.stages.sync_monitor import SyncMonitor
+
+            stages.append(SyncMonitor())  # the call's audio-video offset, in telemetry
         captions = cfg.captions or cfg.burn_captions
         if captions:
             from avcall.pipelines.sinks.captions import CaptionSink
@@ -121,6 +125,13 @@ async def process(cfg: ProcessConfig, *, progress: bool = True) -> ProcessResult
     media_seconds = sources[0].decoded_until if isinstance(sources[0], FileSource) else clock.now()
     return ProcessResult(cfg.outdir, media_seconds, len(rows), summary["face_frames"], pipeline.interrupted,
                          telemetry)
+
+
+def _judge_shipped() -> bool:
+    from avcall.export.runtime import weights_path
+    from avcall.models.sync.judge import AUDIO_WEIGHTS, LIPS_WEIGHTS
+
+    return weights_path(LIPS_WEIGHTS).is_file() and weights_path(AUDIO_WEIGHTS).is_file()
 
 
 def _enhancer_weights():

@@ -63,7 +63,7 @@ class Peer:
         self.tasks: list[asyncio.Task] = []
         self.closed = asyncio.Event()
         self.audio_out = self.video_out = None
-        self.enhancer = self.annotator = self.level_in = self.level_out = self.face = None
+        self.enhancer = self.annotator = self.level_in = self.level_out = self.face = self.sync = None
 
     # --- the pipeline ---------------------------------------------------------------------------------
     def build(self) -> None:
@@ -100,6 +100,11 @@ class Peer:
                 from avcall.pipelines.stages.captioner import Captioner
 
                 stages.append(Captioner())
+        if self.video_out is not None and "audio" in self.tracks and self.server.has_judge():
+            from avcall.pipelines.stages.sync_monitor import SyncMonitor
+
+            self.sync = SyncMonitor()
+            stages.append(self.sync)
         if self.video_out is not None:
             stages += [self.annotator, VideoTrackSink(self.video_out)]
         if self.audio_out is not None:
@@ -149,6 +154,7 @@ class Peer:
                            "out_db": self.level_out.level_db if self.level_out else None},
                 "face": bool(self.face and self.face.present),
                 "enhance": self.enhance_mode if self.enhancer else "off",
+                "sync_offset_ms": self.sync.telemetry.offset_ms if self.sync else None,
                 "overlay": self.overlay, "peers": len(self.server.peers)}
 
     # --- the data channel ---------------------------------------------------------------------------
@@ -211,6 +217,12 @@ class Server:
             self.enhancer_note = f"no enhancer weights in {av.parent}: the voice is passed through"
             return
         self._sessions = tuple(create_session(p, threads=1) if p.is_file() else None for p in (av, ao))
+
+    def has_judge(self) -> bool:
+        from avcall.export.runtime import weights_path
+        from avcall.models.sync.judge import AUDIO_WEIGHTS, LIPS_WEIGHTS
+
+        return weights_path(LIPS_WEIGHTS).is_file() and weights_path(AUDIO_WEIGHTS).is_file()
 
     def make_enhancer_stage(self, clock: SessionClock):
         if self._sessions is None:

@@ -109,3 +109,38 @@ def test_the_speaking_face_of_two_side_by_side(shared_data):
         _, audio = clip_signals(shared_data / "talking_faces" / voice)
         scores = [judge.speaking_score(t.lips, t.opening, t.width, t.face_present, audio) for t in tracks]
         assert scores[speaker] > scores[1 - speaker] + 0.03, scores
+
+
+def test_the_live_monitor_reports_a_known_offset(shared_data):
+    """The SyncMonitor stage over a real clip whose audio is made 5 frames late, fed as the pipeline feeds it."""
+    import asyncio
+
+    from avcall.app.sync import clip_signals, shift_audio
+    from avcall.export.runtime import weights_path
+    from avcall.pipelines.frames import AudioFrame, LipFeatures
+    from avcall.pipelines.stages.sync_monitor import SyncMonitor
+
+    if not weights_path("sync_lips.onnx").is_file():
+        pytest.skip("the sync judge is not shipped in models/weights/")
+    track, audio = clip_signals(shared_data / "talking_faces" / "LRS2_deepavsr_00004.mp4")
+    audio = shift_audio(audio, 5)
+    frames = [LipFeatures(pts=i / 25, present=bool(track.face_present[i]), confidence=1.0, shape=track.lips[i],
+                          opening=float(track.opening[i]), width=float(track.width[i])) for i in range(len(track.lips))]
+    frames += [AudioFrame(pts=k / 100, samples=audio[k * 160:(k + 1) * 160]) for k in range(len(audio) // 160)]
+
+    async def run():
+        monitor = SyncMonitor()
+        await monitor.start()
+        events = []
+        for f in sorted(frames, key=lambda f: f.pts):
+            events += [e for e in await monitor.process(f) if getattr(e, "kind", "") == "sync"]
+            await asyncio.sleep(0)
+        if monitor._pending is not None:
+            events.append(await monitor._pending)
+        await monitor.stop()
+        monitor.shutdown_worker()
+        return [e for e in events if e is not None], monitor.telemetry.summary()
+
+    events, summary = asyncio.run(run())
+    assert events and summary["judgements"] >= 1
+    assert abs(summary["offset_ms"] - 200) <= 40, summary
