@@ -78,10 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="caption engine: pocketsphinx (default, ships in the wheel) or package.module:Class "
                    "implementing avcall.pipelines.asr.SpeechEngine")
     p.add_argument("--asr-model", type=Path, metavar="PATH", help="model file or folder for the caption engine")
+    p.add_argument("--avatar", choices=["voice"], help="voice: annotated.mp4's video is the portrait speaking with "
+                   "the (enhanced) voice instead of the camera (a camera is not needed)")
+    p.add_argument("--portrait", type=Path, metavar="PATH", help="the photo for --avatar (default: the bundled one)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
-    d = commands.add_parser("demo", help="run the pipeline on a clip that needs no camera or download",
-                            description="Track the face and lips of a demo clip into ./avcall-demo/ and "
+    d = commands.add_parser("demo", help="the whole pipeline on a noisy call made on the spot (no camera, no download)",
+                            description="Make a noisy call clip from what avcall ships, run the whole pipeline over "
+                            "it and write ./avcall-demo/ (input, processed clip, captions, report.html); "
                             "print a short summary.")
     d.add_argument("--input", type=Path, help="clip to use instead of the default")
     d.add_argument("-o", "--out", type=Path, default=Path("avcall-demo"), help="output folder")
@@ -139,6 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
     from avcall.models.sync.train_args import add_arguments as add_sync_arguments
 
     add_sync_arguments(sync)
+    talk = recipes.add_parser("talking-face", help="the voice-to-lips net that drives the talking face",
+                              description="Train the causal voice-to-lips net on a corpus's voices and their "
+                              "phoneme-timed lips (60 ms look-ahead).")
+    from avcall.models.talking_face.train_args import add_arguments as add_talk_arguments
+
+    add_talk_arguments(talk)
 
     from .sync import add_parser as add_sync_parser
 
@@ -150,11 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = commands.add_parser("bench", help="measure speed and write JSON",
                             description="Benchmarks (not tests): speed measured here, written as JSON.")
-    b.add_argument("what", choices=["tracking", "enhance", "captions", "serve"], help="tracking: face mesh + lip "
+    b.add_argument("what", choices=["tracking", "enhance", "captions", "serve", "avatar"], help="tracking: face mesh + lip "
                    "features per 640x480 frame on one CPU core; enhance: the speech enhancer (AV and AO ONNX "
                    "models, hop by hop) and RNNoise, real-time factor on one CPU core; captions: the enhancer "
                    "and the captioner together, hop by hop on one core, and whether they keep up; serve: the "
-                   "served path on loopback with an aiortc peer, its added audio delay")
+                   "served path on loopback with an aiortc peer, its added audio delay; avatar: the talking "
+                   "face, voice to rendered frame on one core")
     b.add_argument("--input", type=Path, help="tracking: video of a face (default: a clip of ../shared/data); "
                    "enhance, captions: speech audio (default: an utterance of ../shared/data/speech)")
     b.add_argument("--frames", type=int, default=300, help="tracking: frames to time (default 300)")
@@ -191,7 +202,7 @@ def cmd_process(args) -> int:
                         seconds=args.seconds, max_faces=args.max_faces, face_model=args.face_model,
                         show=args.show, play=args.play, speaker=args.speaker, enhance=args.enhance,
                         captions=args.captions, burn_captions=args.burn_captions, asr=args.asr,
-                        asr_model=args.asr_model)
+                        asr_model=args.asr_model, avatar=args.avatar, portrait=args.portrait)
     result = run_process(cfg, progress=not args.quiet)
     faces = (f"face found in {result.face_frames}/{result.video_frames} frames"
              if result.video_frames else "no video: nothing to track")
@@ -257,10 +268,12 @@ def cmd_devices(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from .bench import bench_captions, bench_enhance, bench_serve, bench_tracking, write_json
+    from .bench import bench_avatar, bench_captions, bench_enhance, bench_serve, bench_tracking, write_json
 
     if args.what == "captions":
         result = bench_captions(args.input, seconds=args.seconds, av=args.av, ao=args.ao)
+    elif args.what == "avatar":
+        result = bench_avatar(args.input, seconds=args.seconds)
     elif args.what == "serve":
         result = bench_serve(seconds=args.seconds, clip=args.input)
     elif args.what == "enhance":
@@ -281,6 +294,8 @@ def cmd_train(args) -> int:
     try:
         if args.recipe == "sync":
             from avcall.models.sync.train import run
+        elif args.recipe == "talking-face":
+            from avcall.models.talking_face.train import run
         else:
             from avcall.models.avse.train import run
     except ImportError as err:

@@ -712,6 +712,15 @@ def add_parser(commands) -> None:
                        "prints a table.")
     add_caption_arguments(c)
 
+    t = sub.add_parser("talking-face", help="the avatar's mouth against the real speaker's, judged for sync",
+                       description="Drive the avatar with each talking-face clip's own audio and compare its mouth "
+                       "with what the real speaker's lips did (tracker on the real video); the sync judge on both. "
+                       "Methods avcall-voice, phoneme-oracle, static. Writes OUT (summary keyed by method, the "
+                       "judge's own accuracy under 'judge', rows).")
+    t.add_argument("--data", type=Path, metavar="DIR", help="folder with talking_faces/ (default ../shared/data)")
+    t.add_argument("--out", type=Path, required=True, metavar="OUT", help="report JSON to write")
+    t.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
     j = sub.add_parser("sync", help="the sync judge: offsets found on real talking faces shifted by known amounts",
                        description="Move each talking-face clip's audio by 0, +-2, +-5 and +-10 video frames and "
                        "let the sync judge find the offset; writes OUT with the share within one frame of the "
@@ -727,6 +736,15 @@ def cmd_eval(args) -> int:
         from .eval_captions import run
 
         return run(args)
+    if args.eval_command == "talking-face":
+        from .eval_talking_face import evaluate_talking_face, format_table as talking_table
+
+        report = evaluate_talking_face(check_data_dir(args.data if args.data is not None else shared_data_dir()),
+                                       args.out, progress=not args.quiet)
+        print(talking_table(report["summary"]))
+        print(f"judge: offset within one frame on {report['judge']['offset_within_1_frame']:.3f} of "
+              f"{report['judge']['pairs']} shifted real clips; wrote {args.out}")
+        return 0
     if args.eval_command == "sync":
         from .sync import judge_accuracy
 

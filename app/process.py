@@ -54,6 +54,8 @@ class ProcessConfig:
     burn_captions: bool = False  # ... and drawn on annotated.mp4
     asr: str = "pocketsphinx"  # the captioner's engine (or package.module:Class)
     asr_model: Path | None = None
+    avatar: str | None = None  # "voice": the outgoing video is the portrait speaking with the (enhanced) voice
+    portrait: Path | None = None  # the photo for --avatar (default: the bundled one)
 
 
 @dataclass
@@ -71,6 +73,8 @@ async def process(cfg: ProcessConfig, *, progress: bool = True) -> ProcessResult
     weights = _enhancer_weights() if cfg.enhance else None  # before anything opens: a missing file is one line
     with StagedOutput(cfg.outdir) as tmp:
         sources, video_size, fps, has_audio, total = await _open_sources(cfg, clock)
+        if cfg.avatar and not has_audio:
+            raise InputError("--avatar voice: there is no voice to drive the face")
         if cfg.enhance and not has_audio:
             raise InputError("--enhance: there is no audio to enhance (" +
                              (f"{cfg.input} has no audio track)" if cfg.input else "give --mic)"))
@@ -98,7 +102,14 @@ async def process(cfg: ProcessConfig, *, progress: bool = True) -> ProcessResult
                 from avcall.pipelines.stages.caption_burner import CaptionBurner
 
                 stages.append(CaptionBurner(live=cfg.input is None))
-        if video_size is not None:
+        if cfg.avatar:
+            from avcall.models.data.render import load_portrait
+            from avcall.pipelines.stages.talking_face import FPS as AVATAR_FPS
+            from avcall.pipelines.stages.talking_face import TalkingFace
+
+            stages.append(TalkingFace(load_portrait(cfg.portrait) if cfg.portrait else None))
+            video_size, fps = (256, 256), AVATAR_FPS
+        elif video_size is not None:
             stages.append(Annotator())
         stages.append(Mp4Sink(tmp / "annotated.mp4", video_size=video_size, fps=fps, audio=has_audio))
         if cfg.show and video_size is not None:
