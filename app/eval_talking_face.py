@@ -100,7 +100,7 @@ def evaluate_talking_face(data: Path, out: Path, progress: bool = True, measure=
         if not sel:
             continue
 
-        def mean(key):
+        def mean(key, sel=sel):
             values = [r[key] for r in sel if r[key] is not None]
             return float(np.mean(values)) if values else None
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..sync.features import _MEL, _WIN, HOP, N_FFT, N_MELS
+from ..sync.features import _MEL, _WIN, HOP, N_FFT
 
 LOOKAHEAD = 6  # hops: 60 ms
 OUT_DIM = 82
