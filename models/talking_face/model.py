@@ -7,7 +7,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .features import N_MELS, OUT_DIM
+from ..sync.features import N_MELS
+from .features import OUT_DIM
 
 
 class VoiceToLips(nn.Module):
