@@ -10,8 +10,9 @@ are shipped, captions) runs over that clip, and `./avcall-demo/` gets:
   annotated.mp4  the processed call: the lip tracking drawn, the enhanced voice
   enhanced.wav   the enhanced voice (with the shipped weights)
   captions.vtt / captions.srt   what the captioner heard
+  avatar.mp4     the portrait speaking with the call's voice alone (when the talking face ships)
   report.html    spectrograms before and after, the captions against the script, the metrics against the
-                 peers (RNNoise, noisereduce) on the same clip, the latency of each stage
+                 peers (RNNoise, noisereduce) on the same clip, the talking face, the latency of each stage
 """
 
 from __future__ import annotations
@@ -161,8 +162,28 @@ def _round(x):
     return None if x is None else round(float(x), 3)
 
 
+def make_avatar(clip: Path, outdir: Path, enhance: bool) -> str:
+    """avatar.mp4: the portrait speaking with the (enhanced) voice of the call; a strip of its frames as an
+    inline PNG for the report."""
+    import shutil
+    import tempfile
+
+    import av
+    import cv2
+
+    with tempfile.TemporaryDirectory(dir=outdir) as tmp:
+        run_process(ProcessConfig(input=clip, outdir=Path(tmp), enhance=enhance, avatar="voice"), progress=False)
+        shutil.move(str(Path(tmp) / "annotated.mp4"), outdir / "avatar.mp4")
+    with av.open(str(outdir / "avatar.mp4")) as c:
+        frames = [f.to_ndarray(format="bgr24") for f in c.decode(video=0)]
+    picks = [frames[int(i)] for i in np.linspace(len(frames) * 0.15, len(frames) * 0.85, 6)]
+    strip = cv2.resize(np.hstack(picks), None, fx=0.6, fy=0.6, interpolation=cv2.INTER_AREA)
+    ok, png = cv2.imencode(".png", strip)
+    return "data:image/png;base64," + base64.b64encode(png.tobytes()).decode()
+
+
 def write_report(path: Path, *, call: Call | None, enhanced: np.ndarray | None, captions: list[str],
-                 metrics: dict, telemetry: dict, seconds: float, note: str) -> None:
+                 metrics: dict, telemetry: dict, seconds: float, note: str, avatar_strip: str | None = None) -> None:
     from avcall.models.data.align import normalise
 
     from .eval_captions import edit_alignment
@@ -187,6 +208,9 @@ def write_report(path: Path, *, call: Call | None, enhanced: np.ndarray | None, 
                        f"<td>{m['stoi'] if m['stoi'] is not None else '–'}</td></tr>" for name, m in metrics.items())
         parts.append("<h2>Against the peers, on this clip</h2><table><tr><th>method</th><th>SI-SDR dB</th>"
                      f"<th>improvement dB</th><th>PESQ-wb</th><th>STOI</th></tr>{rows}</table>")
+    if avatar_strip:
+        parts.append("<h2>The talking face</h2><p>The bundled portrait driven by the call's (enhanced) voice alone "
+                     f"(avatar.mp4):</p><img alt='avatar frames' src='{avatar_strip}'>")
     stage_rows = "".join(
         f"<tr><td>{html.escape(name)}</td><td>{s.get('service_ms', {}).get('p50', 0):.2f}</td>"
         f"<td>{s.get('service_ms', {}).get('p95', 0):.2f}</td><td>{s.get('frames_in', 0)}</td></tr>"
@@ -227,6 +251,10 @@ def run_demo(outdir: Path = Path("avcall-demo"), clip: Path | None = None) -> st
         enhanced, _ = sf.read(outdir / "enhanced.wav", dtype="float32")
         enhanced = np.concatenate([enhanced[160:], np.zeros(160, np.float32)])  # the enhancer's one-hop lag
     captions = _caption_texts(outdir / "captions.vtt")
+    avatar_strip = None
+    if weights_path("talking_face.onnx").is_file():
+        steps.set_postfix_str("the talking face")
+        avatar_strip = make_avatar(clip, outdir, enhance)
     steps.set_postfix_str("scoring and writing the report")
     metrics = peer_metrics(call, enhanced[:len(call.noisy)] if enhanced is not None else None) if call else {}
     note = (f"The rendered portrait says two corpus sentences while a second voice talks {SIR_DB:.0f} dB lower and "
@@ -234,7 +262,7 @@ def run_demo(outdir: Path = Path("avcall-demo"), clip: Path | None = None) -> st
     if not enhance:
         note += f" No enhancer weights in {weights_path(AV_WEIGHTS).parent}: the voice is not enhanced."
     write_report(outdir / "report.html", call=call, enhanced=enhanced, captions=captions, metrics=metrics,
-                 telemetry=telemetry, seconds=time.monotonic() - began, note=note)
+                 telemetry=telemetry, seconds=time.monotonic() - began, note=note, avatar_strip=avatar_strip)
     steps.update(1)
     steps.close()
     tracker = telemetry["stages"].get("face_tracker", {}).get("service_ms", {})
