@@ -27,8 +27,12 @@ METHODS = ("avcall-voice", "phoneme-oracle", "static")
 
 
 def _r(a: np.ndarray, b: np.ndarray) -> float | None:
-    if len(a) < 5 or np.std(a) < 1e-9 or np.std(b) < 1e-9:
+    """Pearson r of the real `a` and the method's `b`; 0 for a method that does not move (it follows
+    nothing), None where the real speaker does not move either."""
+    if len(a) < 5 or np.std(a) < 1e-9:
         return None
+    if np.std(b) < 1e-9:
+        return 0.0
     r = float(np.corrcoef(a, b)[0, 1])
     return r if np.isfinite(r) else None
 
