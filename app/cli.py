@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="caption engine: pocketsphinx (default, ships in the wheel) or package.module:Class "
                    "implementing avcall.pipelines.asr.SpeechEngine")
     p.add_argument("--asr-model", type=Path, metavar="PATH", help="model file or folder for the caption engine")
+    p.add_argument("--captions-from", choices=["raw", "enhanced"], default="raw",
+                   help="what the captioner hears (default raw: with the enhancer shipped now, PocketSphinx "
+                   "recognises the recorded voice better than the enhanced one; see the README)")
     p.add_argument("--avatar", choices=["voice"], help="voice: annotated.mp4's video is the portrait speaking with "
                    "the (enhanced) voice instead of the camera (a camera is not needed)")
     p.add_argument("--portrait", type=Path, metavar="PATH", help="the photo for --avatar (default: the bundled one)")
@@ -202,7 +205,8 @@ def cmd_process(args) -> int:
                         seconds=args.seconds, max_faces=args.max_faces, face_model=args.face_model,
                         show=args.show, play=args.play, speaker=args.speaker, enhance=args.enhance,
                         captions=args.captions, burn_captions=args.burn_captions, asr=args.asr,
-                        asr_model=args.asr_model, avatar=args.avatar, portrait=args.portrait)
+                        asr_model=args.asr_model, captions_from=args.captions_from, avatar=args.avatar,
+                        portrait=args.portrait)
     result = run_process(cfg, progress=not args.quiet)
     faces = (f"face found in {result.face_frames}/{result.video_frames} frames"
              if result.video_frames else "no video: nothing to track")

@@ -54,6 +54,9 @@ class ProcessConfig:
     burn_captions: bool = False  # ... and drawn on annotated.mp4
     asr: str = "pocketsphinx"  # the captioner's engine (or package.module:Class)
     asr_model: Path | None = None
+    # what the captioner hears: the voice as recorded, or after the enhancer. "raw" while the shipped enhancer
+    # makes PocketSphinx's word error rate worse, not better (bench/captions_eval.json)
+    captions_from: str = "raw"
     avatar: str | None = None  # "voice": the outgoing video is the portrait speaking with the (enhanced) voice
     portrait: Path | None = None  # the photo for --avatar (default: the bundled one)
 
@@ -82,6 +85,13 @@ async def process(cfg: ProcessConfig, *, progress: bool = True) -> ProcessResult
         stages = []
         if video_size is not None:
             stages += [FaceTracker(max_faces=cfg.max_faces, model_path=cfg.face_model), LipFeatureExtractor()]
+        captions = cfg.captions or cfg.burn_captions
+        if captions:
+            from avcall.pipelines.stages.captioner import Captioner
+
+            captioner = Captioner(asr=cfg.asr, asr_model=cfg.asr_model)
+            if cfg.captions_from == "raw":  # before the enhancer: it hears the voice as recorded
+                stages.append(captioner)
         if weights is not None:
             from avcall.pipelines.stages.speech_enhancer import SpeechEnhancer
 
@@ -92,12 +102,11 @@ async def process(cfg: ProcessConfig, *, progress: bool = True) -> ProcessResult
             from avcall.pipelines.stages.sync_monitor import SyncMonitor
 
             stages.append(SyncMonitor())  # the call's audio-video offset, in telemetry
-        captions = cfg.captions or cfg.burn_captions
         if captions:
             from avcall.pipelines.sinks.captions import CaptionSink
-            from avcall.pipelines.stages.captioner import Captioner
 
-            stages.append(Captioner(asr=cfg.asr, asr_model=cfg.asr_model))
+            if cfg.captions_from != "raw":
+                stages.append(captioner)
             if cfg.burn_captions and video_size is not None:
                 from avcall.pipelines.stages.caption_burner import CaptionBurner
 

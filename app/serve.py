@@ -93,13 +93,13 @@ class Peer:
             self.enhancer = self.server.make_enhancer_stage(self.clock)
             lag = DELAY / SAMPLE_RATE if self.enhancer is not None else 0.0  # its output: the previous hop
             self.audio_out = OutgoingAudioTrack(self.clock, audio_in.arrivals, content_lag_s=lag)
-            if self.enhancer is not None:
-                self.enhancer.mode = self.enhance_mode
-                stages.append(self.enhancer)
-            if self.server.cfg.captions:
+            if self.server.cfg.captions:  # on the voice as received: see ProcessConfig.captions_from
                 from avcall.pipelines.stages.captioner import Captioner
 
                 stages.append(Captioner())
+            if self.enhancer is not None:
+                self.enhancer.mode = self.enhance_mode
+                stages.append(self.enhancer)
         if self.video_out is not None and "audio" in self.tracks and self.server.has_judge():
             from avcall.pipelines.stages.sync_monitor import SyncMonitor
 
