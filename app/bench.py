@@ -152,7 +152,7 @@ def _ms_stats(times_s: list[float], audio_s: float) -> dict:
 def bench_enhance(audio_path: Path | None = None, seconds: float = 10.0, av: Path | None = None,
                   ao: Path | None = None, warmup_hops: int = 50) -> dict:
     """Real-time factors on one core: the enhancer hop by hop (AV, AO, both) and RNNoise (whole clip)."""
-    from avcall.export.runtime import require_weights
+    from avcall.export.runtime import require_weights, weights_path
     from avcall.models.avse.features import HOP
     from avcall.models.avse.runtime_enhancer import AO_WEIGHTS, AV_WEIGHTS, LATENCY_MS, StreamingEnhancer
 
@@ -160,10 +160,12 @@ def bench_enhance(audio_path: Path | None = None, seconds: float = 10.0, av: Pat
 
     if seconds <= 0:
         raise InputError("--seconds must be positive")
-    av = Path(av) if av else require_weights(AV_WEIGHTS)
     ao = Path(ao) if ao else require_weights(AO_WEIGHTS)
+    if av is None and weights_path(AV_WEIGHTS).is_file():
+        av = weights_path(AV_WEIGHTS)
+    av = Path(av) if av else None  # the lip-guided model, when there is one
     for path in (av, ao):
-        if not path.is_file():
+        if path is not None and not path.is_file():
             raise InputError(f"{path}: no such model file")
     audio, source = load_speech(audio_path, seconds)
     audio = audio[: len(audio) // HOP * HOP]
@@ -172,7 +174,8 @@ def bench_enhance(audio_path: Path | None = None, seconds: float = 10.0, av: Pat
     lips[82] = 1.0  # a face throughout: the AV model gets lips (their values do not change the timing)
     results: dict = {}
     with one_core() as core:
-        for label, pair in (("av", (av, None)), ("ao", (None, ao)), ("av+ao", (av, ao))):
+        runs = (("av", (av, None)), ("ao", (None, ao)), ("av+ao", (av, ao))) if av else (("ao", (None, ao)),)
+        for label, pair in runs:
             enhancer = StreamingEnhancer(*pair, threads=1)
             hops = [audio[i:i + HOP] for i in range(0, len(audio), HOP)]
             for hop in hops[:warmup_hops]:
@@ -194,8 +197,8 @@ def bench_enhance(audio_path: Path | None = None, seconds: float = 10.0, av: Pat
                                   "what": "pyrnnoise at 48 kHz incl. 16<->48 kHz resampling, whole clip"}
         except ImportError as err:
             results["rnnoise"] = {"rtf": None, "error": f"pyrnnoise not installed ({err}): pip install 'avcall[eval]'"}
-    weights = {name: path.stat().st_size for name, path in (("av", av), ("ao", ao))}
-    both = results["av+ao"]["rtf"]
+    weights = {name: path.stat().st_size for name, path in (("av", av), ("ao", ao)) if path is not None}
+    both = results["av+ao" if av else "ao"]["rtf"]
     rn = results["rnnoise"]["rtf"]
     return {
         "benchmark": "enhance",
@@ -203,12 +206,12 @@ def bench_enhance(audio_path: Path | None = None, seconds: float = 10.0, av: Pat
                 "call with the recurrent state carried, including STFT, mask mixing and overlap-add",
         "input": source,
         "audio_seconds": audio_s,
-        "models": {"av": str(av), "ao": str(ao)},
+        "models": {"av": str(av) if av else None, "ao": str(ao)},
         "weights_bytes": weights | {"total": sum(weights.values())},
         "algorithmic_latency_ms": LATENCY_MS,
         "cpu_core": core,
         "cpu": cpu_name(),
-        "enhancer": {k: results[k] for k in ("av", "ao", "av+ao")},
+        "enhancer": {k: results[k] for k in ("av", "ao", "av+ao") if k in results},
         "rnnoise": results["rnnoise"],
         "rtf_ratio_vs_rnnoise": both / rn if rn else None,
         "target": {"rtf_max": ENHANCE_TARGET_RTF, "weights_bytes_max": WEIGHTS_BUDGET_BYTES},

@@ -5,7 +5,8 @@ of DIR/talking_faces/ (GRID: the file-name grammar, in the manifest; LRS2: the `
 is heard in four conditions built with a fixed seed as `avcall eval enhance` builds them: `clean` (as
 recorded), `noise5dB` and `noise0dB` (a real noise of DIR/noise/) and `talker0dB` (another real utterance of
 DIR/speech/). Each is captioned `raw` and `enhanced` (avcall-av: the lips where there is a face, the
-audio-only model where there is none), by the same Captioner the live paths run, fed 10 ms at a time.
+audio-only model where there is none; avcall-ao when no lip-guided model ships), by the same Captioner the
+live paths run, fed 10 ms at a time.
 
 - `wer`: word errors (substitutions, deletions, insertions) over the reference words, pooled over the clips,
   after normalising both texts (case, punctuation, numbers as words).
@@ -30,12 +31,12 @@ from tqdm import tqdm
 from avcall.pipelines.errors import InputError
 from avcall.pipelines.frames import SAMPLE_RATE, LipFeatures
 
-from .evaluate import (MethodUnavailable, build_methods, check_data_dir, clip_rng, fit_length, load_audio,
+from .evaluate import (build_methods, check_data_dir, clip_rng, fit_length, load_audio,
                        noise_files, scale_to_snr, speech_files, write_report)
 
 CONDITIONS = ("clean", "noise5dB", "noise0dB", "talker0dB")
 PATHS = ("raw", "enhanced")
-ENHANCER = "avcall-av"
+ENHANCERS = ("avcall-av", "avcall-ao")  # the lip-guided one when it ships, else the audio-only one
 
 
 @dataclass
@@ -227,13 +228,18 @@ def evaluate_captions(data: Path, out: Path, *, seed: int = 0, clips: int | None
     noises = [(p.name, load_audio(p)) for p in noise_files(data)]
     if not noises:
         raise InputError(f"{data / 'noise'}: no noise recording to mix")
-    enhancer = None
+    enhancer, why = None, ""
     if enhance:
-        try:
-            enhancer = build_methods([ENHANCER])[0][0]
-        except MethodUnavailable as err:
-            raise InputError(f"the enhanced path needs the enhancer: {err} (or run with --raw-only)") from None
-    engine = make_engine()
+        for name in ENHANCERS:
+            try:
+                enhancer = build_methods([name])[0][0]
+                break
+            except InputError as err:
+                why = str(err)
+        if enhancer is None:
+            raise InputError(f"the enhanced path needs the enhancer: {why} (or run with --raw-only)")
+    engine_spec = "pocketsphinx"
+    engine = make_engine(engine_spec)
     paths = PATHS if enhancer is not None else ("raw",)
     rows = []
     bar = tqdm(total=len(items) * len(CONDITIONS) * len(paths), desc="captions", disable=not progress)
@@ -246,12 +252,14 @@ def evaluate_captions(data: Path, out: Path, *, seed: int = 0, clips: int | None
                 if path == "enhanced":
                     heard = enhancer.enhance(audio, item.lips, item.audio_offset)
                     extra = LATENCY_MS / 1000
-                row = score_clip(item.text, list(timed), caption(heard, lips, engine), extra)
+                # a fresh decoder each time: PocketSphinx adapts its cepstral mean across utterances, and the
+                # figures must not depend on what was heard before
+                row = score_clip(item.text, list(timed), caption(heard, lips, make_engine(engine_spec)), extra)
                 rows.append({"clip": item.name, "condition": cond, "path": path, "reference": item.text} | row)
                 bar.update(1)
     bar.close()
     report = {"meta": {"data": str(data), "seed": seed, "engine": engine.name, "clips": len(items),
-                       "enhancer": ENHANCER if enhancer else None},
+                       "enhancer": enhancer.name if enhancer else None},
               "rows": rows, "summary": summarise(rows)}
     out.parent.mkdir(parents=True, exist_ok=True)
     write_report(out, report)

@@ -155,11 +155,14 @@ def _judge_shipped() -> bool:
 
 
 def _enhancer_weights():
-    """The shipped AV and AO enhancer files; an InputError naming the one that is missing."""
-    from avcall.export.runtime import require_weights
+    """The shipped enhancer files: the audio-only model (required: an InputError naming it when missing) and
+    the lip-guided one when it ships (None otherwise: the audio-only model then runs with or without a face)."""
+    from avcall.export.runtime import require_weights, weights_path
     from avcall.models.avse.runtime_enhancer import AO_WEIGHTS, AV_WEIGHTS
 
-    return require_weights(AV_WEIGHTS), require_weights(AO_WEIGHTS)
+    ao = require_weights(AO_WEIGHTS)
+    av = weights_path(AV_WEIGHTS)
+    return (av if av.is_file() else None), ao
 
 
 async def _open_sources(cfg: ProcessConfig, clock: SessionClock):

@@ -8,8 +8,8 @@ cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 # the corpus voices: flite, festival and its US voices, espeak-ng
-# chromium and chromium-driver: the browser test of the served page
-DEBS="libportaudio2 ffmpeg libgl1 libglib2.0-0 flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts espeak-ng chromium chromium-driver iproute2"
+# chromium, chromium-driver and firefox-esr: the browser tests of the served page
+DEBS="libportaudio2 ffmpeg libgl1 libglib2.0-0 flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts espeak-ng chromium chromium-driver firefox-esr iproute2"
 
 missing=()
 for deb in $DEBS; do

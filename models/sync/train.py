@@ -165,9 +165,8 @@ def train(cfg: SyncConfig, progress: bool = True) -> dict:
 
 def export(run: Path, out_dir: Path, metrics: dict | None = None) -> dict:
     """The two encoders as ONNX (dynamic batch) beside each other, with parity checked and manifest entries."""
-    import onnxruntime as ort
-
     from ...export.onnx_export import REAL_VOICE_CREDITS, corpus_info, write_manifest_entry
+    from ...export.runtime import create_session
     from .features import LIP_DIM, N_MELS
     from .judge import AUDIO_WEIGHTS, LIPS_WEIGHTS
 
@@ -186,7 +185,7 @@ def export(run: Path, out_dir: Path, metrics: dict | None = None) -> dict:
                           dynamo=False)
         with torch.no_grad():
             want = model(examples[name]).numpy()
-        got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {name: examples[name].numpy()})[0]
+        got = create_session(path, threads=1).run(None, {name: examples[name].numpy()})[0]
         error = float(np.abs(want - got).max())
         if error > 1e-4:
             raise RuntimeError(f"{file}: onnxruntime and torch differ by {error}")

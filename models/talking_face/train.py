@@ -159,9 +159,8 @@ def val_opening_r(model: VoiceToLips, batch) -> float:
 
 def export(run: Path, out_dir: Path, metrics: dict | None = None) -> dict:
     """talking_face.onnx (mel, state_in -> lips, state_out), parity with torch on a whole clip and hop by hop."""
-    import onnxruntime as ort
-
     from ...export.onnx_export import REAL_VOICE_CREDITS, corpus_info, write_manifest_entry
+    from ...export.runtime import create_session
 
     state = torch.load(run / "model.pt")
     config = state["config"]
@@ -174,7 +173,7 @@ def export(run: Path, out_dir: Path, metrics: dict | None = None) -> dict:
     torch.onnx.export(model, (mel, model.initial_state()), str(path), input_names=["mel", "state_in"],
                       output_names=["lips", "state_out"], dynamic_axes={"mel": {1: "hops"}, "lips": {1: "hops"}},
                       opset_version=17, dynamo=False)
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = create_session(path, threads=1)
     with torch.no_grad():
         want, _ = model(mel, model.initial_state())
     whole = session.run(None, {"mel": mel.numpy(), "state_in": model.initial_state().numpy()})[0]

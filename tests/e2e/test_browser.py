@@ -2,7 +2,8 @@
 face the project renders (a .y4m and a .wav), `avcall serve` runs as users start it, and the test checks
 what the page got back: the server tracked the face, the enhanced voice came back and matches the
 enhancer's offline output on the same clip, and caption events with the clip's words arrived on the data
-channel. It also leaves a screenshot of the page (AVCALL_SCREENSHOTS=DIR keeps a copy there)."""
+channel. It also leaves a screenshot of the page (AVCALL_SCREENSHOTS=DIR keeps a copy there). And headless
+Firefox with its own fake devices: the page starts a call the server sees connect, audio and video flowing."""
 
 from __future__ import annotations
 
@@ -20,11 +21,11 @@ import soundfile as sf
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
-pytestmark = [
+pytestmark = pytest.mark.usefixtures("ice_address")
+needs_chromium = [
     pytest.mark.skipif(CHROMIUM is None or CHROMEDRIVER is None,
                        reason="chromium and chromium-driver are not installed (.ci/run installs them)"),
     pytest.mark.skipif(shutil.which("flite") is None, reason="flite is not installed (scripts/setup.sh)"),
-    pytest.mark.usefixtures("ice_address"),
 ]
 LINE = "please call me back tomorrow morning"
 WORDS = {"please", "call", "back", "tomorrow", "morning"}
@@ -110,6 +111,8 @@ def best_correlation(received: np.ndarray, reference: np.ndarray) -> float:
     return best
 
 
+@needs_chromium[0]
+@needs_chromium[1]
 def test_the_page_in_chromium(fake_media, served, tmp_path):
     y4m, wav, clip_audio = fake_media
     driver = chromium(y4m, wav, tmp_path / "profile")
@@ -154,3 +157,81 @@ def test_the_page_in_chromium(fake_media, served, tmp_path):
     assert len(received) > 3 * rate
     r = best_correlation(envelope(received, rate), envelope(expected, 16_000))
     assert r > 0.6, r
+
+
+FIREFOX = shutil.which("firefox") or shutil.which("firefox-esr")
+FIREFOX_PREFS = {
+    "media.navigator.streams.fake": True,  # a synthetic camera and microphone, no prompt
+    "media.navigator.permission.disabled": True,
+    "media.autoplay.default": 0,
+    "media.peerconnection.ice.loopback": True,
+    "media.peerconnection.ice.obfuscate_host_addresses": False,
+    "browser.shell.checkDefaultBrowser": False,
+    "datareporting.policy.dataSubmissionEnabled": False,
+    "toolkit.telemetry.reportingpolicy.firstRun": False,
+    "app.update.enabled": False,
+    "network.captive-portal-service.enabled": False,
+}
+
+
+@pytest.mark.skipif(FIREFOX is None, reason="firefox-esr is not installed")
+def test_the_page_in_firefox(tmp_path):
+    """Firefox (headless, its fake devices) opens the page, which starts a call by itself: the server sees
+    the peer connect and its audio and video flow through the pipeline."""
+    import asyncio
+    import json as json_module
+    import threading
+
+    from aiohttp import web
+
+    from avcall.app.serve import Server, ServeConfig
+
+    profile = tmp_path / "firefox"
+    profile.mkdir()
+    (profile / "user.js").write_text("".join(f'user_pref("{k}", {json_module.dumps(v)});\n'
+                                             for k, v in FIREFOX_PREFS.items()))
+    server = Server(ServeConfig(captions=False))
+    server.load_models()
+    loop = asyncio.new_event_loop()
+    started = threading.Event()
+    state: dict = {}
+
+    def serve() -> None:
+        asyncio.set_event_loop(loop)
+        runner = web.AppRunner(server.app())
+        loop.run_until_complete(runner.setup())
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        loop.run_until_complete(site.start())
+        state["port"], state["runner"] = site._server.sockets[0].getsockname()[1], runner
+        started.set()
+        loop.run_forever()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    assert started.wait(30)
+    browser = subprocess.Popen([FIREFOX, "--headless", "--no-remote", "--profile", str(profile),
+                                f"http://127.0.0.1:{state['port']}/?autostart=1"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    seen: dict = {}
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            for peer in list(server.peers.values()):
+                tel = peer.pipeline.telemetry() if peer.pipeline else {}
+                seen = {"state": peer.pc.connectionState,
+                        "audio": tel.get("level_in", {}).get("frames_in", 0),
+                        "video": tel.get("face_tracker", {}).get("frames_in", 0)}
+            if seen.get("state") == "connected" and seen["audio"] > 200 and seen["video"] > 10:
+                break
+            time.sleep(0.5)
+    finally:
+        browser.terminate()
+        try:
+            browser.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            browser.kill()
+        asyncio.run_coroutine_threadsafe(state["runner"].cleanup(), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+    assert seen.get("state") == "connected", seen
+    assert seen["audio"] > 200 and seen["video"] > 10, seen  # 2 s of audio hops and some frames came in

@@ -245,7 +245,7 @@ def test_process_enhance_without_weights_is_a_clean_error(tmp_path, monkeypatch)
     result = run_cli("process", str(clip), "-o", str(tmp_path / "out"), "--enhance", timeout=120)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "avse_av.onnx is missing" in lines[0] and "Traceback" not in result.stderr
+    assert len(lines) == 1 and "avse_ao.onnx is missing" in lines[0] and "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
 
 
