@@ -239,7 +239,6 @@ def evaluate_captions(data: Path, out: Path, *, seed: int = 0, clips: int | None
         if enhancer is None:
             raise InputError(f"the enhanced path needs the enhancer: {why} (or run with --raw-only)")
     engine_spec = "pocketsphinx"
-    engine = make_engine(engine_spec)
     paths = PATHS if enhancer is not None else ("raw",)
     rows = []
     bar = tqdm(total=len(items) * len(CONDITIONS) * len(paths), desc="captions", disable=not progress)
@@ -258,7 +257,7 @@ def evaluate_captions(data: Path, out: Path, *, seed: int = 0, clips: int | None
                 rows.append({"clip": item.name, "condition": cond, "path": path, "reference": item.text} | row)
                 bar.update(1)
     bar.close()
-    report = {"meta": {"data": str(data), "seed": seed, "engine": engine.name, "clips": len(items),
+    report = {"meta": {"data": str(data), "seed": seed, "engine": engine_spec, "clips": len(items),
                        "enhancer": enhancer.name if enhancer else None},
               "rows": rows, "summary": summarise(rows)}
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -70,8 +70,8 @@ class Peer:
         from avcall.models.avse.runtime_enhancer import DELAY
         from avcall.pipelines.frames import SAMPLE_RATE
         from avcall.pipelines.runner import Pipeline
-        from avcall.pipelines.sinks.webrtc import (AudioTrackSink, EventChannelSink, OutgoingAudioTrack,
-                                                   OutgoingVideoTrack, VideoTrackSink)
+        from avcall.pipelines.sinks.webrtc import (EventChannelSink, OutgoingAudioTrack, OutgoingVideoTrack,
+                                                   TrackSink)
         from avcall.pipelines.sources.webrtc import WebRTCAudioSource, WebRTCVideoSource
         from avcall.pipelines.stages.annotate import Annotator
         from avcall.pipelines.stages.face_tracker import FaceTracker
@@ -106,9 +106,9 @@ class Peer:
             self.sync = SyncMonitor()
             stages.append(self.sync)
         if self.video_out is not None:
-            stages += [self.annotator, VideoTrackSink(self.video_out)]
+            stages += [self.annotator, TrackSink(self.video_out)]
         if self.audio_out is not None:
-            stages += [self.level_out, AudioTrackSink(self.audio_out)]
+            stages += [self.level_out, TrackSink(self.audio_out)]
         stages.append(EventChannelSink(self.send))
         self.pipeline = Pipeline(sources, stages, live=True)
         for track in (self.audio_out, self.video_out):

@@ -1,10 +1,10 @@
 """WebRTC sinks: the pipeline's audio and video as aiortc tracks sent back to the peer, and its events on
 the peer's data channel.
 
-`AudioTrackSink` hands 10 ms hops to `OutgoingAudioTrack`, which the RTP sender pulls 20 ms frames from
+`TrackSink` hands 10 ms hops to `OutgoingAudioTrack`, which the RTP sender pulls 20 ms frames from
 (16 kHz mono s16; aiortc's Opus encoder resamples). It measures the added delay of the audio path on the
 server: from the moment a hop arrived from the peer (the source's `arrivals`, by pts) to the moment the
-frame holding it leaves for the encoder. `VideoTrackSink` does the same for video frames (latest wins:
+frame holding it leaves for the encoder. Video frames go to `OutgoingVideoTrack` the same way (latest wins:
 the encoder never sees a backlog).
 """
 
@@ -92,23 +92,12 @@ class OutgoingVideoTrack(_track_base()):
         return out
 
 
-class AudioTrackSink(Stage):
-    accepts = (AudioFrame,)
+class TrackSink(Stage):
+    """Hands the frames of its track's kind (audio hops or video frames) to an outgoing track."""
 
-    def __init__(self, track: OutgoingAudioTrack, *, name: str = "webrtc_audio_out") -> None:
-        super().__init__(name)
-        self.track = track
-
-    async def process(self, frame: Frame) -> Sequence[Frame]:
-        self.track.put(frame)
-        return [frame]
-
-
-class VideoTrackSink(Stage):
-    accepts = (VideoFrame,)
-
-    def __init__(self, track: OutgoingVideoTrack, *, name: str = "webrtc_video_out") -> None:
-        super().__init__(name)
+    def __init__(self, track: OutgoingAudioTrack | OutgoingVideoTrack) -> None:
+        super().__init__(f"webrtc_{track.kind}_out")
+        self.accepts = (AudioFrame,) if track.kind == "audio" else (VideoFrame,)
         self.track = track
 
     async def process(self, frame: Frame) -> Sequence[Frame]:
