@@ -1,5 +1,6 @@
 // avcall serve: browser side. Sends camera + mic to the local server over
-// WebRTC, plays back the enhanced stream, shows captions and telemetry.
+// WebRTC, plays back the enhanced stream, shows captions and telemetry, and,
+// when the user opts in, the mood the server reads from face and voice.
 'use strict';
 
 (() => {
@@ -8,6 +9,12 @@
   const hash = new URLSearchParams(location.hash.slice(1));
   const token = query.get('token') || hash.get('token') || null;
   const MAX_FINAL_LINES = 6;
+  const MOOD_WINDOW_S = 60;  // the timeline's span
+  // the class colours of the server's emotion.png (pipelines/sinks/emotion.py)
+  const MOOD_COLOURS = {
+    neutral: '#9e9e9e', happy: '#f4b400', sad: '#4285f4', angry: '#db4437',
+    fearful: '#8e44ad', disgust: '#0f9d58', surprise: '#ff7f0e',
+  };
 
   const el = {
     start: $('start'), stop: $('stop'), local: $('local'), remote: $('remote'),
@@ -16,6 +23,9 @@
     meterIn: $('meter-in'), meterOut: $('meter-out'),
     meterInText: $('meter-in-text'), meterOutText: $('meter-out-text'),
     face: $('face'), serverInfo: $('server-info'),
+    emotion: $('emotion'), mood: $('mood'), moodLeading: $('mood-leading'),
+    moodConfidence: $('mood-confidence'), moodConfidenceText: $('mood-confidence-text'),
+    moodValence: $('mood-valence'), moodArousal: $('mood-arousal'), moodTimeline: $('mood-timeline'),
   };
 
   let pc = null;
@@ -28,6 +38,9 @@
   const api = {
     captions: [],
     telemetry: null,
+    // what the mood panel shows: on (the user's opt-in), the readings of the last 60 s ({t: seconds on the
+    // page's clock, probs, valence, arousal, leading, confidence, sources}), the latest one
+    emotion: { on: false, readings: [], latest: null },
     state: 'idle',
     peer: null,
     start,
@@ -94,6 +107,7 @@
     // The channel must exist before the offer so it is negotiated in the SDP.
     dc = conn.createDataChannel('avcall', { ordered: true });
     dc.onmessage = (ev) => onMessage(ev.data);
+    dc.onopen = () => { if (api.emotion.on) sendControl({ emotion: true }); showMood(); };
 
     let resp;
     try {
@@ -196,6 +210,7 @@
     dc = null;
     pc = null;
     localStream = null;
+    clearMood();
     el.local.srcObject = null;
     el.remote.srcObject = null;
     api.state = 'closed';
@@ -219,6 +234,7 @@
     if (msg.type === 'caption') onCaption(msg);
     else if (msg.type === 'telemetry') onTelemetry(msg);
     else if (msg.type === 'status') setStatus(String(msg.text ?? ''));
+    else if (msg.type === 'emotion') onEmotion(msg);
   }
 
   function onCaption(msg) {
@@ -248,6 +264,87 @@
   }
 
   const fmt = (x) => (typeof x === 'number' && Number.isFinite(x) ? x.toFixed(1) : '–');
+  const num = (x) => (typeof x === 'number' && Number.isFinite(x) ? x : 0);
+
+  // --- the mood panel: shown only while the user has opted in and the call is up -------------------
+  function setEmotion(on) {
+    api.emotion.on = on;
+    el.emotion.checked = on;
+    sendControl({ emotion: on });
+    if (!on) clearMood();
+    showMood();
+  }
+
+  function showMood() {
+    el.mood.hidden = !(api.emotion.on && dc && dc.readyState === 'open');
+  }
+
+  function clearMood() {
+    api.emotion.readings = [];
+    api.emotion.latest = null;
+    el.moodLeading.textContent = 'waiting…';
+    el.moodConfidence.value = 0;
+    el.moodConfidenceText.textContent = '–';
+    el.moodValence.textContent = '–';
+    el.moodArousal.textContent = '–';
+    drawTimeline();
+    showMood();
+  }
+
+  function onEmotion(msg) {
+    if (!api.emotion.on) return;  // one still in flight when the user switched it off
+    const t = performance.now() / 1000;
+    const reading = {
+      t, probs: msg.probs || {}, valence: num(msg.valence), arousal: num(msg.arousal),
+      leading: String(msg.leading ?? ''), confidence: num(msg.confidence),
+      sources: Array.isArray(msg.sources) ? msg.sources : [],
+    };
+    const readings = api.emotion.readings;
+    readings.push(reading);
+    while (readings.length && readings[0].t < t - MOOD_WINDOW_S) readings.shift();
+    api.emotion.latest = reading;
+    el.moodLeading.textContent = reading.leading + (reading.sources.length ? '' : ' (held: no face, no voice)');
+    el.moodLeading.style.color = MOOD_COLOURS[reading.leading] || '';
+    el.moodConfidence.value = reading.confidence;
+    el.moodConfidenceText.textContent = `${Math.round(100 * reading.confidence)}%`;
+    el.moodValence.textContent = reading.valence.toFixed(2);
+    el.moodArousal.textContent = reading.arousal.toFixed(2);
+    drawTimeline();
+  }
+
+  // The last 60 s: the leading emotion as coloured bars (height: confidence) over valence and arousal lines.
+  function drawTimeline() {
+    const canvas = el.moodTimeline;
+    const g = canvas.getContext('2d');
+    const w = canvas.width;
+    const h = canvas.height;
+    const top = h * 0.5;  // bars above, lines below
+    g.clearRect(0, 0, w, h);
+    g.fillStyle = '#fff';
+    g.fillRect(0, 0, w, h);
+    const readings = api.emotion.readings;
+    if (!readings.length) return;
+    const end = readings[readings.length - 1].t;
+    const x = (t) => w - ((end - t) / MOOD_WINDOW_S) * w;
+    const barW = Math.max(1, w / (MOOD_WINDOW_S * 4));
+    for (const r of readings) {
+      g.fillStyle = MOOD_COLOURS[r.leading] || '#999';
+      const bh = (top - 4) * Math.max(0, Math.min(1, r.confidence));
+      g.fillRect(x(r.t) - barW, top - bh, barW, bh);
+    }
+    const mid = top + (h - top) / 2;
+    g.strokeStyle = '#ddd';
+    g.beginPath(); g.moveTo(0, mid); g.lineTo(w, mid); g.stroke();
+    for (const [key, colour] of [['valence', '#0f9d58'], ['arousal', '#db4437']]) {
+      g.strokeStyle = colour;
+      g.beginPath();
+      readings.forEach((r, i) => {
+        const y = mid - (Math.max(-1, Math.min(1, r[key])) * (h - top - 4)) / 2;
+        if (i === 0) g.moveTo(x(r.t), y); else g.lineTo(x(r.t), y);
+      });
+      g.stroke();
+    }
+  }
 
   function setMeter(meter, label, db) {
     const ok = typeof db === 'number' && Number.isFinite(db);
@@ -281,12 +378,19 @@
     el.face.className = msg.face ? 'yes' : 'no';
     el.serverInfo.textContent =
       `server: enhance ${msg.enhance ?? '–'}, overlay ${msg.overlay ? 'on' : 'off'}, peers ${msg.peers ?? '–'}`;
+    if (msg.emotion === 'unavailable' && !el.emotion.disabled) {
+      el.emotion.disabled = true;
+      el.emotion.parentElement.title = 'no emotion weights on this server';
+      if (api.emotion.on) setEmotion(false);
+    }
   }
 
   el.start.addEventListener('click', () => { start(); });
   el.stop.addEventListener('click', () => { stop(); });
   el.enhance.addEventListener('change', () => sendControl({ enhance: el.enhance.value }));
   el.overlay.addEventListener('change', () => sendControl({ overlay: el.overlay.checked }));
+  el.emotion.addEventListener('change', () => setEmotion(el.emotion.checked));
+  el.emotion.checked = false;  // an explicit opt-in every time: never a state the browser restored
 
   if (!window.isSecureContext || !navigator.mediaDevices) {
     setStatus('camera needs a secure context: open the page via http://localhost or https', true);

@@ -19,6 +19,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from tests.conftest import needs_emotion_weights
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
 pytestmark = pytest.mark.usefixtures("ice_address")
@@ -157,6 +159,60 @@ def test_the_page_in_chromium(fake_media, served, tmp_path):
     assert len(received) > 3 * rate
     r = best_correlation(envelope(received, rate), envelope(expected, 16_000))
     assert r > 0.6, r
+
+
+@needs_chromium[0]
+@needs_chromium[1]
+@needs_emotion_weights
+def test_the_mood_opt_in_in_chromium(fake_media, served, tmp_path):
+    """Off by default: no reading, no badge. The user ticks "Read my mood": readings arrive on window.avcall
+    and the badge and the indicator show. Unticked: the panel goes and stays empty."""
+    from selenium.webdriver.common.by import By
+
+    y4m, wav, _ = fake_media
+    driver = chromium(y4m, wav, tmp_path / "profile")
+    api = "return window.avcall && {state: window.avcall.state, telemetry: window.avcall.telemetry, " \
+          "emotion: window.avcall.emotion}"
+
+    def poll(condition, timeout: float) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            seen = driver.execute_script(api) or {}
+            if condition(seen) or time.monotonic() > deadline:
+                return seen
+            time.sleep(0.5)
+
+    try:
+        driver.get(f"{served}/?autostart=1")
+        off = poll(lambda s: s.get("state") == "connected" and (s.get("telemetry") or {}).get("face"), 60)
+        time.sleep(2.0)  # two more seconds of the call with it off
+        off = driver.execute_script(api)
+        badge = driver.find_element(By.ID, "mood-badge")
+        off_badge = badge.is_displayed()
+        driver.find_element(By.ID, "emotion").click()
+        on = poll(lambda s: len(s["emotion"]["readings"]) >= 8 and s["telemetry"].get("emotion") == "on", 30)
+        on_badge, badge_text = badge.is_displayed(), badge.text
+        shown = driver.find_element(By.ID, "mood-leading").text
+        shot = tmp_path / "serve_emotion.png"
+        driver.save_screenshot(str(shot))
+        if os.environ.get("AVCALL_SCREENSHOTS"):
+            shutil.copy(shot, Path(os.environ["AVCALL_SCREENSHOTS"]) / "serve_emotion.png")
+        driver.find_element(By.ID, "emotion").click()
+        time.sleep(2.0)
+        after = driver.execute_script(api)
+        after_badge = badge.is_displayed()
+    finally:
+        driver.quit()
+    assert off["state"] == "connected" and off["telemetry"]["emotion"] == "off", off["telemetry"]
+    assert off["emotion"] == {"on": False, "readings": [], "latest": None} and not off_badge
+    assert on["emotion"]["on"] and len(on["emotion"]["readings"]) >= 8, on["emotion"]
+    latest = on["emotion"]["latest"]
+    assert set(latest) >= {"t", "probs", "valence", "arousal", "leading", "confidence", "sources"}
+    assert len(latest["probs"]) == 7 and latest["leading"] in latest["probs"] and 0 <= latest["confidence"] <= 1
+    assert any("face" in r["sources"] for r in on["emotion"]["readings"])  # the page's camera face was read
+    assert on_badge and badge_text == "emotion reading on" and shown.startswith(latest["leading"])
+    assert not after["emotion"]["on"] and after["emotion"]["readings"] == [] and not after_badge
+    assert after["telemetry"]["emotion"] == "off"
 
 
 FIREFOX = shutil.which("firefox") or shutil.which("firefox-esr")
