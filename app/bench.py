@@ -400,8 +400,10 @@ async def _drain(track) -> None:
 
 
 def write_json(result: dict, out: Path | None) -> str:
+    from avcall.pipelines.sinks.atomic import write_text_atomic
+
     text = json.dumps(result, indent=2)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text + "\n")
+        write_text_atomic(out, text + "\n")
     return text

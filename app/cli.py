@@ -161,6 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_eval_parser(commands)
 
+    from .soak import add_parser as add_soak_parser
+
+    add_soak_parser(commands)
+
     b = commands.add_parser("bench", help="measure speed and write JSON",
                             description="Benchmarks (not tests): speed measured here, written as JSON.")
     b.add_argument("what", choices=["tracking", "enhance", "captions", "serve", "avatar"], help="tracking: face mesh + lip "
@@ -314,10 +318,16 @@ def cmd_eval(args) -> int:
     return run(args)
 
 
+def cmd_soak(args) -> int:
+    from .soak import cmd_soak as run
+
+    return run(args)
+
+
 COMMANDS = {"train": cmd_train, "demo": cmd_demo, "process": cmd_process, "serve": cmd_serve, "live": cmd_live, "sync": cmd_sync,
             "devices": cmd_devices,
             "bench": cmd_bench,
-            "corpus": cmd_corpus, "eval": cmd_eval}
+            "corpus": cmd_corpus, "eval": cmd_eval, "soak": cmd_soak}
 
 if __name__ == "__main__":
     sys.exit(main())

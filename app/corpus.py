@@ -94,13 +94,14 @@ def _make(args) -> int:
 
 def _stats(args) -> int:
     from avcall.models.data.stats import corpus_stats
+    from avcall.pipelines.sinks.atomic import write_text_atomic
 
     if not (args.dir / "examples").is_dir():
         raise InputError(f"{args.dir}: not a corpus (no examples/ folder)")
     stats = corpus_stats(args.dir, realism=not args.no_realism,
                          log=(lambda s: None) if args.json else (lambda s: print(s, flush=True)))
     text = json.dumps(stats, indent=1)
-    (args.dir / "stats.json").write_text(text + "\n")
+    write_text_atomic(args.dir / "stats.json", text + "\n")
     if args.json:
         print(text)
     else:

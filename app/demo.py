@@ -30,6 +30,7 @@ import numpy as np
 from tqdm import tqdm
 
 from avcall.pipelines.frames import SAMPLE_RATE
+from avcall.pipelines.sinks.atomic import write_text_atomic
 from avcall.pipelines.sinks.mp4 import Mp4Sink
 from avcall.pipelines.sources.synthetic import synthetic_frames
 
@@ -41,12 +42,13 @@ SIR_DB, SNR_DB = 6.0, 10.0
 DEMO_LINE = "Can you hear me now? I think the video is working again, so let us get started."
 
 
-async def write_synthetic_clip(path: Path, seconds: float = 4.0) -> None:
-    sink = Mp4Sink(path, video_size=(320, 240), fps=25)
+async def write_synthetic_clip(path: Path, seconds: float = 4.0, fps: int = 25) -> None:
+    sink = Mp4Sink(path, video_size=(320, 240), fps=fps)
     await sink.start()
     try:
-        for frame in synthetic_frames(seconds, events=[0.5, 1.5, 2.5, 3.5]):
+        for frame in synthetic_frames(seconds, fps=fps, events=[0.5, 1.5, 2.5, 3.5]):
             await sink.process(frame)
+        await sink.flush()
     finally:
         await sink.stop()
         sink.shutdown_worker()
@@ -73,10 +75,10 @@ def _speak(voice, lines, gap_s: float = 0.6):
     return np.concatenate(audio), Timing(tuple(phones))
 
 
-def write_talking_portrait(path: Path, text: str = DEMO_LINE, audio_fn=None) -> bool:
-    """The bundled portrait saying `text` (a line, or lines with pauses between them); False when no
-    text-to-speech engine is installed. `audio_fn(clean)` may change the soundtrack (the demo adds a talker
-    and noise)."""
+def write_talking_portrait(path: Path, text: str = DEMO_LINE, audio_fn=None, fps: float | None = None) -> bool:
+    """The bundled portrait saying `text` (a line, or lines with pauses between them) at `fps` (default: the
+    corpus's 25); False when no text-to-speech engine is installed. `audio_fn(clean)` may change the
+    soundtrack (the demo adds a talker and noise)."""
     from avcall.models.data.example import LIP_FPS
     from avcall.models.data.lipmodel import LipModel
     from avcall.models.data.render import render_video
@@ -86,8 +88,9 @@ def write_talking_portrait(path: Path, text: str = DEMO_LINE, audio_fn=None) -> 
         return False
     clean, timing = _speak(voice, [text] if isinstance(text, str) else list(text))
     clean = 0.5 * clean / max(float(np.abs(clean).max()), 1e-6)
-    frames = int(np.ceil(len(clean) / SAMPLE_RATE * LIP_FPS))
-    track = LipModel.load().track(timing, frames, np.random.default_rng(0), artefacts=False)
+    fps = fps or LIP_FPS
+    frames = int(np.ceil(len(clean) / SAMPLE_RATE * fps))
+    track = LipModel.load().track(timing, frames, np.random.default_rng(0), fps=fps, artefacts=False)
     render_video(path, track, audio_fn(clean) if audio_fn else clean)
     return True
 
@@ -98,8 +101,8 @@ class Call:
     noisy: np.ndarray
 
 
-def make_call(path: Path) -> Call | None:
-    """The noisy call clip at `path` (None without a TTS engine)."""
+def make_call(path: Path, fps: float | None = None) -> Call | None:
+    """The noisy call clip at `path` (None without a TTS engine), its video at `fps` (default 25)."""
     from avcall.models.data.noise import make_noise, mix_at_snr
 
     made = {}
@@ -115,7 +118,7 @@ def make_call(path: Path) -> Call | None:
         made["clean"], made["noisy"] = clean * gain, (noisy * gain).astype(np.float32)
         return made["noisy"]
 
-    if not write_talking_portrait(path, SCRIPT, soundtrack):
+    if not write_talking_portrait(path, SCRIPT, soundtrack, fps):
         return None
     return Call(made["clean"], made["noisy"])
 
@@ -220,8 +223,8 @@ def write_report(path: Path, *, call: Call | None, enhanced: np.ndarray | None, 
     style = ("body{font:15px/1.4 system-ui,sans-serif;max-width:960px;margin:1rem auto;padding:0 1rem;color:#1a1a1a}"
              "img{display:block;width:100%;margin:.3rem 0}table{border-collapse:collapse;margin:.5rem 0}"
              "td,th{border-bottom:1px solid #ddd;padding:.2rem .6rem;text-align:left}")
-    path.write_text(f"<!doctype html><html><head><meta charset='utf-8'><title>avcall demo</title>"
-                    f"<style>{style}</style></head><body>{''.join(parts)}</body></html>\n")
+    write_text_atomic(path, f"<!doctype html><html><head><meta charset='utf-8'><title>avcall demo</title>"
+                            f"<style>{style}</style></head><body>{''.join(parts)}</body></html>\n")
 
 
 def run_demo(outdir: Path = Path("avcall-demo"), clip: Path | None = None) -> str:

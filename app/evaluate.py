@@ -599,14 +599,14 @@ def plot_example(path: Path, ex: EvalExample, outputs: dict[str, np.ndarray]) ->
 
 def write_report(path: Path, report: dict) -> None:
     """JSON written whole or not at all (a temporary file beside it, then renamed)."""
+    from avcall.pipelines.sinks.atomic import write_text_atomic
+
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")
-        os.replace(tmp, path)
     except OSError as err:
         raise OutputError(f"cannot write {path}: {err.strerror or err}") from None
+    write_text_atomic(path, json.dumps(report, indent=1, allow_nan=False) + "\n")
 
 
 def _safe(name: str) -> str:

@@ -29,6 +29,9 @@ class StagedOutput:
         return self.tmp
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        if isinstance(exc, OutputError):  # a write that failed: named as the user knows it, not in staging
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            raise OutputError(str(exc).replace(str(self.tmp), str(self.outdir))) from None
         try:
             if exc_type is None:
                 for item in sorted(self.tmp.iterdir()):

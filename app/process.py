@@ -15,6 +15,7 @@ import json
 import signal
 import sys
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 from tqdm import tqdm
@@ -22,6 +23,7 @@ from tqdm import tqdm
 from avcall.pipelines.clock import SessionClock
 from avcall.pipelines.errors import AvcallError, InputError
 from avcall.pipelines.runner import Pipeline
+from avcall.pipelines.sinks.atomic import write_text_atomic
 from avcall.pipelines.sinks.lips import LipsSink
 from avcall.pipelines.sinks.mp4 import Mp4Sink
 from avcall.pipelines.sinks.speaker import SpeakerSink
@@ -30,6 +32,7 @@ from avcall.pipelines.sinks.window import WindowSink
 from avcall.pipelines.sources.camera import CameraSource
 from avcall.pipelines.sources.file import FileSource
 from avcall.pipelines.sources.microphone import MicrophoneSource
+from avcall.pipelines.stage import Stage
 from avcall.pipelines.stages.annotate import Annotator
 from avcall.pipelines.stages.face_tracker import FaceTracker
 from avcall.pipelines.stages.lip_features import LipFeatureExtractor
@@ -71,9 +74,65 @@ class ProcessResult:
     telemetry: dict
 
 
+@dataclass
+class CallStages:
+    """The stages of a call between its sources and its sinks, and the outgoing video they make."""
+
+    stages: list[Stage]
+    video_size: tuple[int, int] | None  # the outgoing video's (the portrait's when the avatar replaces the camera)
+    fps: Fraction | float
+
+
+def build_stages(cfg: ProcessConfig, *, clock: SessionClock, video_size: tuple[int, int] | None,
+                 fps: Fraction | float, has_audio: bool, live: bool, weights=None) -> CallStages:
+    """The processing stages of a call, in order: what `process` runs between its sources and sinks, and
+    what `avcall soak` runs for hours. `weights`: the enhancer's files (see `enhancer_weights`), None for
+    no enhancement; `live`: frames come at real time (a late frame passes by rather than waits)."""
+    stages: list[Stage] = []
+    if video_size is not None:
+        stages += [FaceTracker(max_faces=cfg.max_faces, model_path=cfg.face_model), LipFeatureExtractor()]
+    captioner = None
+    if cfg.captions or cfg.burn_captions:
+        from avcall.pipelines.stages.captioner import Captioner
+
+        captioner = Captioner(asr=cfg.asr, asr_model=cfg.asr_model)
+        if cfg.captions_from == "raw":  # before the enhancer: it hears the voice as recorded
+            stages.append(captioner)
+    if weights is not None:
+        from avcall.pipelines.stages.speech_enhancer import SpeechEnhancer
+
+        stages.append(SpeechEnhancer(av_path=weights[0], ao_path=weights[1], clock=clock if live else None,
+                                     wait_for_lips=not live and video_size is not None))
+    if video_size is not None and has_audio and _judge_shipped():
+        from avcall.pipelines.stages.sync_monitor import SyncMonitor
+
+        stages.append(SyncMonitor())  # the call's audio-video offset, in telemetry
+    if captioner is not None and cfg.captions_from != "raw":
+        stages.append(captioner)
+    if cfg.burn_captions and video_size is not None:
+        from avcall.pipelines.stages.caption_burner import CaptionBurner
+
+        stages.append(CaptionBurner(live=live))
+    if cfg.avatar:
+        from avcall.pipelines.stages.talking_face import FPS as AVATAR_FPS
+
+        stages.append(talking_face(cfg.portrait))
+        video_size, fps = (256, 256), AVATAR_FPS
+    elif video_size is not None:
+        stages.append(Annotator())
+    return CallStages(stages, video_size, fps)
+
+
+def talking_face(portrait: Path | None) -> Stage:
+    from avcall.models.data.render import load_portrait
+    from avcall.pipelines.stages.talking_face import TalkingFace
+
+    return TalkingFace(load_portrait(portrait) if portrait else None)
+
+
 async def process(cfg: ProcessConfig, *, progress: bool = True) -> ProcessResult:
     clock = SessionClock()
-    weights = _enhancer_weights() if cfg.enhance else None  # before anything opens: a missing file is one line
+    weights = enhancer_weights() if cfg.enhance else None  # before anything opens: a missing file is one line
     with StagedOutput(cfg.outdir) as tmp:
         sources, video_size, fps, has_audio, total = await _open_sources(cfg, clock)
         if cfg.avatar and not has_audio:
@@ -81,58 +140,27 @@ async def process(cfg: ProcessConfig, *, progress: bool = True) -> ProcessResult
         if cfg.enhance and not has_audio:
             raise InputError("--enhance: there is no audio to enhance (" +
                              (f"{cfg.input} has no audio track)" if cfg.input else "give --mic)"))
+        live = cfg.input is None
+        call = build_stages(cfg, clock=clock, video_size=video_size, fps=fps, has_audio=has_audio, live=live,
+                            weights=weights)
         lips = LipsSink(tmp / "lips.npz")
-        stages = []
-        if video_size is not None:
-            stages += [FaceTracker(max_faces=cfg.max_faces, model_path=cfg.face_model), LipFeatureExtractor()]
-        captions = cfg.captions or cfg.burn_captions
-        if captions:
-            from avcall.pipelines.stages.captioner import Captioner
-
-            captioner = Captioner(asr=cfg.asr, asr_model=cfg.asr_model)
-            if cfg.captions_from == "raw":  # before the enhancer: it hears the voice as recorded
-                stages.append(captioner)
-        if weights is not None:
-            from avcall.pipelines.stages.speech_enhancer import SpeechEnhancer
-
-            live = cfg.input is None
-            stages.append(SpeechEnhancer(av_path=weights[0], ao_path=weights[1], clock=clock if live else None,
-                                         wait_for_lips=not live and video_size is not None))
-        if video_size is not None and has_audio and _judge_shipped():
-            from avcall.pipelines.stages.sync_monitor import SyncMonitor
-
-            stages.append(SyncMonitor())  # the call's audio-video offset, in telemetry
-        if captions:
-            from avcall.pipelines.sinks.captions import CaptionSink
-
-            if cfg.captions_from != "raw":
-                stages.append(captioner)
-            if cfg.burn_captions and video_size is not None:
-                from avcall.pipelines.stages.caption_burner import CaptionBurner
-
-                stages.append(CaptionBurner(live=cfg.input is None))
-        if cfg.avatar:
-            from avcall.models.data.render import load_portrait
-            from avcall.pipelines.stages.talking_face import FPS as AVATAR_FPS
-            from avcall.pipelines.stages.talking_face import TalkingFace
-
-            stages.append(TalkingFace(load_portrait(cfg.portrait) if cfg.portrait else None))
-            video_size, fps = (256, 256), AVATAR_FPS
-        elif video_size is not None:
-            stages.append(Annotator())
-        stages.append(Mp4Sink(tmp / "annotated.mp4", video_size=video_size, fps=fps, audio=has_audio))
-        if cfg.show and video_size is not None:
+        stages = [*call.stages, Mp4Sink(tmp / "annotated.mp4", video_size=call.video_size, fps=call.fps,
+                                        audio=has_audio)]
+        if cfg.show and call.video_size is not None:
             stages.append(WindowSink())
         if cfg.play and has_audio:
             stages.append(SpeakerSink(cfg.speaker))
         stages.append(lips)
         if weights is not None:
             stages.append(WavSink(tmp / "enhanced.wav", name="enhanced_wav"))
-        if captions:
+        if cfg.captions or cfg.burn_captions:
+            from avcall.pipelines.sinks.captions import CaptionSink
+
             stages.append(CaptionSink(tmp))
-        pipeline = Pipeline(sources, stages, live=cfg.input is None)
+        pipeline = Pipeline(sources, stages, live=live)
         telemetry = await _run_with_progress(pipeline, sources, clock, cfg, total, progress)
         rows = lips.rows
+        incidents = pipeline.incidents.summary()
         summary = {
             "input": str(cfg.input) if cfg.input else {"camera": cfg.camera, "mic": cfg.mic},
             "pipeline": pipeline.describe(),
@@ -140,11 +168,22 @@ async def process(cfg: ProcessConfig, *, progress: bool = True) -> ProcessResult
             "video_frames": len(rows),
             "face_frames": sum(r.present for r in rows),
             "stages": telemetry,
+            "incidents": incidents,
         }
-        (tmp / "telemetry.json").write_text(json.dumps(summary, indent=2))
+        write_text_atomic(tmp / "telemetry.json", json.dumps(summary, indent=2))
+    _warn_failed_stages(incidents)
     media_seconds = sources[0].decoded_until if isinstance(sources[0], FileSource) else clock.now()
     return ProcessResult(cfg.outdir, media_seconds, len(rows), summary["face_frames"], pipeline.interrupted,
                          telemetry)
+
+
+def _warn_failed_stages(incidents: dict) -> None:
+    """A stage that threw was passed by and the run went on: say so (telemetry.json has the details)."""
+    for event in incidents["events"]:
+        if event["kind"] == "stage_failed":
+            times = incidents["counts"].get(f"stage_failed:{event['stage']}", 1)
+            print(f"avcall: warning: {event['stage']} failed on {times} frame(s) and was passed through "
+                  f"({event['error']})", file=sys.stderr)
 
 
 def _judge_shipped() -> bool:
@@ -154,7 +193,7 @@ def _judge_shipped() -> bool:
     return weights_path(LIPS_WEIGHTS).is_file() and weights_path(AUDIO_WEIGHTS).is_file()
 
 
-def _enhancer_weights():
+def enhancer_weights():
     """The shipped enhancer files: the audio-only model (required: an InputError naming it when missing) and
     the lip-guided one when it ships (None otherwise: the audio-only model then runs with or without a face)."""
     from avcall.export.runtime import require_weights, weights_path

@@ -6,9 +6,12 @@ captioner, overlay) fed by its tracks; the enhanced voice and the video go back 
 captions and telemetry on the data channel "avcall", which also carries the page's toggles.
 
 Safe defaults: bound to 127.0.0.1; another host needs a token that the page presents (compared in constant
-time); at most `max_peers` peers (a clear 503 past it); a malformed offer is a 400 with the reason; requests
-whose Origin is not this server's own are refused (a web page elsewhere in the browser cannot reach
-`/offer`); no STUN server unless one is configured. A peer that leaves, fails or never connects frees its
+time); at most `max_peers` peers (a clear 503 past it); no STUN server unless one is configured. Hostile
+requests get a 4xx before anything reaches a pipeline: a body over MAX_BODY on any route (413), a body on a
+page route, malformed JSON or a bogus SDP (400), a request for another host name (DNS rebinding) or from
+another site's page (Origin, Sec-Fetch-Site: 403); static files come from a fixed list, never a path. The
+data channel takes at most CONTROL_RATE messages a second (the rest are dropped and counted). A peer that
+leaves, fails, never connects or goes silent without closing (`peer_timeout_s` with no media) frees its
 tasks, threads and state.
 """
 
@@ -18,6 +21,7 @@ import asyncio
 import hmac
 import json
 import secrets
+import time
 import uuid
 from dataclasses import dataclass, field
 from importlib import resources
@@ -29,9 +33,12 @@ from avcall.pipelines.errors import InputError
 
 MODES = ("off", "ao", "av")
 MAX_BODY = 256 * 1024  # an SDP offer is a few kB
+MAX_MEDIA = 3  # media sections an offer may hold: audio, video and the data channel
 STATIC_FILES = {"client.js": "application/javascript", "style.css": "text/css"}
 TELEMETRY_EVERY_S = 0.5
 CONNECT_TIMEOUT_S = 30.0
+WATCH_EVERY_S = 0.5
+CONTROL_RATE, CONTROL_BURST = 20.0, 40  # data-channel messages a second (the page sends a few a minute)
 
 
 @dataclass
@@ -43,6 +50,29 @@ class ServeConfig:
     stun: list[str] = field(default_factory=list)
     enhance: bool = True  # load the enhancer (when its weights are shipped)
     captions: bool = True
+    peer_timeout_s: float = 10.0  # a connected peer whose media stops this long is gone: it is closed
+
+
+@dataclass
+class RateLimit:
+    """A token bucket: `rate` messages a second on average, bursts of up to `burst`."""
+
+    rate: float
+    burst: float
+    tokens: float = field(init=False)
+    at: float = field(default_factory=time.monotonic)
+
+    def __post_init__(self) -> None:
+        self.tokens = self.burst
+
+    def allow(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
 
 
 def _is_loopback(host: str) -> bool:
@@ -62,6 +92,8 @@ class Peer:
         self.pipeline = None
         self.tasks: list[asyncio.Task] = []
         self.closed = asyncio.Event()
+        self.control = RateLimit(CONTROL_RATE, CONTROL_BURST)
+        self.messages_dropped = 0  # data-channel messages over the rate limit
         self.audio_out = self.video_out = None
         self.enhancer = self.annotator = self.level_in = self.level_out = self.face = self.sync = None
 
@@ -118,7 +150,7 @@ class Peer:
     def start(self) -> None:
         self.tasks = [asyncio.create_task(self._run(), name=f"peer-{self.id}"),
                       asyncio.create_task(self._telemetry(), name=f"peer-{self.id}-telemetry"),
-                      asyncio.create_task(self._connect_deadline(), name=f"peer-{self.id}-deadline")]
+                      asyncio.create_task(self._watchdog(), name=f"peer-{self.id}-watchdog")]
 
     async def _run(self) -> None:
         try:
@@ -130,10 +162,20 @@ class Peer:
         finally:
             asyncio.ensure_future(self.close())
 
-    async def _connect_deadline(self) -> None:
-        await asyncio.sleep(CONNECT_TIMEOUT_S)
-        if self.pc.connectionState != "connected":
-            await self.close()
+    async def _watchdog(self) -> None:
+        """A peer that never sends media (CONNECT_TIMEOUT_S) or stops sending it for `peer_timeout_s` (gone
+        without closing: a crash, a lost network) is closed: its pipeline, threads and sockets are freed."""
+        started = time.monotonic()
+        while True:
+            await asyncio.sleep(WATCH_EVERY_S)
+            last = self.pipeline.last_input if self.pipeline else None
+            if last is None and time.monotonic() - started > CONNECT_TIMEOUT_S:
+                break
+            if last is not None and time.monotonic() - last > self.server.cfg.peer_timeout_s:
+                silent = round(time.monotonic() - last, 1)
+                self.pipeline.incidents.note("peer_timeout", self.clock.now(), silent_s=silent)
+                break
+        await self.close()
 
     async def _telemetry(self) -> None:
         while True:
@@ -155,7 +197,9 @@ class Peer:
                 "face": bool(self.face and self.face.present),
                 "enhance": self.enhance_mode if self.enhancer else "off",
                 "sync_offset_ms": self.sync.telemetry.offset_ms if self.sync else None,
-                "overlay": self.overlay, "peers": len(self.server.peers)}
+                "overlay": self.overlay, "peers": len(self.server.peers),
+                "incidents": self.pipeline.incidents.summary()["counts"] if self.pipeline else {},
+                "messages_dropped": self.messages_dropped}
 
     # --- the data channel ---------------------------------------------------------------------------
     def send(self, message: str) -> None:
@@ -163,7 +207,13 @@ class Peer:
             self.channel.send(message)
 
     def on_message(self, message) -> None:
-        """The page's toggles; anything malformed is ignored (and said so)."""
+        """The page's toggles; anything malformed is ignored, and past CONTROL_RATE a second, anything at all
+        (counted, and said once)."""
+        if not self.control.allow():
+            self.messages_dropped += 1
+            if self.messages_dropped == 1:
+                self.send(json.dumps({"type": "status", "text": "too many data-channel messages: some are ignored"}))
+            return
         try:
             msg = json.loads(message) if isinstance(message, str) and len(message) < 4096 else None
         except ValueError:
@@ -243,13 +293,20 @@ class Server:
 
     @web.middleware
     async def _guard(self, request: web.Request, handler):
-        """Requests from another site's page (Origin) or for another host name (DNS rebinding) are refused."""
+        """Before any route: requests for another host name (DNS rebinding), from another site's page
+        (Origin, Sec-Fetch-Site) and bodies too large (413) or where none belongs (400) are refused."""
         host = request.host.rsplit(":", 1)[0].strip("[]")
         if _is_loopback(self.cfg.host) and not _is_loopback(host):
             return _error(403, f"this server answers to 127.0.0.1 or localhost, not {host!r}")
         origin = request.headers.get("Origin")
-        if origin is not None and origin.split("://", 1)[-1] != request.host:
+        if origin is not None and origin != f"{request.scheme}://{request.host}":
             return _error(403, "cross-origin request refused")
+        if request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
+            return _error(403, "cross-site request refused")
+        if (request.content_length or 0) > MAX_BODY:
+            return _error(413, f"body larger than {MAX_BODY} bytes")
+        if request.method in ("GET", "HEAD") and (request.content_length or request.body_exists):
+            return _error(400, "this route takes no body")
         return await handler(request)
 
     async def index(self, request: web.Request) -> web.Response:
@@ -268,7 +325,7 @@ class Server:
             params = await request.json()
         except web.HTTPRequestEntityTooLarge:
             return _error(413, f"body larger than {MAX_BODY} bytes")
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deep
             return _error(400, "the body is not JSON")
         if not isinstance(params, dict):
             return _error(400, "the body must be a JSON object")
@@ -279,6 +336,9 @@ class Server:
         sdp, kind = params.get("sdp"), params.get("type")
         if kind != "offer" or not isinstance(sdp, str) or not sdp.startswith("v=0"):
             return _error(400, 'expected {"type": "offer", "sdp": "v=0..."}')
+        problem = _sdp_problem(sdp)
+        if problem:
+            return _error(400, f"cannot use this offer: {problem}")
         enhance = params.get("enhance", "av")
         if enhance not in MODES:
             return _error(400, f"enhance must be one of {', '.join(MODES)}")
@@ -301,6 +361,12 @@ class Server:
         def on_track(track) -> None:
             if track.kind in ("audio", "video") and track.kind not in peer.tracks:
                 peer.tracks[track.kind] = track
+            if track.kind == "audio":
+                from avcall.pipelines.sources.webrtc import tolerate_audio_loss
+
+                for receiver in pc.getReceivers():
+                    if receiver.track is track:
+                        tolerate_audio_loss(receiver)
 
         @pc.on("connectionstatechange")
         async def on_state() -> None:
@@ -322,6 +388,24 @@ class Server:
 
     async def _on_shutdown(self, app) -> None:
         await asyncio.gather(*(p.close() for p in list(self.peers.values())), return_exceptions=True)
+
+
+def _sdp_problem(sdp: str) -> str | None:
+    """What makes an offer unusable before any connection is made for it (None: aiortc may judge the rest)."""
+    from aiortc.sdp import SessionDescription
+
+    try:
+        media = SessionDescription.parse(sdp).media
+    except Exception as err:  # noqa: BLE001 - the parser raises many kinds on garbage
+        return f"the SDP does not parse ({type(err).__name__})"
+    if not media:
+        return "the SDP holds no media section"
+    if len(media) > MAX_MEDIA:
+        return f"the SDP holds {len(media)} media sections (at most {MAX_MEDIA}: audio, video, data)"
+    kinds = [m.kind for m in media]
+    if any(k not in ("audio", "video", "application") for k in kinds) or len(set(kinds)) < len(kinds):
+        return f"unexpected media sections: {', '.join(kinds)}"
+    return None
 
 
 def _error(status: int, reason: str) -> web.Response:

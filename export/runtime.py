@@ -47,12 +47,17 @@ def session_options(threads: int = 1) -> ort.SessionOptions:
 
 
 def create_session(path: str | Path, *, threads: int = 1, prefer_gpu: bool = True) -> ort.InferenceSession:
-    """An onnxruntime session for the model at `path`; a missing file is a one-line InputError."""
+    """An onnxruntime session for the model at `path`; a missing or damaged file is a one-line InputError
+    naming it (at start, before a call runs)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"model file {path} is missing")
-    return ort.InferenceSession(str(path), sess_options=session_options(threads),
-                                providers=providers(prefer_gpu))
+    try:
+        return ort.InferenceSession(str(path), sess_options=session_options(threads),
+                                    providers=providers(prefer_gpu))
+    except Exception as err:  # noqa: BLE001 - onnxruntime raises its own kinds (InvalidProtobuf, Fail, ...)
+        reason = str(err).split(" failed:")[-1].split(" : ")[-1].strip()[:120]
+        raise InputError(f"model file {path} cannot be loaded: damaged or not an ONNX model ({reason})") from None
 
 
 def weights_dir() -> Path:

@@ -48,10 +48,14 @@ class HopChunker:
         self._emitted = 0
         self._pending = np.zeros(0, np.float32)
 
+    def expected_pts(self) -> float | None:
+        """When the next sample pushed is due if the stream goes on without a gap (None before the first)."""
+        return self._next_pts() + len(self._pending) / SAMPLE_RATE if self._t0 is not None else None
+
     def push(self, samples: np.ndarray, pts: float | None = None) -> list[AudioFrame]:
         """Add samples whose first one was captured at `pts` (None: continues the previous ones)."""
         if pts is not None:
-            expected = self._next_pts() + len(self._pending) / SAMPLE_RATE if self._t0 is not None else None
+            expected = self.expected_pts()
             if expected is None or pts - expected > self.resync_s or expected - pts > self.rewind_s:
                 self._t0 = pts - len(self._pending) / SAMPLE_RATE
                 self._emitted = 0

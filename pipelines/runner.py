@@ -4,6 +4,11 @@ A frame leaving stage i goes to the next stage that accepts its type; stages tha
 bypassed, so a slow face tracker never holds audio back. EndOfStream visits every stage in order after the
 sources end, so each stage flushes what it holds before the next one is told. On success, error and
 cancellation (Ctrl-C) alike, every task is awaited, every worker thread joined and every stage stopped.
+
+Faults: a `passthrough` stage that throws passes the frame on unprocessed and the run goes on; in a live
+run, a frame that is never dropped (audio, lips, events) and waited more than the stage's `late_s` goes on
+unprocessed too, so a slow model never holds the voice back. Both are counted in `incidents`, with the
+sources' own (camera lost, microphone gaps) and the video frames dropped.
 """
 
 from __future__ import annotations
@@ -12,10 +17,12 @@ import asyncio
 import time
 from typing import Callable, Sequence
 
-from .frames import EndOfStream, Frame
+from .errors import AvcallError
+from .frames import AudioFrame, EndOfStream, Frame
 from .queues import FrameQueue
 from .sources.base import Source, SourceEnded
 from .stage import Stage
+from .telemetry import Incidents
 
 
 class Pipeline:
@@ -26,6 +33,10 @@ class Pipeline:
         self.live = live
         self.on_output = on_output  # frames that leave the last stage
         self.interrupted = False
+        self.incidents = Incidents()
+        for part in (*self.sources, *self.stages):
+            part.incidents = self.incidents
+        self.last_input: float | None = None  # time.monotonic() of the latest frame from any source
         self._queues: list[FrameQueue] = []
         self._pumps: list[asyncio.Task] = []
 
@@ -34,6 +45,10 @@ class Pipeline:
 
     def telemetry(self) -> dict:
         return {s.name: s.telemetry.summary() for s in self.stages}
+
+    def report(self) -> dict:
+        """Per-stage telemetry and the run's incidents."""
+        return {"stages": self.telemetry(), "incidents": self.incidents.summary()}
 
     async def run(self) -> dict:
         """Run until the sources end and every stage has flushed; returns the telemetry summary."""
@@ -80,6 +95,7 @@ class Pipeline:
                 frame = await source.recv()
             except SourceEnded:
                 return
+            self.last_input = time.monotonic()
             await self._route(frame, 0)
 
     async def _run_stage(self, i: int) -> None:
@@ -87,18 +103,50 @@ class Pipeline:
         while True:
             entered, frame = await queue.get()
             if isinstance(frame, EndOfStream):
-                for out in await stage.flush():
+                try:
+                    outs = await stage.flush()
+                except Exception as err:  # noqa: BLE001 - re-raised unless the stage may be passed by
+                    self._fail(stage, None, err)
+                    outs = ()
+                for out in outs:
                     await self._route(out, i + 1)
                 await self._route_control(frame, i + 1)
                 return
-            tel.frames_in += 1
             began = time.monotonic()
-            outs = await stage.process(frame)
+            if stage.passthrough and self.live and not frame.droppable and began - entered > stage.late_s:
+                self._pass_by(stage, frame, "late_passthrough")
+                await self._route(frame, i + 1)
+                continue
+            tel.frames_in += 1
+            try:
+                outs = await stage.process(frame)
+            except Exception as err:  # noqa: BLE001 - re-raised unless the stage may be passed by
+                self._fail(stage, frame, err)
+                outs = [frame]
             finished = time.monotonic()
             tel.record(finished - entered, finished - began)
             tel.frames_out += len(outs)
             for out in outs:
                 await self._route(out, i + 1)
+
+    def _fail(self, stage: Stage, frame: Frame | None, err: Exception) -> None:
+        """A stage threw: a user-facing error (a write that failed) or a stage the call cannot go without
+        ends the run; otherwise the frame goes on unprocessed, and the first failure is reported."""
+        if isinstance(err, AvcallError) or not stage.passthrough:
+            raise err
+        self.incidents.failed(stage.name, err, None if frame is None else frame.pts)
+        if frame is not None:
+            stage.telemetry.passed_through += 1
+            self._count_audio(frame)
+
+    def _pass_by(self, stage: Stage, frame: Frame, why: str) -> None:
+        stage.telemetry.passed_through += 1
+        self.incidents.count(f"{why}:{stage.name}")
+        self._count_audio(frame)
+
+    def _count_audio(self, frame: Frame) -> None:
+        if isinstance(frame, AudioFrame):
+            self.incidents.count("audio_passthrough_samples", len(frame.samples))
 
     async def _route(self, frame: Frame, start: int) -> None:
         for j in range(start, len(self.stages)):
@@ -122,10 +170,10 @@ class Pipeline:
             await _quietly(stage.stop())
             stage.shutdown_worker()
 
-    @staticmethod
-    def _drop_counter(stage: Stage) -> Callable[[Frame], None]:
+    def _drop_counter(self, stage: Stage) -> Callable[[Frame], None]:
         def count(_: Frame) -> None:
             stage.telemetry.dropped += 1
+            self.incidents.count("frames_dropped")
         return count
 
 

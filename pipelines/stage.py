@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, ClassVar, Sequence, TypeVar
 
 from .frames import Frame
-from .telemetry import StageTelemetry
+from .telemetry import NO_INCIDENTS, Incidents, StageTelemetry
 
 T = TypeVar("T")
 
@@ -23,10 +23,17 @@ class Stage:
     """
 
     accepts: ClassVar[tuple[type[Frame], ...]] = ()
+    # True for a stage the call can go on without (a model, an overlay, a tap): a frame it throws on, or, in
+    # a live run, a frame that waited more than `late_s` in its queue (audio, lips, events: the frames that
+    # are never dropped), is passed on unprocessed and reported in the run's incidents. Sinks keep False:
+    # for them passing a frame on is losing it, and a write that fails must end the run with its error.
+    passthrough: ClassVar[bool] = False
+    late_s: ClassVar[float] = 0.2
 
     def __init__(self, name: str | None = None) -> None:
         self.name = name or type(self).__name__
         self.telemetry = StageTelemetry(self.name)
+        self.incidents: Incidents = NO_INCIDENTS  # the pipeline gives every stage its run's Incidents
         self._worker: ThreadPoolExecutor | None = None
 
     async def start(self) -> None:

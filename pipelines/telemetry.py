@@ -1,8 +1,11 @@
-"""Per-stage telemetry: latency percentiles and frame counts, cheap enough to keep on in every run."""
+"""Per-stage telemetry: latency percentiles and frame counts, cheap enough to keep on in every run; and
+the run's incidents: what went wrong (a camera lost, a stage that threw, audio passed through) and what was
+done about it."""
 
 from __future__ import annotations
 
-from collections import deque
+import threading
+from collections import Counter, deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -46,3 +49,59 @@ class StageTelemetry:
             "latency_ms": _percentiles(self.latency_ms),
             "service_ms": _percentiles(self.service_ms),
         }
+
+
+EVENTS_KEPT = 200  # the latest incidents kept with their details; the counts cover the whole run
+
+
+@dataclass
+class Incidents:
+    """Faults met during a run and their outcome, as counters (`camera_lost`, `mic_gap_s`,
+    `stage_failed:<name>`, `frames_dropped`, `audio_passthrough_samples`, ...) and the latest events.
+
+    Sources report from their device threads, so every method takes a lock.
+    """
+
+    counts: Counter = field(default_factory=Counter)
+    events: deque = field(default_factory=lambda: deque(maxlen=EVENTS_KEPT))
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def count(self, kind: str, amount: float = 1) -> None:
+        with self._lock:
+            self.counts[kind] += amount
+
+    def note(self, kind: str, pts: float | None = None, **data) -> None:
+        """An event worth a line in the telemetry (it is counted too)."""
+        with self._lock:
+            self.counts[kind] += 1
+            self.events.append({"kind": kind, "pts": None if pts is None else round(pts, 3), **data})
+
+    def failed(self, stage: str, err: Exception, pts: float | None = None) -> None:
+        """A stage threw and what it held went on unprocessed: counted each time, described the first."""
+        key = f"stage_failed:{stage}"
+        with self._lock:
+            first = not self.counts[key]
+        if first:
+            self.note("stage_failed", pts, stage=stage, error=f"{type(err).__name__}: {err}"[:200])
+        self.count(key)
+
+    def summary(self) -> dict:
+        with self._lock:
+            counts = {k: round(v, 3) if isinstance(v, float) else v for k, v in sorted(self.counts.items())}
+            return {"counts": counts, "events": list(self.events)}
+
+
+class _Discarded(Incidents):
+    """Where a source or stage reports before a pipeline gives it its own Incidents (used on its own)."""
+
+    def count(self, kind: str, amount: float = 1) -> None:
+        pass
+
+    def note(self, kind: str, pts: float | None = None, **data) -> None:
+        pass
+
+    def failed(self, stage: str, err: Exception, pts: float | None = None) -> None:
+        pass
+
+
+NO_INCIDENTS = _Discarded()

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from ..asr import Word
-from ..errors import OutputError
 from ..frames import Event, Frame
 from ..stage import Stage
+from .atomic import write_text_atomic
 from ..stages.captioner import Caption
 
 MIN_CUE_S = 0.3  # a cue shorter than this flashes by unread
@@ -86,9 +86,6 @@ class CaptionSink(Stage):
 
     async def flush(self) -> Sequence[Frame]:
         items = cues(self.captions)
-        try:
-            (self.folder / "captions.vtt").write_text(webvtt(items))
-            (self.folder / "captions.srt").write_text(srt(items))
-        except OSError as err:
-            raise OutputError(f"cannot write captions to {self.folder}: {err.strerror or err}") from None
+        write_text_atomic(self.folder / "captions.vtt", webvtt(items))
+        write_text_atomic(self.folder / "captions.srt", srt(items))
         return ()

@@ -1,4 +1,5 @@
-"""Lip-track sink: `lips.npz` with, per video frame, pts, the lip features and the face-present flag."""
+"""Lip-track sink: `lips.npz` with, per video frame, pts, the lip features and the face-present flag
+(written whole at the end of the stream: see atomic.py)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,14 @@ import numpy as np
 
 from ..frames import LIP_POINTS, Frame, LipFeatures
 from ..stage import Stage
+from .atomic import write_atomic
 
 
 def save_lips(path: str | Path, rows: Sequence[LipFeatures]) -> None:
+    write_atomic(path, lambda partial: _savez(partial, rows))
+
+
+def _savez(path: Path, rows: Sequence[LipFeatures]) -> None:
     np.savez_compressed(
         path,
         pts=np.array([r.pts for r in rows], np.float64),

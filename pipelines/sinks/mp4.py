@@ -1,4 +1,7 @@
-"""MP4 sink: H.264 video and AAC audio, each placed at its frame's pts so A/V sync survives dropped frames."""
+"""MP4 sink: H.264 video and AAC audio, each placed at its frame's pts so A/V sync survives dropped frames.
+
+The file is written under a temporary name and renamed into place at the end of the stream (see atomic.py):
+a run that fails or is killed never leaves an mp4 that looks whole."""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import numpy as np
 from ..errors import OutputError
 from ..frames import SAMPLE_RATE, AudioFrame, Frame, VideoFrame
 from ..stage import Stage
+from .atomic import cannot_write, commit, discard, partial_path
 
 
 class Mp4Sink(Stage):
@@ -21,6 +25,7 @@ class Mp4Sink(Stage):
                  audio: bool = True, name: str = "mp4_out") -> None:
         super().__init__(name)
         self.path = Path(path)
+        self._partial = partial_path(self.path)
         self.video_size = video_size  # None: audio only
         self.fps = Fraction(fps).limit_denominator(1001)
         self.audio = audio
@@ -34,8 +39,10 @@ class Mp4Sink(Stage):
 
     def _open(self) -> None:
         try:
-            self._container = av.open(str(self.path), mode="w")
-        except (av.FFmpegError, OSError) as err:
+            self._container = av.open(str(self._partial), mode="w")
+        except OSError as err:
+            raise cannot_write(self.path, err) from None
+        except av.FFmpegError as err:
             raise OutputError(f"cannot write {self.path}: {err}") from None
         if self.video_size is not None:
             w, h = (d - d % 2 for d in self.video_size)  # yuv420p needs even sides
@@ -70,17 +77,33 @@ class Mp4Sink(Stage):
         try:
             self._container.mux(packets)
         except OSError as err:
-            raise OutputError(f"cannot write {self.path}: {err}") from None
+            raise cannot_write(self.path, err) from None
+
+    async def flush(self) -> Sequence[Frame]:
+        await self.in_worker(self._finish)
+        return ()
+
+    def _finish(self) -> None:
+        """The end of the stream: the encoders drained, the file closed and renamed into place."""
+        for stream in (self._video, self._audio):
+            if stream is not None:
+                self._mux(stream.encode(None))
+        container, self._container = self._container, None
+        try:
+            container.close()
+        except OSError as err:
+            discard(self._partial)
+            raise cannot_write(self.path, err) from None
+        commit(self._partial, self.path)
 
     async def stop(self) -> None:
-        if self._container is not None:
-            await self.in_worker(self._close)
+        if self._container is not None:  # the stream did not end: what was written is not kept
+            await self.in_worker(self._abandon)
 
-    def _close(self) -> None:
+    def _abandon(self) -> None:
+        container, self._container = self._container, None
         try:
-            for stream in (self._video, self._audio):
-                if stream is not None:
-                    self._mux(stream.encode(None))
-        finally:
-            self._container.close()
-            self._container = None
+            container.close()
+        except (OSError, av.FFmpegError):
+            pass
+        discard(self._partial)

@@ -1,4 +1,5 @@
-"""WAV sink: the audio frames as 16 kHz mono float32, gaps in pts filled with silence."""
+"""WAV sink: the audio frames as 16 kHz mono float32, gaps in pts filled with silence; written under a
+temporary name and renamed into place at the end of the stream (see atomic.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import soundfile
 from ..errors import OutputError
 from ..frames import SAMPLE_RATE, AudioFrame, Frame
 from ..stage import Stage
+from .atomic import cannot_write, commit, discard, partial_path
 
 
 class WavSink(Stage):
@@ -19,13 +21,14 @@ class WavSink(Stage):
     def __init__(self, path: str | Path, *, name: str = "wav_out") -> None:
         super().__init__(name)
         self.path = Path(path)
+        self._partial = partial_path(self.path)
         self._file: soundfile.SoundFile | None = None
         self._written = 0
         self._origin: float | None = None
 
     async def start(self) -> None:
         try:
-            self._file = soundfile.SoundFile(str(self.path), "w", SAMPLE_RATE, 1, subtype="FLOAT")
+            self._file = soundfile.SoundFile(str(self._partial), "w", SAMPLE_RATE, 1, subtype="FLOAT")
         except (RuntimeError, OSError) as err:
             raise OutputError(f"cannot write {self.path}: {err}") from None
 
@@ -34,11 +37,40 @@ class WavSink(Stage):
             self._origin = frame.pts
         gap = round((frame.pts - self._origin) * SAMPLE_RATE) - self._written
         samples = np.concatenate([np.zeros(gap, np.float32), frame.samples]) if gap > 0 else frame.samples
-        await self.in_worker(self._file.write, samples)
+        await self.in_worker(self._write, samples)
         self._written += len(samples)
         return [frame]
 
+    def _write(self, samples: np.ndarray) -> None:
+        try:
+            self._file.write(samples)
+        except OSError as err:
+            raise cannot_write(self.path, err) from None
+        except RuntimeError as err:  # libsndfile's own errors (a full disk among them)
+            raise OutputError(f"cannot write {self.path}: {err}") from None
+
+    async def flush(self) -> Sequence[Frame]:
+        await self.in_worker(self._finish)
+        return ()
+
+    def _finish(self) -> None:
+        file, self._file = self._file, None
+        try:
+            file.close()
+        except (OSError, RuntimeError) as err:
+            discard(self._partial)
+            raise OutputError(f"cannot write {self.path}: {getattr(err, 'strerror', None) or err}") from None
+        commit(self._partial, self.path)
+
     async def stop(self) -> None:
-        if self._file is not None:
-            await self.in_worker(self._file.close)
-            self._file = None
+        if self._file is not None:  # the stream did not end: what was written is not kept
+            file, self._file = self._file, None
+            await self.in_worker(_close_quietly, file)
+            discard(self._partial)
+
+
+def _close_quietly(file: soundfile.SoundFile) -> None:
+    try:
+        file.close()
+    except (OSError, RuntimeError):
+        pass

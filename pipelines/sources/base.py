@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..frames import Frame
+from ..telemetry import NO_INCIDENTS, Incidents
 
 
 class SourceEnded(Exception):
@@ -10,6 +11,8 @@ class SourceEnded(Exception):
 
 
 class Source:
+    incidents: Incidents = NO_INCIDENTS  # the pipeline gives every source its run's Incidents (camera lost, ...)
+
     async def start(self) -> None:
         """Open the device or file; raise a DeviceError / InputError a user can act on."""
 

@@ -55,6 +55,9 @@ def probe(path: str | Path) -> MediaInfo:
             duration = container.duration / av.time_base if container.duration else None
             if audio is None and video is None:
                 raise InputError(f"{path}: holds no audio or video stream")
+            for stream in (audio, video):
+                if stream is not None and stream.codec_context is None:  # a codec FFmpeg does not know
+                    raise InputError(f"{path}: its {stream.type} is in a format avcall cannot decode, or damaged")
             if video is not None:
                 w, h = video.codec_context.width, video.codec_context.height
                 if min(w, h) < MIN_SIDE:
@@ -81,10 +84,12 @@ def _reason(err: Exception) -> str:
 
 class FileSource(Source):
     def __init__(self, path: str | Path, *, clock: SessionClock | None = None, realtime: bool = False,
-                 audio: bool = True, video: bool = True) -> None:
+                 audio: bool = True, video: bool = True, start_at: float | None = None) -> None:
+        """`start_at`: with `realtime`, the session time media time 0 falls on (default: when it starts)."""
         self.info = probe(path)
         self.clock = clock or SessionClock()
         self.realtime = realtime
+        self.start_at = start_at
         self.want_audio = audio and self.info.has_audio
         self.want_video = video and self.info.has_video
         self.decoded_until = 0.0  # media time reached, for progress
@@ -97,7 +102,7 @@ class FileSource(Source):
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="avcall-file")
         self._frames = self._decode()
         if self.realtime:
-            self._offset = self.clock.now()
+            self._offset = self.clock.now() if self.start_at is None else self.start_at
 
     async def recv(self) -> Frame:
         loop = asyncio.get_running_loop()

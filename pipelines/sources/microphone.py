@@ -3,6 +3,11 @@
 PortAudio calls `_on_block` on its own thread; the block is stamped with the session clock (time of its
 first sample) and handed to the event loop. `recv()` resamples and cuts 10 ms hops whose pts follow the
 sample count, re-anchored to the capture stamps when the device skips.
+
+Gaps and stalls are part of a long call, not its end: samples the device skipped are counted (`mic_gap_s`,
+and a `mic_gap` event; the hops after the gap keep their true time, so nothing drifts), and a microphone
+that delivers nothing for `stall_s` is reported while it happens (`mic_stalled`, then `mic_back`); the rest
+of the call (the video) never waits for it.
 """
 
 from __future__ import annotations
@@ -42,10 +47,14 @@ def find_input_device(sd, device: int | str | None) -> dict:
 
 class MicrophoneSource(Source):
     def __init__(self, device: int | str | None = None, *, clock: SessionClock | None = None,
-                 block_ms: float = 10.0) -> None:
+                 block_ms: float = 10.0, stall_s: float = 1.0) -> None:
         self.device = device
         self.clock = clock or SessionClock()
         self.block_ms = block_ms
+        self.stall_s = stall_s
+        self._last_block = 0.0  # session time the latest block was taken
+        self._stalled_at: float | None = None
+        self._watch: asyncio.TimerHandle | None = None
         self.rate = 0
         self._stream = None
         self._blocks: asyncio.Queue | None = None
@@ -72,6 +81,15 @@ class MicrophoneSource(Source):
         self.rate = rate
         self._loop = asyncio.get_running_loop()
         self._blocks = asyncio.Queue()
+        self._last_block = self.clock.now()
+        self._watch = self._loop.call_later(self.stall_s / 2, self._check_stall)
+
+    def _check_stall(self) -> None:
+        """A timer, not a timeout on the read: a stall is said while it lasts, and recv stays plain."""
+        if self._stalled_at is None and self.clock.now() - self._last_block > self.stall_s:
+            self._stalled_at = self._last_block
+            self.incidents.note("mic_stalled", self._stalled_at)
+        self._watch = self._loop.call_later(self.stall_s / 2, self._check_stall)
 
     def _on_block(self, indata: np.ndarray, frames: int, time_info, status) -> None:
         pts = self.clock.now() - frames / self.rate  # the block's first sample
@@ -83,12 +101,23 @@ class MicrophoneSource(Source):
             if item is None:
                 raise SourceEnded
             pts, block = item
+            self._last_block = self.clock.now()
+            if self._stalled_at is not None:
+                self.incidents.note("mic_back", pts, after_s=round(pts - self._stalled_at, 3))
+                self._stalled_at = None
             if block.ndim == 1:
                 block = block[:, None]
+            expected = self._chunker.expected_pts()
             self._pending = self._chunker.push(resample_block(self._resampler, block, self.rate), pts)
+            if expected is not None and pts - expected > self._chunker.resync_s:  # the device skipped samples
+                self.incidents.count("mic_gap_s", pts - expected)
+                self.incidents.note("mic_gap", expected, gap_s=round(pts - expected, 3))
         return self._pending.pop(0)
 
     async def stop(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
         if self._stream is not None:
             self._stream.stop()
             self._stream.close()

@@ -42,6 +42,7 @@ def draw_face(image: np.ndarray, obs: FaceObservation, edges: np.ndarray) -> np.
 
 class Annotator(Stage):
     accepts = (VideoFrame, FaceObservation)
+    passthrough = True  # the call goes on without it (see Stage)
 
     def __init__(self) -> None:
         super().__init__("annotate")

@@ -45,6 +45,7 @@ def draw_caption(image: np.ndarray, text: str) -> np.ndarray:
 
 class CaptionBurner(Stage):
     accepts = (VideoFrame, Event, AudioFrame)
+    passthrough = True  # the call goes on without it (see Stage)
 
     def __init__(self, *, live: bool = False, hold_s: float = 2.0, name: str = "burn_captions") -> None:
         super().__init__(name)

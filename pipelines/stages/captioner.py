@@ -108,6 +108,7 @@ class _Line:
 
 class Captioner(Stage):
     accepts = (AudioFrame, LipFeatures)
+    passthrough = True  # the call goes on without it (see Stage)
 
     def __init__(self, engine: SpeechEngine | None = None, *, asr: str = "pocketsphinx", asr_model=None,
                  vad: VoiceActivity | None = None, use_lips: bool = True, pause_s: float = 0.4,

@@ -172,6 +172,7 @@ class _TaskFaceLandmarker:
 
 class FaceTracker(Stage):
     accepts = (VideoFrame,)
+    passthrough = True  # the call goes on without it (see Stage)
 
     def __init__(self, *, max_faces: int = 2, model_path: str | Path | None = None) -> None:
         super().__init__("face_tracker")

@@ -51,6 +51,7 @@ class LipFeatureExtractor(Stage):
     """FaceObservation in; the observation (for stages further on) and its LipFeatures out."""
 
     accepts = (FaceObservation,)
+    passthrough = True  # the call goes on without it (see Stage)
 
     def __init__(self) -> None:
         super().__init__("lip_features")

@@ -51,6 +51,8 @@ class EnhancerTelemetry(StageTelemetry):
 
 class SpeechEnhancer(Stage):
     accepts = (AudioFrame, LipFeatures)
+    passthrough = True  # a hop it throws on goes on as recorded (see Stage)
+    late_s = float("inf")  # live lateness: its own rule below passes late hops through in step
 
     def __init__(self, enhancer: StreamingEnhancer | None = None, *, av_path: str | Path | None = None,
                  ao_path: str | Path | None = None, clock: SessionClock | None = None, max_behind_hops: int = 5,
@@ -133,7 +135,12 @@ class SpeechEnhancer(Stage):
             if self.mode == "off":
                 out.append(_by_hops(audio, self.enhancer.passthrough_hop))
                 continue
-            out.append(_by_hops(audio, lambda hop, lips=lips: self.enhancer.process_hop(hop, lips)))
+            try:
+                out.append(_by_hops(audio, lambda hop, lips=lips: self.enhancer.process_hop(hop, lips)))
+            except Exception as err:  # noqa: BLE001 - a failing model: this hop goes on as recorded, in step
+                self.incidents.failed(self.name, err, audio.pts)
+                out.append(self._pass(audio))
+                continue
             self.telemetry.enhanced += 1
             self.telemetry.face_hops += lips is not None
         return out
@@ -141,6 +148,7 @@ class SpeechEnhancer(Stage):
     def _pass(self, audio: AudioFrame) -> AudioFrame:
         """The hop unprocessed, lined up like an enhanced one (microseconds: no worker needed)."""
         self.telemetry.passed_through += 1
+        self.incidents.count("audio_passthrough_samples", len(audio.samples))
         if audio.sample_rate != SAMPLE_RATE or self.enhancer is None:
             return audio
         return _by_hops(audio, self.enhancer.passthrough_hop)

@@ -37,6 +37,7 @@ class SyncTelemetry(StageTelemetry):
 
 class SyncMonitor(Stage):
     accepts = (LipFeatures, AudioFrame)
+    passthrough = True  # the call goes on without it (see Stage)
 
     def __init__(self, judge=None, *, span_s: float = 6.0, every_s: float = 2.0, min_faces: float = 0.8,
                  memory: float = 0.9, name: str = "sync_monitor") -> None:

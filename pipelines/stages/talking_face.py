@@ -22,6 +22,7 @@ HOPS_PER_FRAME = SAMPLE_RATE // 160 // FPS  # 4
 
 class TalkingFace(Stage):
     accepts = (AudioFrame, VideoFrame)
+    passthrough = True  # the call goes on without it (see Stage)
 
     def __init__(self, portrait: np.ndarray | None = None, *, size: int = 256, net=None,
                  name: str = "talking_face") -> None:

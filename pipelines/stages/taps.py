@@ -17,6 +17,7 @@ from ..stage import Stage
 
 class LevelMeter(Stage):
     accepts = (AudioFrame,)
+    passthrough = True
 
     def __init__(self, name: str, smoothing_s: float = 0.3) -> None:
         super().__init__(name)
@@ -36,6 +37,7 @@ class LevelMeter(Stage):
 
 class FacePresence(Stage):
     accepts = (LipFeatures,)
+    passthrough = True
 
     def __init__(self, name: str = "face_presence") -> None:
         super().__init__(name)

@@ -1,0 +1,170 @@
+"""The served call on a bad network: 7% of the datagrams lost with up to 40 ms of jitter (in process, seeded;
+and with `tc netem` in a network namespace where the kernel has it), and a peer that disappears without
+closing. The call keeps going, captions keep arriving, and a peer that timed out leaves nothing behind."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from avcall.app.serve import ServeConfig
+from tests.app.test_serve import LINE, Served, open_fds
+from tests.faults.network import LossyNetwork, candidate_ports, lossy_call
+
+pytestmark = pytest.mark.usefixtures("ice_address")
+ROOT = Path(__file__).resolve().parents[2]
+LOSS, JITTER_S, SEED = 0.07, 0.04, 7
+
+
+@pytest.fixture(scope="module")
+def talking_clip(tmp_path_factory) -> Path:
+    from avcall.app.demo import write_talking_portrait
+
+    if shutil.which("flite") is None:
+        pytest.skip("flite is not installed (scripts/setup.sh)")
+    path = tmp_path_factory.mktemp("lossy") / "talk.mp4"
+    assert write_talking_portrait(path, [LINE] * 3)  # 10 s
+    return path
+
+
+def assert_call_went_on(result: dict) -> None:
+    assert result["status"] == 200
+    assert result["server_heard_s"] > 7.0  # of the clip's 9.9 s (aiortc's own jitter buffer: about 6)
+    assert result["audio_s"] > 4 and result["rms"] > 1e-3  # the voice kept coming back (to a plain aiortc peer)
+    assert result["video_frames"] > 100  # and the video
+    assert result["captions"] >= 3 and result["telemetry"] >= 10  # captions and telemetry kept arriving
+    assert len(set(LINE.split()) & set(result["words"].split())) >= 3, result["words"]
+    assert result["peers_left"] == 0  # the peer that left was freed (by its timeout if its goodbye was lost)
+
+
+def test_the_jitter_buffer_loses_only_the_lost_packets():
+    """aiortc's audio jitter buffer waits for a lost packet until it overflows, then drops received ones;
+    the served call's (tolerate_audio_loss) gives the lost packet up once a few later ones wait."""
+    import random
+
+    from aiortc.jitterbuffer import JitterBuffer
+    from aiortc.rtp import RtpPacket
+
+    from avcall.pipelines.sources.webrtc import _loss_tolerant_buffer
+
+    def delivered(buffer) -> list[int]:
+        rng, out = random.Random(SEED), []
+        arrivals = sorted((seq + rng.uniform(0, 2), seq) for seq in range(3000) if rng.random() >= LOSS)
+        for _, seq in arrivals:  # 20 ms packets, up to 40 ms of jitter: some arrive out of order
+            packet = RtpPacket(payload_type=111, sequence_number=seq, timestamp=seq * 960)
+            packet._data = bytes([seq % 256])
+            _, frame = buffer.add(packet)
+            if frame is not None:
+                out.append(frame.timestamp // 960)
+        return out
+
+    theirs, ours = delivered(JitterBuffer(16, prefetch=4)), delivered(_loss_tolerant_buffer()(16, prefetch=4))
+    assert len(theirs) < 0.7 * 3000  # a third of the voice gone at 7% loss
+    assert len(ours) > 0.9 * 3000 and ours == sorted(set(ours))  # only the lost ones; in order, once each
+
+
+def test_a_call_over_a_lossy_jittery_network_goes_on(talking_clip, monkeypatch):
+    network = LossyNetwork(loss=LOSS, jitter_s=JITTER_S, seed=SEED)
+    network.install(monkeypatch)
+    result = asyncio.run(lossy_call(talking_clip))
+    assert network.sent > 1000 and 0.04 < network.lost / network.sent < 0.10  # the loss really happened
+    assert_call_went_on(result)
+
+
+def netem_missing() -> str | None:
+    """Why `tc netem` cannot shape loopback in a namespace of our own here (None: it can)."""
+    if shutil.which("tc") is None or shutil.which("unshare") is None:
+        return "tc or unshare is not installed"
+    probe = subprocess.run(["unshare", "-n", "sh", "-c", "ip link set lo up && tc qdisc add dev lo root netem loss 1%"],
+                           capture_output=True, text=True)
+    return None if probe.returncode == 0 else f"tc netem is not available here: {probe.stderr.strip()}"
+
+
+def test_a_call_over_netem_loss_and_jitter_goes_on(talking_clip):
+    reason = netem_missing()
+    if reason:
+        pytest.skip(reason)
+    shape = (f"ip link set lo up && ip addr add 10.254.254.1/32 dev lo && "
+             f"tc qdisc add dev lo root netem loss {LOSS * 100:.0f}% delay 20ms 20ms && exec \"$@\"")
+    run = subprocess.run(["unshare", "-n", "sh", "-c", shape, "sh", sys.executable, "-m", "tests.faults.network",
+                          str(talking_clip)], capture_output=True, text=True, timeout=120, cwd=ROOT,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert_call_went_on(json.loads(run.stdout.strip().splitlines()[-1]))
+
+
+async def connect(url: str):
+    """A peer sending silence as a page sends its microphone, with the data channel: (pc, its peer id)."""
+    from aiohttp import ClientSession
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+    from aiortc.mediastreams import AudioStreamTrack
+
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTrack(AudioStreamTrack())
+    pc.createDataChannel("avcall")
+    await pc.setLocalDescription(await pc.createOffer())
+    async with ClientSession() as session:
+        reply = await session.post(f"{url}/offer", json={"sdp": pc.localDescription.sdp, "type": "offer"})
+        answer = await reply.json()
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"]))
+    return pc, answer["peer"]
+
+
+async def media_flowing(peer) -> None:
+    deadline = time.monotonic() + 15
+    while peer.pipeline.last_input is None:
+        assert time.monotonic() < deadline, "no media reached the server"
+        await asyncio.sleep(0.1)
+
+
+def resources() -> tuple[int, int, int]:
+    return open_fds(), threading.active_count(), len(asyncio.all_tasks())
+
+
+def test_a_peer_that_disappears_without_closing_is_freed_when_it_times_out(monkeypatch):
+    network = LossyNetwork()
+    network.install(monkeypatch)
+
+    async def run():
+        async with Served(ServeConfig(captions=False, peer_timeout_s=2.0)) as served:
+            pc, peer_id = await connect(served.url)  # warm up (lazy imports, thread pools), then leave politely
+            await media_flowing(served.server.peers[peer_id])
+            await pc.close()
+            while served.server.peers:
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(0.5)
+            before = resources()
+            pc, peer_id = await connect(served.url)
+            peer = served.server.peers[peer_id]
+            await media_flowing(peer)
+            network.silence(candidate_ports(pc.localDescription.sdp))  # gone: no goodbye, nothing at all
+            gone_at = time.monotonic()
+            while peer_id in served.server.peers:
+                assert time.monotonic() - gone_at < 10, "the server kept a silent peer"
+                await asyncio.sleep(0.1)
+            timed_out = time.monotonic() - gone_at
+            workers = [s._worker for s in peer.pipeline.stages]
+            tasks_done = all(t.done() for t in peer.tasks)
+            incidents = peer.pipeline.incidents.summary()["events"]
+            await pc.close()  # the client's own sockets, for the count
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not all(a <= b for a, b in zip(resources(), before)):
+                await asyncio.sleep(0.2)
+            return timed_out, workers, tasks_done, incidents, before, resources()
+
+    timed_out, workers, tasks_done, incidents, before, after = asyncio.run(run())
+    assert 2.0 <= timed_out < 5.0  # the peer's timeout, not ICE's 30 s
+    assert [e["kind"] for e in incidents] == ["peer_timeout"]
+    assert tasks_done and workers == [None] * len(workers)  # its tasks ended, its threads joined
+    assert after[0] <= before[0], f"file descriptors {before[0]} -> {after[0]}"
+    assert after[1] <= before[1], f"threads {before[1]} -> {after[1]}"
+    assert after[2] <= before[2], f"tasks {before[2]} -> {after[2]}"
