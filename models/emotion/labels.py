@@ -1,0 +1,58 @@
+"""The 7 emotion classes, their place on the valence-arousal plane, and the labelled data's layout.
+
+A data folder is laid out like ../shared/data/emotion_labelled: `labels.tsv` (file, modality, emotion,
+speaker, dataset, split, ...) and the files it names. No torch here: the runtime imports it.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from avcall.pipelines.errors import InputError
+
+CLASSES: tuple[str, ...] = ("neutral", "happy", "sad", "angry", "fearful", "disgust", "surprise")
+
+# Russell's circumplex, roughly where each class sits (valence, arousal in [-1, 1]); a reading's valence and
+# arousal are these weighted by its probabilities.
+CIRCUMPLEX = np.array([
+    (0.0, 0.0),     # neutral
+    (0.8, 0.5),     # happy
+    (-0.7, -0.4),   # sad
+    (-0.6, 0.8),    # angry
+    (-0.6, 0.7),    # fearful
+    (-0.7, 0.3),    # disgust
+    (0.3, 0.8),     # surprise
+], np.float32)
+
+
+@dataclass(frozen=True)
+class Item:
+    path: Path
+    modality: str  # "speech" or "face_image"
+    label: int  # index into CLASSES
+    speaker: str
+    dataset: str
+    split: str
+
+
+def read_labels(folder: Path) -> list[Item]:
+    """Every labelled file of `folder` whose emotion is one of CLASSES."""
+    table = Path(folder) / "labels.tsv"
+    if not table.is_file():
+        raise InputError(f"{folder}: no labels.tsv (expected the emotion_labelled layout)")
+    items = []
+    with open(table, newline="") as f:
+        for row in csv.DictReader(f, delimiter="\t"):
+            if row.get("emotion") in CLASSES:
+                items.append(Item(Path(folder) / row["file"], row["modality"], CLASSES.index(row["emotion"]),
+                                  row.get("speaker", ""), row.get("dataset", ""), row.get("split", "")))
+    return items
+
+
+def valence_arousal(probs: np.ndarray) -> tuple[float, float]:
+    v, a = np.asarray(probs, np.float32) @ CIRCUMPLEX
+    return float(v), float(a)
