@@ -13,6 +13,8 @@ import threading
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from tests.fuzz.corpus import SEEDS, make_mutants, make_seeds
 from tests.fuzz.worker import RESULT
 
@@ -92,3 +94,28 @@ def test_mutated_media_is_processed_or_refused_never_a_crash_or_a_hang(tmp_path)
     print(f"fuzz: seed {SEED}, {len(files)} files ({len(SEEDS)} containers): {dict(outcomes)}")
     assert not findings, "\n".join(f"{name}: {outcome}\n{detail}" for name, outcome, detail in findings)
     assert outcomes["processed"] >= len(SEEDS) and outcomes["refused"] > COUNT // 4  # both paths exercised
+
+
+def test_a_video_stream_of_unknown_codec_is_refused_not_a_crash(tmp_path):
+    """A finding of this fuzzing: an mp4 cut inside its video's sample description opens with a video stream
+    that has no codec at all, which crashed the file source's probe."""
+    import av
+
+    from avcall.pipelines.errors import InputError
+    from avcall.pipelines.sources.file import probe
+
+    data = make_seeds(tmp_path / "seeds")[0].read_bytes()  # clip.mp4: its index (moov) at the end
+    start, end = data.find(b"stsd"), data.find(b"mp4v") + 4
+    codecless = 0
+    for cut in range(start, end):
+        path = tmp_path / f"cut{cut}.mp4"
+        path.write_bytes(data[:cut])
+        try:
+            with av.open(str(path)) as container:
+                codecless += any(s.codec_context is None for s in container.streams.video)
+        except av.FFmpegError:
+            pass
+        with pytest.raises(InputError) as refused:
+            probe(path)
+        assert "\n" not in str(refused.value)
+    assert codecless  # the case that crashed is among them
