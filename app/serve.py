@@ -301,7 +301,8 @@ class Server:
         origin = request.headers.get("Origin")
         if origin is not None and origin != f"{request.scheme}://{request.host}":
             return _error(403, "cross-origin request refused")
-        if request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none"):
+        site = request.headers.get("Sec-Fetch-Site", "same-origin")
+        if site not in ("same-origin", "none") and not _opens_the_page(request):
             return _error(403, "cross-site request refused")
         if (request.content_length or 0) > MAX_BODY:
             return _error(413, f"body larger than {MAX_BODY} bytes")
@@ -388,6 +389,13 @@ class Server:
 
     async def _on_shutdown(self, app) -> None:
         await asyncio.gather(*(p.close() for p in list(self.peers.values())), return_exceptions=True)
+
+
+def _opens_the_page(request: web.Request) -> bool:
+    """A link on another site to the page itself (a top-level navigation): harmless, the call starts only
+    when the user starts it there. Anything else from another site (a fetch, a script tag) is refused."""
+    return (request.method == "GET" and request.path == "/" and request.headers.get("Sec-Fetch-Mode") == "navigate"
+            and request.headers.get("Sec-Fetch-Dest", "document") == "document")
 
 
 def _sdp_problem(sdp: str) -> str | None:

@@ -121,10 +121,16 @@ def test_every_hostile_request_gets_a_4xx_and_reaches_no_pipeline(builds):
             got["GET /: a header line of 20 kB"] = await raw(url, request("GET", "/", host=host,
                                                                          headers={"X-Junk": "x" * 20_000}))
             got["malformed request line"] = await raw(url, b"GET\x00/ HTTP/9.9\r\n\r\n")
+            got["GET /static/client.js: a script tag on another site"] = await raw(url, request(
+                "GET", "/static/client.js", host=host, headers={"Sec-Fetch-Site": "cross-site",
+                                                                "Sec-Fetch-Mode": "no-cors", "Sec-Fetch-Dest": "script"}))
+            link = await raw(url, request("GET", "/", host=host, headers={  # a link to the page: it opens
+                "Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"}))
             peers = len(served.server.peers)
-        return got, peers
+        return got, peers, link
 
-    got, peers = asyncio.run(run())
+    got, peers, link = asyncio.run(run())
+    assert link == 200
     refused = {name: status for name, status in got.items() if not 400 <= status < 500}
     assert not refused, refused
     assert got["POST /offer: oversized body"] == 413 and got["POST /offer: oversized, chunked"] == 413
