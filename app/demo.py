@@ -11,6 +11,7 @@ are shipped, captions) runs over that clip, and `./avcall-demo/` gets:
   enhanced.wav   the enhanced voice (with the shipped weights)
   captions.vtt / captions.srt   what the captioner heard
   avatar.mp4     the portrait speaking with the call's voice alone (when the talking face ships)
+  emotion.jsonl / emotion.png   what the emotion reader read from the face and the voice (when its nets ship)
   report.html    spectrograms before and after, the captions against the script, the metrics against the
                  peers (RNNoise, noisereduce) on the same clip, the talking face, the latency of each stage
 """
@@ -34,7 +35,7 @@ from avcall.pipelines.sinks.atomic import write_text_atomic
 from avcall.pipelines.sinks.mp4 import Mp4Sink
 from avcall.pipelines.sources.synthetic import synthetic_frames
 
-from .process import ProcessConfig, run_process
+from .process import ProcessConfig, emotion_shipped, run_process
 
 SCRIPT = ("anna will send the budget on friday", "please call me back tomorrow morning")
 TALKER_LINE = "a bitter baker turned along the chair"
@@ -137,7 +138,12 @@ def spectrogram_png(audio: np.ndarray, title: str) -> str:
     img = cv2.applyColorMap(img, cv2.COLORMAP_MAGMA)
     cv2.putText(img, title, (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
     ok, png = cv2.imencode(".png", img)
-    return "data:image/png;base64," + base64.b64encode(png.tobytes()).decode()
+    return png_data_url(png.tobytes())
+
+
+def png_data_url(png: bytes) -> str:
+    """A PNG inline in the report: report.html stands alone."""
+    return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
 def peer_metrics(call: Call, enhanced: np.ndarray | None) -> dict[str, dict]:
@@ -182,11 +188,12 @@ def make_avatar(clip: Path, outdir: Path, enhance: bool) -> str:
     picks = [frames[int(i)] for i in np.linspace(len(frames) * 0.15, len(frames) * 0.85, 6)]
     strip = cv2.resize(np.hstack(picks), None, fx=0.6, fy=0.6, interpolation=cv2.INTER_AREA)
     ok, png = cv2.imencode(".png", strip)
-    return "data:image/png;base64," + base64.b64encode(png.tobytes()).decode()
+    return png_data_url(png.tobytes())
 
 
 def write_report(path: Path, *, call: Call | None, enhanced: np.ndarray | None, captions: list[str],
-                 metrics: dict, telemetry: dict, seconds: float, note: str, avatar_strip: str | None = None) -> None:
+                 metrics: dict, telemetry: dict, seconds: float, note: str, avatar_strip: str | None = None,
+                 emotion_png: Path | None = None) -> None:
     from avcall.models.data.align import normalise
 
     from .eval_captions import edit_alignment
@@ -211,6 +218,14 @@ def write_report(path: Path, *, call: Call | None, enhanced: np.ndarray | None, 
                        f"<td>{m['stoi'] if m['stoi'] is not None else '–'}</td></tr>" for name, m in metrics.items())
         parts.append("<h2>Against the peers, on this clip</h2><table><tr><th>method</th><th>SI-SDR dB</th>"
                      f"<th>improvement dB</th><th>PESQ-wb</th><th>STOI</th></tr>{rows}</table>")
+    if emotion_png is not None and emotion_png.is_file():
+        rendered = " (the rendered portrait has no real expression to read)" if call is not None else ""
+        parts.append("<h2>Emotion</h2><p>What the emotion reader read from the face and the voice of this call, "
+                     f"four times a second{rendered}: emotion.png, the readings in emotion.jsonl.</p>"
+                     f"<figure><img alt='emotion timeline' src='{png_data_url(emotion_png.read_bytes())}'>"
+                     "<figcaption>The face and voice fusion was trained on label-matched pairs from different "
+                     "people (a face and a voice with the same emotion label), not on one person seen and heard."
+                     "</figcaption></figure>")
     if avatar_strip:
         parts.append("<h2>The talking face</h2><p>The bundled portrait driven by the call's (enhanced) voice alone "
                      f"(avatar.mp4):</p><img alt='avatar frames' src='{avatar_strip}'>")
@@ -244,7 +259,9 @@ def run_demo(outdir: Path = Path("avcall-demo"), clip: Path | None = None) -> st
     steps.update(1)
     enhance = weights_path(AV_WEIGHTS).is_file() or weights_path(AO_WEIGHTS).is_file()
     steps.set_postfix_str("running the pipeline")
-    result = run_process(ProcessConfig(input=clip, outdir=outdir, enhance=enhance, captions=True), progress=False)
+    emotion = emotion_shipped()
+    result = run_process(ProcessConfig(input=clip, outdir=outdir, enhance=enhance, captions=True, emotion=emotion),
+                         progress=False)
     steps.update(1)
     telemetry = json.loads((outdir / "telemetry.json").read_text())
     enhanced = None
@@ -265,7 +282,8 @@ def run_demo(outdir: Path = Path("avcall-demo"), clip: Path | None = None) -> st
     if not enhance:
         note += f" No enhancer weights in {weights_path(AV_WEIGHTS).parent}: the voice is not enhanced."
     write_report(outdir / "report.html", call=call, enhanced=enhanced, captions=captions, metrics=metrics,
-                 telemetry=telemetry, seconds=time.monotonic() - began, note=note, avatar_strip=avatar_strip)
+                 telemetry=telemetry, seconds=time.monotonic() - began, note=note, avatar_strip=avatar_strip,
+                 emotion_png=outdir / "emotion.png" if emotion else None)
     steps.update(1)
     steps.close()
     tracker = telemetry["stages"].get("face_tracker", {}).get("service_ms", {})
@@ -276,6 +294,8 @@ def run_demo(outdir: Path = Path("avcall-demo"), clip: Path | None = None) -> st
     if "avcall" in metrics:
         m, n = metrics["avcall"], metrics["noisy"]
         lines.append(f"  enhanced: SI-SDR {n['si_sdr']:.1f} -> {m['si_sdr']:.1f} dB, STOI {n['stoi']} -> {m['stoi']}")
+    if emotion:
+        lines.append(f"  emotion: {_emotion_summary(outdir / 'emotion.jsonl')}")
     lines.append(f"  report: {outdir / 'report.html'} (and input.mp4, annotated.mp4, captions.vtt there)")
     return "\n".join(lines)
 
@@ -285,3 +305,14 @@ def _caption_texts(vtt: Path) -> list[str]:
         return []
     blocks = vtt.read_text().strip().split("\n\n")[1:]
     return [b.split("\n", 2)[2] for b in blocks if b.count("\n") >= 2]
+
+
+def _emotion_summary(jsonl: Path) -> str:
+    """How many readings, and the emotion that led most often."""
+    from collections import Counter
+
+    readings = [json.loads(line) for line in jsonl.read_text().splitlines()] if jsonl.exists() else []
+    if not readings:
+        return "no reading"
+    leading, n = Counter(r["leading"] for r in readings).most_common(1)[0]
+    return f"{len(readings)} readings, {leading} leading in {100 * n / len(readings):.0f}% (emotion.png)"

@@ -5,7 +5,8 @@ face-present flag per video frame) and `telemetry.json` (per-stage latency and c
 audio goes through the SpeechEnhancer first: `enhanced.wav` is written and annotated.mp4 carries the
 enhanced audio (one hop, 10 ms, behind the input: the enhancer's latency is kept, not re-stamped away).
 With `captions`, the Captioner listens to that (enhanced) audio: `captions.vtt` and `captions.srt`, and
-with `burn_captions` the lines are drawn on annotated.mp4.
+with `burn_captions` the lines are drawn on annotated.mp4. With `emotion`, the EmotionReader reads face and
+voice: `emotion.jsonl` and the `emotion.png` timeline, and the mood indicator is drawn on the video.
 """
 
 from __future__ import annotations
@@ -62,6 +63,9 @@ class ProcessConfig:
     captions_from: str = "raw"
     avatar: str | None = None  # "voice": the outgoing video is the portrait speaking with the (enhanced) voice
     portrait: Path | None = None  # the photo for --avatar (default: the bundled one)
+    emotion: bool = False  # the EmotionReader: emotion.jsonl and the emotion.png timeline
+    # False: the readings are only shown (`avcall live` without --record), never written, not even to scratch
+    keep_emotion: bool = True
 
 
 @dataclass
@@ -90,7 +94,13 @@ def build_stages(cfg: ProcessConfig, *, clock: SessionClock, video_size: tuple[i
     no enhancement; `live`: frames come at real time (a late frame passes by rather than waits)."""
     stages: list[Stage] = []
     if video_size is not None:
-        stages += [FaceTracker(max_faces=cfg.max_faces, model_path=cfg.face_model), LipFeatureExtractor()]
+        stages.append(FaceTracker(max_faces=cfg.max_faces, model_path=cfg.face_model))
+    if cfg.emotion:  # beside the tracker: it needs the frame with its face observation; the voice as recorded
+        from avcall.pipelines.stages.emotion import EmotionReader
+
+        stages.append(EmotionReader())
+    if video_size is not None:
+        stages.append(LipFeatureExtractor())
     captioner = None
     if cfg.captions or cfg.burn_captions:
         from avcall.pipelines.stages.captioner import Captioner
@@ -120,6 +130,10 @@ def build_stages(cfg: ProcessConfig, *, clock: SessionClock, video_size: tuple[i
         video_size, fps = (256, 256), AVATAR_FPS
     elif video_size is not None:
         stages.append(Annotator())
+        if cfg.emotion:
+            from avcall.pipelines.stages.mood import MoodOverlay
+
+            stages.append(MoodOverlay())  # over the mesh: the reading drawn in a corner
     return CallStages(stages, video_size, fps)
 
 
@@ -157,6 +171,10 @@ async def process(cfg: ProcessConfig, *, progress: bool = True) -> ProcessResult
             from avcall.pipelines.sinks.captions import CaptionSink
 
             stages.append(CaptionSink(tmp))
+        if cfg.emotion and cfg.keep_emotion:
+            from avcall.pipelines.sinks.emotion import EmotionSink
+
+            stages.append(EmotionSink(tmp))
         pipeline = Pipeline(sources, stages, live=live)
         telemetry = await _run_with_progress(pipeline, sources, clock, cfg, total, progress)
         rows = lips.rows
@@ -191,6 +209,14 @@ def _judge_shipped() -> bool:
     from avcall.models.sync.judge import AUDIO_WEIGHTS, LIPS_WEIGHTS
 
     return weights_path(LIPS_WEIGHTS).is_file() and weights_path(AUDIO_WEIGHTS).is_file()
+
+
+def emotion_shipped() -> bool:
+    """Whether the emotion nets ship (the served page's opt-in and the demo's timeline need them)."""
+    from avcall.export.runtime import weights_path
+    from avcall.models.emotion.runtime import FACE, VOICE
+
+    return weights_path(FACE).is_file() and weights_path(VOICE).is_file()
 
 
 def enhancer_weights():

@@ -3,7 +3,9 @@
 The page (app/static/) sends the camera and microphone; the offer is POSTed as JSON to `/offer`, as in
 aiortc's server example. Each peer gets its own pipeline (face tracker, lip features, speech enhancer,
 captioner, overlay) fed by its tracks; the enhanced voice and the video go back on the same connection, and
-captions and telemetry on the data channel "avcall", which also carries the page's toggles.
+captions and telemetry on the data channel "avcall", which also carries the page's toggles. The emotion
+reader (when its weights ship) is in every peer's pipeline but off: it reads nothing until the page opts in
+(`{"type": "control", "emotion": true}`); its readings go to that page only and are never written.
 
 Safe defaults: bound to 127.0.0.1; another host needs a token that the page presents (compared in constant
 time); at most `max_peers` peers (a clear 503 past it); no STUN server unless one is configured. Hostile
@@ -96,6 +98,7 @@ class Peer:
         self.messages_dropped = 0  # data-channel messages over the rate limit
         self.audio_out = self.video_out = None
         self.enhancer = self.annotator = self.level_in = self.level_out = self.face = self.sync = None
+        self.emotion = None  # the EmotionReader, off until the page opts in ("Read my mood")
 
     # --- the pipeline ---------------------------------------------------------------------------------
     def build(self) -> None:
@@ -141,7 +144,10 @@ class Peer:
             stages += [self.annotator, TrackSink(self.video_out)]
         if self.audio_out is not None:
             stages += [self.level_out, TrackSink(self.audio_out)]
-        stages.append(EventChannelSink(self.send))
+        self.emotion = self.server.make_emotion_stage()
+        if self.emotion is not None:  # right after the tracker: it needs each frame with its face observation
+            stages.insert(1 if "video" in self.tracks else 0, self.emotion)
+        stages.append(EventChannelSink(self.send))  # every event: captions, emotion readings
         self.pipeline = Pipeline(sources, stages, live=True)
         for track in (self.audio_out, self.video_out):
             if track is not None:
@@ -199,7 +205,8 @@ class Peer:
                 "sync_offset_ms": self.sync.telemetry.offset_ms if self.sync else None,
                 "overlay": self.overlay, "peers": len(self.server.peers),
                 "incidents": self.pipeline.incidents.summary()["counts"] if self.pipeline else {},
-                "messages_dropped": self.messages_dropped}
+                "messages_dropped": self.messages_dropped,
+                "emotion": ("on" if self.emotion.enabled else "off") if self.emotion else "unavailable"}
 
     # --- the data channel ---------------------------------------------------------------------------
     def send(self, message: str) -> None:
@@ -228,6 +235,12 @@ class Peer:
             self.overlay = msg["overlay"]
             if self.annotator is not None:
                 self.annotator.enabled = self.overlay
+        if isinstance(msg.get("emotion"), bool):
+            if self.emotion is not None:
+                self.emotion.enabled = msg["emotion"]
+            elif msg["emotion"]:
+                self.send(json.dumps({"type": "status", "text": "emotion reading is not available: no emotion "
+                                      "weights on this server"}))
 
     async def close(self) -> None:
         if self.closed.is_set():
@@ -254,9 +267,11 @@ class Server:
         self.peers: dict[str, Peer] = {}
         self._sessions = None  # the enhancer's onnxruntime sessions, one per model for all peers
         self.enhancer_note = ""
+        self._emotion_models = None  # the emotion nets' sessions, for all peers
 
     # --- shared models ----------------------------------------------------------------------------------
     def load_models(self) -> None:
+        self._load_emotion()
         if not self.cfg.enhance:
             return
         from avcall.export.runtime import create_session, weights_path
@@ -273,6 +288,22 @@ class Server:
         from avcall.models.sync.judge import AUDIO_WEIGHTS, LIPS_WEIGHTS
 
         return weights_path(LIPS_WEIGHTS).is_file() and weights_path(AUDIO_WEIGHTS).is_file()
+
+    def _load_emotion(self) -> None:
+        from avcall.app.process import emotion_shipped
+
+        if emotion_shipped():
+            from avcall.models.emotion.runtime import EmotionModels
+
+            self._emotion_models = EmotionModels()
+
+    def make_emotion_stage(self):
+        """An EmotionReader over the shared nets, switched off (None without the weights)."""
+        if self._emotion_models is None:
+            return None
+        from avcall.pipelines.stages.emotion import EmotionReader
+
+        return EmotionReader(self._emotion_models, enabled=False)
 
     def make_enhancer_stage(self, clock: SessionClock):
         if self._sessions is None:

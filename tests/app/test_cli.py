@@ -74,6 +74,11 @@ def test_demo_runs_without_camera_or_download(tmp_path):
     for section in ("Spectrograms", "Captions", "Against the peers", "Latency per stage"):
         assert section in report
     assert "noisy" in report and "rnnoise" in report
+    from avcall.app.process import emotion_shipped
+
+    if emotion_shipped():  # the emotion timeline, with its caption on what the fusion was trained on
+        assert (out / "emotion.png").stat().st_size > 0 and "<h2>Emotion</h2>" in report
+        assert "label-matched pairs from different people" in report and "emotion:" in result.stdout
     screenshot_report(out / "report.html", tmp_path)
 
 
