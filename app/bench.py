@@ -351,37 +351,34 @@ def bench_emotion(audio_path: Path | None = None, seconds: float = 20.0) -> dict
 
     async def run(stage: EmotionReader) -> float:
         await stage.start()
-        loop_s = 0.0
+        began = time.perf_counter()
         for f in frames:
-            began = time.perf_counter()
             await stage.process(f)
-            loop_s += time.perf_counter() - began
-            if stage._pending is not None:  # offline: let each hop finish before the next (as a live call would)
-                await asyncio.wait({stage._pending})
         await stage.flush()
+        took = time.perf_counter() - began
         await stage.stop()
         stage.shutdown_worker()
-        return loop_s
+        return took
 
-    with one_core() as core:
-        stage = EmotionReader()
-        loop_s = asyncio.run(run(stage))
+    with one_core() as core:  # the event loop and the stage's worker share the one core: wall time is its cost
+        stage = EmotionReader(live=False)  # every hop read, in turn with the frames
+        total_s = asyncio.run(run(stage))
     t = stage.telemetry
     worker = np.array(t.infer_ms)
     hops = max(t.readings, 1)
-    per_hop = worker.mean() + 1000 * loop_s / hops
+    per_hop = 1000 * total_s / hops
     return {
         "benchmark": "emotion",
         "what": "EmotionReader on one CPU core: 640x480 video at 25 fps with a tracked face and a voice; per 250 ms "
                 "hop the face cut out, the face net (64x64), the voice net (2 s log-mel window), fusion "
-                f"({stage.method}), smoothing; plus the stage's own work on the event loop for the hop's frames",
+                f"({stage.method}), smoothing; plus taking in the hop's frames (wall time on the one core)",
         "input": source,
         "hops": t.readings,
         "sources": {"both": t.readings - t.face_only - t.voice_only - t.held, "face_only": t.face_only,
                     "voice_only": t.voice_only, "held": t.held},
         "ms_per_hop": round(float(per_hop), 3),
         "worker_ms_per_hop": {"mean": round(float(worker.mean()), 3), "p95": round(float(np.percentile(worker, 95)), 3)},
-        "event_loop_ms_per_hop": round(1000 * loop_s / hops, 3),
+        "frames_ms_per_hop": round(float(per_hop - worker.mean()), 3),
         "share_of_one_core": round(float(per_hop) / 250, 4),
         "target_ms_per_hop": 5.0,
         "meets_target": bool(per_hop <= 5.0),

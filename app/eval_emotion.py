@@ -49,7 +49,7 @@ def stage_on_clip(path: Path) -> dict:
         if getattr(frame, "kind", "") == "emotion":
             readings.append(frame.data)
 
-    stages = ([FaceTracker()] if source.info.has_video else []) + [EmotionReader()]
+    stages = ([FaceTracker()] if source.info.has_video else []) + [EmotionReader(live=False)]
     asyncio.run(Pipeline([source], stages, live=False, on_output=keep).run())
     seen = [r for r in readings if r["sources"]]
     mean = np.mean([[r["probs"][c] for c in CLASSES] for r in seen], 0) if seen else np.full(len(CLASSES), 1 / len(CLASSES))
@@ -74,9 +74,17 @@ def run(args: argparse.Namespace) -> int:
     if clips is None and shared_data_dir() is not None and (shared_data_dir() / "emotion").is_dir():
         clips = shared_data_dir() / "emotion"
     if clips is not None:
-        report["clips"] = [stage_on_clip(f) for f in sorted(Path(clips).iterdir()) if f.suffix.lower() in MEDIA]
-        for row in report["clips"]:
-            print(f"{row['file']}: {row['leading']} ({row['mean_confidence']:.2f}) from {row['sources']}")
+        report["clips"] = []
+        for f in sorted(Path(clips).iterdir()):
+            if f.suffix.lower() not in MEDIA:
+                continue
+            try:
+                row = stage_on_clip(f)
+                print(f"{row['file']}: {row['leading']} ({row['mean_confidence']:.2f}) from {row['sources']}")
+            except InputError as err:  # a damaged file is listed with what is wrong with it
+                row = {"file": f.name, "error": str(err)}
+                print(f"{f.name}: not read ({err})")
+            report["clips"].append(row)
         write_text_atomic(args.out, json.dumps(report, indent=1) + "\n")
     print(f"wrote {args.out}")
     return 0

@@ -98,7 +98,7 @@ def build_stages(cfg: ProcessConfig, *, clock: SessionClock, video_size: tuple[i
     if cfg.emotion:  # beside the tracker: it needs the frame with its face observation; the voice as recorded
         from avcall.pipelines.stages.emotion import EmotionReader
 
-        stages.append(EmotionReader())
+        stages.append(EmotionReader(live=live))
     if video_size is not None:
         stages.append(LipFeatureExtractor())
     captioner = None

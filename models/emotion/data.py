@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import soundfile as sf
 
-from .features import SAMPLE_RATE, WINDOW_SAMPLES, voice_window
+from .features import SAMPLE_RATE, WINDOW_SAMPLES, voice_window, voiced_mean
 from .labels import CLASSES
 
 N = len(CLASSES)
@@ -40,8 +40,19 @@ def window_ends(x: np.ndarray, hop_s: float = 0.5) -> list[int]:
     return ends or [last]
 
 
-def clip_windows(x: np.ndarray) -> np.ndarray:
-    return np.stack([voice_window(x[max(0, e - WINDOW_SAMPLES):e]) for e in window_ends(x)])
+def clip_windows(x: np.ndarray, ends: list[int] | None = None) -> np.ndarray:
+    """(windows, N_MELS, WINDOW_FRAMES) of a clip, not yet normalised to its speaker; `ends` default
+    window_ends(x) (give the clean clip's for a noisy copy, so both have the same windows)."""
+    return np.stack([voice_window(x[max(0, e - WINDOW_SAMPLES):e]) for e in (ends or window_ends(x))])
+
+
+def speaker_means(windows: list[np.ndarray], speakers: list[str]) -> dict[str, np.ndarray]:
+    """Each speaker's mean voiced spectrum over the windows of all their clips: what SpeakerNorm converges to
+    over a call with them."""
+    out: dict[str, list] = {}
+    for w, s in zip(windows, speakers):
+        out.setdefault(s, []).extend(m for m in (voiced_mean(x) for x in w) if m is not None)
+    return {s: np.mean(v, 0) for s, v in out.items() if v}
 
 
 def load_face(path: Path) -> np.ndarray:
@@ -63,5 +74,3 @@ def scores(y: np.ndarray, pred: np.ndarray) -> dict:
     return {"accuracy": round(float((y == pred).mean()), 4), "uar": round(float(recall.mean()), 4),
             "macro_f1": round(float(f1[present].mean()), 4), "n": int(len(y)), "confusion": cm.tolist()}
 
-
-# ---- parts -------------------------------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """`avcall eval emotion`: the shipped emotion nets and every fusion method on a labelled split.
 
 There are no audio-visual emotion recordings here: faces and voices come from different people, so the fused
-figures are on pairs of a face and a voice with the same label (each voice clip with a face, each face with a
-voice clip, drawn with a fixed seed). Every method is scored on the same pairs. Conditions:
+figures are on pairs of a face and a voice with the same label (each voice clip with five faces, each face with
+five voice clips, drawn with a fixed seed). Every method is scored on the same pairs. Conditions:
     clean          both as recorded
     noise5dB       the voice mixed with the corpus's generated noise at 5 dB over its speech (fixed seed)
     face_missing   the voice alone (clean)
@@ -43,27 +43,26 @@ def noisy(x: np.ndarray, rng: np.random.Generator, snr_db: float = 5.0) -> np.nd
     return (x + gain * noise).astype(np.float32)
 
 
-def pairs(voice_labels: np.ndarray, face_labels: np.ndarray, seed: int) -> list[tuple[int, int]]:
-    """Each voice with a random face of its label and each face with a random voice of its label (labels
-    that one modality lacks are left out)."""
+def pairs(voice_labels: np.ndarray, face_labels: np.ndarray, seed: int, per_item: int = 5) -> list[tuple[int, int]]:
+    """Each voice with `per_item` random faces of its label and each face with `per_item` random voices of its
+    label (labels that one modality lacks are left out): every item counts, and the faces a voice meets (and
+    the other way round) are averaged over rather than left to one draw."""
     rng = np.random.default_rng(seed)
     out = []
     for i, y in enumerate(voice_labels):
         faces = np.flatnonzero(face_labels == y)
-        if len(faces):
-            out.append((i, int(faces[rng.integers(len(faces))])))
+        out += [(i, int(f)) for f in faces[rng.integers(len(faces), size=per_item)]] if len(faces) else []
     for j, y in enumerate(face_labels):
         voices = np.flatnonzero(voice_labels == y)
-        if len(voices):
-            out.append((int(voices[rng.integers(len(voices))]), j))
+        out += [(int(v), j) for v in voices[rng.integers(len(voices), size=per_item)]] if len(voices) else []
     return out
 
 
 def evaluate_emotion(data: Path, split: str, out: Path, *, seed: int = 0, fallback: bool = True,
                      plots: bool = True, progress: bool = True) -> dict:
-    from .features import face_input
+    from .features import face_input, normalise
     from .runtime import METHODS, EmotionModels
-    from .data import clip_windows, load_audio, load_face, scores
+    from .data import clip_windows, load_audio, load_face, scores, speaker_means, window_ends
 
     items = [i for i in read_labels(data) if i.split == split]
     faces = [i for i in items if i.modality == "face_image"]
@@ -73,11 +72,19 @@ def evaluate_emotion(data: Path, split: str, out: Path, *, seed: int = 0, fallba
     models = EmotionModels()
     rng = np.random.default_rng(seed)
     face_out = [models.face(face_input(load_face(i.path))[None]) for i in tqdm(faces, desc="faces", disable=not progress)]
-    voice_out = {"clean": [], "noise5dB": []}
+    windows: dict[str, list] = {"clean": [], "noise5dB": []}
     for i in tqdm(voices, desc="voices", disable=not progress):
         x = load_audio(i.path)
-        voice_out["clean"].append(models.voice(clip_windows(x)))
-        voice_out["noise5dB"].append(models.voice(clip_windows(noisy(x, rng))))
+        windows["clean"].append(clip_windows(x))
+        windows["noise5dB"].append(clip_windows(noisy(x, rng), window_ends(x)))  # the same windows as clean
+    # each speaker's voice normalised as a call's SpeakerNorm would after hearing them a while (in each
+    # condition: the noisy voice's own mean in noise)
+    speakers = [i.speaker for i in voices]
+    voice_out = {}
+    for condition, ws in windows.items():
+        means = speaker_means(ws, speakers)
+        voice_out[condition] = [models.voice(np.stack([normalise(w, means.get(s)) for w in clip]))
+                                for clip, s in zip(ws, speakers)]
     yv, yf = np.array([i.label for i in voices]), np.array([i.label for i in faces])
     plan = pairs(yv, yf, seed)
     y = np.array([yv[a] for a, _ in plan])

@@ -4,7 +4,9 @@ Face: a grey 64x64 crop, the face from brows to chin, eyes level (`align_face` m
 landmarks; the labelled images already are such crops), scaled to [-1, 1] as mini-Xception was trained.
 
 Voice: 64-band log-mel of the last WINDOW_S seconds at a 10 ms hop, minus the window's peak level (so the
-speaker's distance to the microphone does not matter, but the spectrum's shape, which carries arousal, does).
+speaker's distance to the microphone does not matter), then minus the speaker's usual voiced spectrum
+(`SpeakerNorm`, running over the call): the net sees how the voice departs from this speaker's own, which is
+what carries emotion across speakers and microphones.
 """
 
 from __future__ import annotations
@@ -49,6 +51,44 @@ def voice_window(audio: np.ndarray) -> np.ndarray:
     logmel = np.log10(power @ _MEL.T + 1e-8)
     peak = np.percentile(logmel.max(1), 95)
     return np.maximum(logmel - peak, -8.0).T.astype(np.float32) / 2.0 + 2.0  # about [-2, 2]
+
+
+VOICED_UNITS = 0.75  # 15 dB in voice_window's units (log10 power / 2)
+
+
+def voiced_mean(window: np.ndarray) -> np.ndarray | None:
+    """(N_MELS,) the mean of a voice_window's frames within 15 dB of its loudest, None when it has none."""
+    energy = window.max(0)
+    keep = energy > energy.max() - VOICED_UNITS
+    return window[:, keep].mean(1) if keep.any() else None
+
+
+class SpeakerNorm:
+    """The speaker's mean voiced spectrum over the voice heard so far (a plain average for the first
+    `memory_s` seconds, then a running one), subtracted from each window. Before any voice, a window is
+    normalised by its own voiced mean."""
+
+    def __init__(self, memory_s: float = 30.0) -> None:
+        self.memory_s = memory_s
+        self.mean: np.ndarray | None = None
+        self.heard_s = 0.0
+
+    def update(self, window: np.ndarray, seconds: float) -> None:
+        m = voiced_mean(window)
+        if m is None:
+            return
+        self.heard_s += seconds
+        a = seconds / min(self.heard_s, self.memory_s)
+        self.mean = m if self.mean is None else (1 - a) * self.mean + a * m
+
+    def apply(self, window: np.ndarray) -> np.ndarray:
+        return normalise(window, self.mean)
+
+
+def normalise(window: np.ndarray, speaker_mean: np.ndarray | None) -> np.ndarray:
+    """`window` minus the speaker's mean voiced spectrum (its own when none is known)."""
+    mean = speaker_mean if speaker_mean is not None else voiced_mean(window)
+    return (window - mean[:, None]).astype(np.float32) if mean is not None else window
 
 
 def face_input(grey: np.ndarray) -> np.ndarray:

@@ -1,14 +1,17 @@
 """How the speaker feels, from the face and the voice, about 4 times a second.
 
-VideoFrame, FaceObservation and AudioFrame in, passed on untouched. Every `hop_s` of the session clock, on the
-stage's worker thread and behind the frames (they never hold them up), the latest tracked face is cut out (an affine warp to 64x64 grey) and the face net reads it
-when a face was seen in the last `hold_s`, the voice net on the last 2 s of audio when speech was heard in
-the last `hold_s` (level over the running noise floor, as the captioner decides). The last `segments` hops
-are fused (the shipped method, see README "Emotion"); an Event `kind="emotion"` goes out with the 7
-probabilities smoothed over `smoothing_s`, valence and arousal, the leading emotion and a confidence.
+VideoFrame, FaceObservation and AudioFrame in, passed on untouched. Every `hop_s` of the session clock, on
+the stage's worker thread and behind the frames (they never hold them up): the latest tracked face, when one
+was seen in the last `hold_s`, is cut out (an affine warp to 64x64 grey) and read by the face net; the last
+2 s of audio, when speech was heard in the last `hold_s` (level over the running noise floor, as the
+captioner decides), are read by the voice net after normalising by the speaker's usual voiced spectrum as
+learnt over the call so far. The last `segments` hops are fused (the shipped method, see README "Emotion");
+an Event `kind="emotion"` goes out with the 7 probabilities smoothed over `smoothing_s`, valence and
+arousal, the leading emotion and a confidence.
 
 `enabled` switches it at run time (off: frames pass untouched, nothing is read). No face: the voice alone.
-Silence: the face alone. Neither: the last reading is held and its confidence decays by `decay` per hop. Readings stay in the pipeline: nothing is written unless a sink records them.
+Silence: the face alone. Neither: the last reading is held and its confidence decays by `decay` per hop.
+Readings stay in the pipeline: nothing is written unless a sink records them.
 """
 
 from __future__ import annotations
@@ -63,13 +66,16 @@ class EmotionReader(Stage):
 
     def __init__(self, models=None, *, method: str | None = None, hop_s: float = 0.25, hold_s: float = 0.5,
                  segments: int = 4, smoothing_s: float = 1.0, decay: float = 0.85, enabled: bool = True,
-                 name: str = "emotion") -> None:
+                 live: bool = True, name: str = "emotion") -> None:
         super().__init__(name)
         self.enabled = enabled  # off: frames pass untouched, nothing is read (the served page's opt-in)
+        # live: a hop due while the last is still being read is skipped (frames never wait); from a file,
+        # the stage waits for it, so that every hop is read
         self.telemetry = EmotionTelemetry(self.name)
         self.models, self.method = models, method
         self.hop_s, self.hold_s, self.segments = hop_s, hold_s, segments
         self.smoothing_s, self.decay = smoothing_s, decay
+        self.live = live
         self.vad = VoiceActivity()
         self._image: VideoFrame | None = None
         self._face: tuple[float, np.ndarray, np.ndarray] | None = None  # (pts, image, landmarks) of the last face
@@ -82,6 +88,7 @@ class EmotionReader(Stage):
         self._face_hops: deque = deque(maxlen=segments)
         self._smoothed: np.ndarray | None = None
         self._confidence = 0.0
+        self._speaker = None  # SpeakerNorm: the speaker's usual voiced spectrum, learnt over the call
 
     async def start(self) -> None:
         if self.models is None:
@@ -114,6 +121,9 @@ class EmotionReader(Stage):
         now = frame.pts + (frame.duration if isinstance(frame, AudioFrame) else 0.0)
         if self._next_at is None:
             self._next_at = now + self.hop_s
+        if now >= self._next_at and self._pending is not None and not self.live:
+            out.append((await self._pending).to_event())
+            self._pending = None
         if now >= self._next_at and self._pending is None:
             self._next_at = max(self._next_at + self.hop_s, now)
             face = self._face[1:] if self._face is not None and now - self._face[0] <= self.hold_s else None
@@ -142,12 +152,18 @@ class EmotionReader(Stage):
     def read(self, pts: float, face: tuple[np.ndarray, np.ndarray] | None, voice: np.ndarray | None) -> EmotionReading:
         """One hop on the worker thread: the face (image, landmarks) cut out, the nets on what was seen and
         heard, fused over the last segments, smoothed."""
-        from avcall.models.emotion.features import align_face, face_input, voice_window
+        from avcall.models.emotion.features import SpeakerNorm, align_face, face_input, voice_window
         from avcall.models.emotion.labels import CLASSES, valence_arousal
 
         t0 = time.perf_counter()
         face = face_input(align_face(*face)) if face is not None else None
-        self._voice_hops.append(self.models.voice(voice_window(voice)[None]) if voice is not None else None)
+        if voice is not None:
+            window = voice_window(voice)
+            self._speaker = self._speaker or SpeakerNorm()
+            self._speaker.update(window, self.hop_s)
+            self._voice_hops.append(self.models.voice(self._speaker.apply(window)[None]))
+        else:
+            self._voice_hops.append(None)
         self._face_hops.append(self.models.face(face[None]) if face is not None else None)
         sources = tuple(s for s, x in (("face", face), ("voice", voice)) if x is not None)
         t = self.telemetry

@@ -157,7 +157,7 @@ def _run_stage(frames) -> list[dict]:
     from avcall.pipelines.stages.emotion import EmotionReader
 
     async def go():
-        stage = EmotionReader()
+        stage = EmotionReader(live=False)
         await stage.start()
         events = []
         try:
