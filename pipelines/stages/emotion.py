@@ -83,6 +83,7 @@ class EmotionReader(Stage):
         self._voice_at = -1e9
         self._next_at: float | None = None
         self._pending: asyncio.Future | None = None
+        self._reset: asyncio.Future | None = None  # the worker's state reset after a switch off
         # worker thread only: the last hops' unimodal outputs and the smoothed reading
         self._voice_hops: deque = deque(maxlen=segments)
         self._face_hops: deque = deque(maxlen=segments)
@@ -100,7 +101,8 @@ class EmotionReader(Stage):
 
     async def process(self, frame: Frame) -> Sequence[Frame]:
         if not self.enabled:
-            self._face, self._next_at = None, None
+            if self._next_at is not None:  # just switched off: forget the call's reading, drop one under way
+                self._forget()
             return [frame]
         out: list[Frame] = [frame]
         if isinstance(frame, VideoFrame):
@@ -130,6 +132,16 @@ class EmotionReader(Stage):
             voice = self._window() if now - self._voice_at <= self.hold_s else None
             self._pending = asyncio.ensure_future(self.in_worker(self.read, now, face, voice))
         return out
+
+    def _forget(self) -> None:
+        """Off: the reading under way is dropped and the worker state reset after it (on the worker's one
+        thread, so the two never overlap)."""
+        self._pending, self._face, self._next_at = None, None, None
+        self._reset = asyncio.ensure_future(self.in_worker(self._reset_state))
+
+    def _reset_state(self) -> None:
+        self._voice_hops.clear(), self._face_hops.clear()
+        self._smoothed, self._confidence = None, 0.0
 
     async def flush(self) -> Sequence[Frame]:
         if self._pending is None:
