@@ -14,6 +14,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from avcall.pipelines.audio import mel_filters
+
 FACE_SIZE = 64
 SAMPLE_RATE = 16_000
 HOP = 160
@@ -24,20 +26,7 @@ WINDOW_FRAMES = int(WINDOW_S * SAMPLE_RATE / HOP)  # 200
 WINDOW_SAMPLES = WINDOW_FRAMES * HOP
 
 
-def _mel_filters() -> np.ndarray:
-    def mel(f):
-        return 2595 * np.log10(1 + f / 700)
-
-    def hz(m):
-        return 700 * (10 ** (m / 2595) - 1)
-
-    edges = hz(np.linspace(mel(50), mel(8000), N_MELS + 2))
-    bins = np.fft.rfftfreq(N_FFT, 1 / SAMPLE_RATE)
-    lo, mid, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
-    return np.maximum(0, np.minimum((bins - lo) / (mid - lo), (hi - bins) / (hi - mid))).astype(np.float32)
-
-
-_MEL = _mel_filters()
+_MEL = mel_filters(N_MELS, N_FFT, 50, 8000)
 _WIN = np.hanning(N_FFT).astype(np.float32)
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from avcall.pipelines.audio import mel_filters
+
 SAMPLE_RATE = 16_000
 FPS = 25.0
 HOP = 160  # 10 ms
@@ -18,20 +20,7 @@ WINDOW = 5  # video frames in a window: 0.2 s
 LIP_DIM = 82
 
 
-def _mel_filters() -> np.ndarray:
-    def mel(f):
-        return 2595 * np.log10(1 + f / 700)
-
-    def hz(m):
-        return 700 * (10 ** (m / 2595) - 1)
-
-    edges = hz(np.linspace(mel(60), mel(7600), N_MELS + 2))
-    bins = np.fft.rfftfreq(N_FFT, 1 / SAMPLE_RATE)
-    lo, mid, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
-    return np.maximum(0, np.minimum((bins - lo) / (mid - lo), (hi - bins) / (hi - mid))).astype(np.float32)
-
-
-_MEL = _mel_filters()
+_MEL = mel_filters(N_MELS, N_FFT, 60, 7600)
 _WIN = np.hanning(N_FFT).astype(np.float32)
 
 
