@@ -74,3 +74,10 @@ def scores(y: np.ndarray, pred: np.ndarray) -> dict:
     return {"accuracy": round(float((y == pred).mean()), 4), "uar": round(float(recall.mean()), 4),
             "macro_f1": round(float(f1[present].mean()), 4), "n": int(len(y)), "confusion": cm.tolist()}
 
+
+def group_indices(keys: list[str]) -> dict[str, list[int]]:
+    """The positions of each key in `keys` (items grouped by Item.partner_key)."""
+    out: dict[str, list[int]] = {}
+    for i, k in enumerate(keys):
+        out.setdefault(k, []).append(i)
+    return out

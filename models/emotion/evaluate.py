@@ -2,7 +2,7 @@
 
 There are no audio-visual emotion recordings here: faces and voices come from different people, so the fused
 figures are on pairs of a face and a voice with the same label (each voice clip with five faces, each face with
-five voice clips, drawn with a fixed seed). Every method is scored on the same pairs. Conditions:
+five voice clips, drawn with a fixed seed); data with a `pair` column pairs each recording's own face and voice. Every method is scored on the same pairs. Conditions:
     clean          both as recorded
     noise5dB       the voice mixed with the corpus's generated noise at 5 dB over its speech (fixed seed)
     face_missing   the voice alone (clean)
@@ -23,6 +23,7 @@ from tqdm import tqdm
 from avcall.pipelines.errors import InputError
 from avcall.pipelines.sinks.atomic import write_text_atomic
 
+from .data import clip_windows, group_indices, load_audio, load_face, scores, speaker_means, speech_span, window_ends
 from .labels import CLASSES, read_labels
 
 CONDITIONS = ("clean", "noise5dB", "face_missing", "voice_missing")
@@ -33,7 +34,6 @@ def noisy(x: np.ndarray, rng: np.random.Generator, snr_db: float = 5.0) -> np.nd
     """`x` with a generated corpus noise (not babble: it needs voices) at `snr_db` over its speech (the clips'
     leading and trailing silence does not count)."""
     from avcall.models.data.noise import NOISE_KINDS, make_noise
-    from .data import speech_span
 
     kinds = [k for k in NOISE_KINDS if k != "babble"]
     noise = make_noise(kinds[int(rng.integers(len(kinds)))], len(x), rng).astype(np.float64)
@@ -43,18 +43,20 @@ def noisy(x: np.ndarray, rng: np.random.Generator, snr_db: float = 5.0) -> np.nd
     return (x + gain * noise).astype(np.float32)
 
 
-def pairs(voice_labels: np.ndarray, face_labels: np.ndarray, seed: int, per_item: int = 5) -> list[tuple[int, int]]:
-    """Each voice with `per_item` random faces of its label and each face with `per_item` random voices of its
-    label (labels that one modality lacks are left out): every item counts, and the faces a voice meets (and
-    the other way round) are averaged over rather than left to one draw."""
+def pairs(voice_keys: list[str], face_keys: list[str], seed: int, per_item: int = 5) -> list[tuple[int, int]]:
+    """Each voice with `per_item` random faces of its partner key and each face with `per_item` random voices
+    of its key (see Item.partner_key: the same recording in audio-visual data, else the same label); keys that
+    one modality lacks are left out. Every item counts, and the partners an item meets are averaged over
+    rather than left to one draw."""
     rng = np.random.default_rng(seed)
+    voices_by, faces_by = group_indices(voice_keys), group_indices(face_keys)
     out = []
-    for i, y in enumerate(voice_labels):
-        faces = np.flatnonzero(face_labels == y)
-        out += [(i, int(f)) for f in faces[rng.integers(len(faces), size=per_item)]] if len(faces) else []
-    for j, y in enumerate(face_labels):
-        voices = np.flatnonzero(voice_labels == y)
-        out += [(int(v), j) for v in voices[rng.integers(len(voices), size=per_item)]] if len(voices) else []
+    for i, k in enumerate(voice_keys):
+        faces = faces_by.get(k, [])
+        out += [(i, faces[f]) for f in rng.integers(len(faces), size=per_item)] if faces else []
+    for j, k in enumerate(face_keys):
+        voices = voices_by.get(k, [])
+        out += [(voices[v], j) for v in rng.integers(len(voices), size=per_item)] if voices else []
     return out
 
 
@@ -62,7 +64,6 @@ def evaluate_emotion(data: Path, split: str, out: Path, *, seed: int = 0, fallba
                      plots: bool = True, progress: bool = True) -> dict:
     from .features import face_input, normalise
     from .runtime import METHODS, EmotionModels
-    from .data import clip_windows, load_audio, load_face, scores, speaker_means, window_ends
 
     items = [i for i in read_labels(data) if i.split == split]
     faces = [i for i in items if i.modality == "face_image"]
@@ -86,7 +87,7 @@ def evaluate_emotion(data: Path, split: str, out: Path, *, seed: int = 0, fallba
         voice_out[condition] = [models.voice(np.stack([normalise(w, means.get(s)) for w in clip]))
                                 for clip, s in zip(ws, speakers)]
     yv, yf = np.array([i.label for i in voices]), np.array([i.label for i in faces])
-    plan = pairs(yv, yf, seed)
+    plan = pairs([i.partner_key for i in voices], [i.partner_key for i in faces], seed)
     y = np.array([yv[a] for a, _ in plan])
     summary: dict = {}
     for condition in CONDITIONS:
@@ -105,7 +106,8 @@ def evaluate_emotion(data: Path, split: str, out: Path, *, seed: int = 0, fallba
     report = {
         "data": str(data), "split": split, "seed": seed, "pairs": len(plan), "faces": len(faces),
         "voice_clips": len(voices), "fallback_when_missing": fallback, "shipped_fusion": models.shipped_fusion,
-        "note": "faces and voices are from different people, paired by label: fused figures are on such pairs",
+        "note": ("faces and voices paired by their recording (the data's pair column)" if any(i.pair for i in items)
+                 else "faces and voices are from different people, paired by label: fused figures are on such pairs"),
         "summary": {c: {m: {k: v for k, v in s.items() if k != "confusion"} for m, s in d.items()}
                     for c, d in summary.items()},
         "items": {k: {kk: vv for kk, vv in v.items() if kk != "confusion"} for k, v in single.items()},

@@ -1,7 +1,8 @@
 """The 7 emotion classes, their place on the valence-arousal plane, and the labelled data's layout.
 
 A data folder is laid out like ../shared/data/emotion_labelled: `labels.tsv` (file, modality, emotion,
-speaker, dataset, split, ...) and the files it names. No torch here: the runtime imports it.
+speaker, dataset, split, ...) and the files it names. Real audio-visual data adds a `pair` column: the
+recording a face image and a voice clip were both taken from. No torch here: the runtime imports it.
 """
 
 from __future__ import annotations
@@ -37,6 +38,13 @@ class Item:
     speaker: str
     dataset: str
     split: str
+    pair: str = ""  # the recording a face and a voice both come from, in real audio-visual data
+
+    @property
+    def partner_key(self) -> str:
+        """Whom fusion pairs this item with: the other modality of its own recording when the data says
+        which (`pair`), else any item of the other modality with its label."""
+        return f"pair:{self.pair}" if self.pair else f"label:{self.label}"
 
 
 def read_labels(folder: Path) -> list[Item]:
@@ -49,7 +57,8 @@ def read_labels(folder: Path) -> list[Item]:
         for row in csv.DictReader(f, delimiter="\t"):
             if row.get("emotion") in CLASSES:
                 items.append(Item(Path(folder) / row["file"], row["modality"], CLASSES.index(row["emotion"]),
-                                  row.get("speaker", ""), row.get("dataset", ""), row.get("split", "")))
+                                  row.get("speaker", ""), row.get("dataset", ""), row.get("split", ""),
+                                  row.get("pair") or ""))
     return items
 
 

@@ -7,8 +7,9 @@ at the part it was in):
     face_scratch.pt  the same net from random weights
     voice.pt         the CRNN on log-mel windows, augmented with the corpus's noises, rooms, levels and bands
     fusion_<m>.pt    concat, tfn, avef on the frozen nets' embeddings; late: one weight
-Faces and voices come from different people: fusion trains on pairs with the same label (train split only),
-with modality dropout. `train.log` holds one JSON line per epoch or part.
+Faces and voices come from different people here: fusion trains on pairs with the same label (train split
+only), with modality dropout; data with a `pair` column (real audio-visual recordings) pairs each
+recording's own face and voice instead. `train.log` holds one JSON line per epoch or part.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from tqdm import tqdm
 
 from ..data.noise import NOISE_KINDS, make_noise, mix_at_snr
 from ..data.rooms import random_room, reverberate
-from .data import clip_windows, load_audio, load_face, scores, speaker_means, window_ends
+from .data import clip_windows, group_indices, load_audio, load_face, scores, speaker_means, window_ends
 from .features import SAMPLE_RATE, WINDOW_SAMPLES, face_input, normalise, voice_window, voiced_mean
 from .labels import CLASSES, Item, read_labels
 from .nets import FaceNet, Fusion, VoiceNet, load_fer_weights
@@ -245,16 +246,16 @@ def embedding_bank(cfg: EmotionConfig, face: FaceNet, voice: VoiceNet, train: li
                 outs.append(voice(torch.from_numpy(normalise_all(w, norm))))
             za.append(np.stack([z.numpy() for _, z in outs]))
             pa.append(np.stack([torch.softmax(lg, 1).mean(0).numpy() for lg, _ in outs]))
-    return ((np.stack(zf, 1), np.stack(pf, 1), np.array([i.label for i in faces])),
-            (za, np.stack(pa), np.array([i.label for i in voices])))
+    return ((np.stack(zf, 1), np.stack(pf, 1), np.array([i.label for i in faces]), [i.partner_key for i in faces]),
+            (za, np.stack(pa), np.array([i.label for i in voices]), [i.partner_key for i in voices]))
 
 
 def train_fusion(cfg: EmotionConfig, method: str, bank, p_drop: float = 0.2) -> Fusion:
     rng = np.random.default_rng(cfg.seed + 3)
     torch.manual_seed(cfg.seed + 3)
-    (zf, _, yf), (za, _, ya) = bank
-    by_label = [np.flatnonzero(yf == c) for c in range(N)]
-    usable = np.array([len(by_label[c]) > 0 for c in ya])
+    (zf, _, _, kf), (za, _, ya, ka) = bank
+    partners = group_indices(kf)  # a voice's faces: of its own recording, or of its label (Item.partner_key)
+    usable = np.array([k in partners for k in ka])
     model = Fusion(method)
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-3)
     for step in range(cfg.fusion_steps):
@@ -266,7 +267,7 @@ def train_fusion(cfg: EmotionConfig, method: str, bank, p_drop: float = 0.2) -> 
             start = int(rng.integers(max(1, len(wins) - SEGMENTS + 1)))
             seg = wins[start:start + SEGMENTS]
             seg = np.concatenate([seg, seg[-1:].repeat(SEGMENTS - len(seg), 0)])
-            f = by_label[ya[i]][int(rng.integers(len(by_label[ya[i]])))]
+            f = partners[ka[i]][int(rng.integers(len(partners[ka[i]])))]
             zv_b.append(zf[f][rng.integers(zf.shape[1], size=SEGMENTS)])
             za_b.append(seg)
             r = rng.random()
@@ -324,11 +325,11 @@ def late_weight(bank, seed: int = 0, pairs: int = 4000) -> float:
     """The voice's weight in the late average: the one whose fused predictions have the best unweighted
     average recall on label-matched train pairs (augmented versions)."""
     rng = np.random.default_rng(seed)
-    (_, pf, yf), (_, pa, ya) = bank
-    by_label = [np.flatnonzero(yf == c) for c in range(N)]
-    idx = [i for i in balanced_index(ya, rng, pairs) if len(by_label[ya[i]])]
+    (_, pf, _, kf), (_, pa, ya, ka) = bank
+    partners = group_indices(kf)
+    idx = [i for i in balanced_index(ya, rng, pairs) if ka[i] in partners]
     p_voice = np.stack([pa[i][rng.integers(pa.shape[1])] for i in idx])
-    p_face = np.stack([pf[by_label[ya[i]][rng.integers(len(by_label[ya[i]]))]][rng.integers(pf.shape[1])] for i in idx])
+    p_face = np.stack([pf[partners[ka[i]][rng.integers(len(partners[ka[i]]))]][rng.integers(pf.shape[1])] for i in idx])
     y = ya[idx]
     grid = np.linspace(0.05, 0.95, 19)
     uar = [scores(y, (w * p_voice + (1 - w) * p_face).argmax(1))["uar"] for w in grid]

@@ -241,3 +241,22 @@ def test_stage_with_neither_holds_and_decays(portrait):
     assert held[0]["leading"] == held[-1]["leading"]  # held, not flickering
     conf = [e["confidence"] for e in held]
     assert all(b < a for a, b in zip(conf, conf[1:])) and conf[-1] < 0.5 * conf[0]
+
+
+def test_pairs_follow_the_recording_when_the_data_says_which():
+    """Real audio-visual data (a `pair` column) pairs each recording's own face and voice; without it, any
+    face and voice with the same label."""
+    from avcall.models.emotion.evaluate import pairs
+    from avcall.models.emotion.labels import Item
+
+    def item(modality, label, pair=""):
+        return Item(path=None, modality=modality, label=label, speaker="s", dataset="d", split="dev", pair=pair)
+
+    voices = [item("speech", 1, "rec1"), item("speech", 1, "rec2")]
+    faces = [item("face_image", 1, "rec1"), item("face_image", 1, "rec2"), item("face_image", 1, "rec2")]
+    plan = pairs([v.partner_key for v in voices], [f.partner_key for f in faces], seed=0, per_item=4)
+    assert plan and all(voices[a].pair == faces[b].pair for a, b in plan)
+    assert len(plan) == 4 * (len(voices) + len(faces))
+    by_label = pairs([item("speech", 1).partner_key, item("speech", 2).partner_key],
+                     [item("face_image", 1).partner_key, item("face_image", 3).partner_key], seed=0, per_item=3)
+    assert by_label == [(0, 0)] * 3 + [(0, 0)] * 3  # label 2 has no face and label 3 no voice: left out
