@@ -13,7 +13,6 @@ from .labels import CLASSES
 
 FACE, VOICE = "emotion_face.onnx", "emotion_voice.onnx"
 METHODS = ("face", "voice", "concat", "avef", "tfn", "late")
-FUSIONS = ("concat", "avef", "tfn", "late")
 N = len(CLASSES)
 
 
@@ -49,15 +48,17 @@ class EmotionModels:
         (S, 64)) of the voice windows, `face` = (probs (S', 7), embeddings (S', 128)) of the face crops;
         either may be None (missing). Neither: uniform. With `fallback`, a fusion method with one modality
         missing is that modality's net; without, the fusion net sees zeros and the presence flags."""
-        if method in ("voice", "face", "late") or (voice is None and face is None) or (
-                fallback and (voice is None or face is None)):
-            # one modality left: every method falls back to its net (see README, "Emotion")
-            w = {"voice": 1.0, "face": 0.0}.get(method, self.late_w_voice)
-            w = w if voice is not None and face is not None else float(voice is not None)
-            parts = [(w, voice), (1 - w, face)]
-            if not any(x is not None and wt > 0 for wt, x in parts):
-                return np.full(N, 1.0 / N, np.float32)
-            return sum(wt * x[0].mean(0) for wt, x in parts if x is not None and wt > 0).astype(np.float32)
+        uniform = np.full(N, 1.0 / N, np.float32)
+        if method in ("voice", "face"):  # the single nets
+            x = voice if method == "voice" else face
+            return x[0].mean(0) if x is not None else uniform
+        if voice is None and face is None:
+            return uniform
+        if method == "late" or (fallback and (voice is None or face is None)):
+            # late fusion, or one modality left: the nets' probabilities, weighted (see README, "Emotion")
+            w = self.late_w_voice if voice is not None and face is not None else float(voice is not None)
+            return sum(wt * x[0].mean(0) for wt, x in ((w, voice), (1 - w, face)) if x is not None and wt > 0
+                       ).astype(np.float32)
         session = self._fusion.get(method)
         if session is None:
             session = self._fusion[method] = create_session(require_weights(f"emotion_fusion_{method}.onnx"))
