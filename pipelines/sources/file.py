@@ -3,12 +3,14 @@
 Video comes out as BGR frames and audio as 16 kHz mono 10 ms hops, both with the container's own
 timestamps, shifted by the container's start time so that 0 is the start of the file and the A/V offset
 recorded in the file is kept. Decoding runs on the source's own thread. With `realtime=True` frames are
-paced by their pts on the session clock, as a camera and microphone would deliver them.
+released in pts order, each at its pts on the session clock, as a camera and microphone would deliver them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
+import itertools
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
@@ -25,6 +27,7 @@ from .base import Source, SourceEnded
 
 MIN_SIDE = 32  # smaller than this, no face can be found in it
 MAX_SIDE = 4096  # 4K (DCI) on the long side: larger frames cost seconds each to track
+READ_AHEAD_S = 0.25  # realtime: how far decoding runs ahead of the frames released
 TRUNCATED_SHARE = 0.9  # decoded media ending before this share of the declared duration is truncated
 
 
@@ -95,6 +98,9 @@ class FileSource(Source):
         self.decoded_until = 0.0  # media time reached, for progress
         self._offset = 0.0  # session time of media time 0
         self._buffer: list[Frame] = []
+        self._ahead: list[tuple[float, int, Frame]] = []  # realtime: decoded frames by (pts, decode order)
+        self._order = itertools.count()
+        self._ended = False
         self._frames: Iterator[list[Frame]] | None = None
         self._worker: ThreadPoolExecutor | None = None
 
@@ -106,16 +112,32 @@ class FileSource(Source):
 
     async def recv(self) -> Frame:
         loop = asyncio.get_running_loop()
+        if self.realtime:
+            return await self._recv_paced(loop)
         while not self._buffer:
             batch = await loop.run_in_executor(self._worker, next, self._frames, None)
             if batch is None:
                 raise SourceEnded
             self._buffer = batch
-        frame = self._buffer.pop(0)
-        if self.realtime:
-            delay = self.clock.monotonic_at(frame.pts) - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
+        return self._buffer.pop(0)
+
+    async def _recv_paced(self, loop: asyncio.AbstractEventLoop) -> Frame:
+        """The next frame by pts, at its pts. A video decoder gives a frame out a few packets after its own
+        (frame threads, B-frame reordering) while the audio interleaved with them is already due: decoding
+        READ_AHEAD_S ahead and releasing in pts order keeps each frame on time, as a camera would."""
+        while not self._ended and (not self._ahead or self._ahead[-1][0] - self._ahead[0][0] < READ_AHEAD_S):
+            batch = await loop.run_in_executor(self._worker, next, self._frames, None)
+            if batch is None:
+                self._ended = True
+                break
+            for frame in batch:
+                bisect.insort(self._ahead, (frame.pts, next(self._order), frame))
+        if not self._ahead:
+            raise SourceEnded
+        frame = self._ahead.pop(0)[2]
+        delay = self.clock.monotonic_at(frame.pts) - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
         return frame
 
     async def stop(self) -> None:
