@@ -105,7 +105,8 @@ def build_stages(cfg: ProcessConfig, *, clock: SessionClock, video_size: tuple[i
     if cfg.captions or cfg.burn_captions:
         from avcall.pipelines.stages.captioner import Captioner
 
-        captioner = Captioner(asr=cfg.asr, asr_model=cfg.asr_model)
+        captioner = Captioner(asr=cfg.asr, asr_model=cfg.asr_model,
+                              wait_for_lips=not live and video_size is not None)
         if cfg.captions_from == "raw":  # before the enhancer: it hears the voice as recorded
             stages.append(captioner)
     if weights is not None:

@@ -114,8 +114,14 @@ class Captioner(Stage):
                  vad: VoiceActivity | None = None, use_lips: bool = True, pause_s: float = 0.4,
                  soft_line_s: float = 1.2, short_pause_s: float = 0.15, max_line_s: float = 6.0,
                  onset_s: float = 0.1, preroll_s: float = 0.3, partial_every_s: float = 0.3,
-                 commit_every_s: float = 0.5, tail_s: float = 0.4, name: str = "captioner") -> None:
+                 commit_every_s: float = 0.5, tail_s: float = 0.4, wait_for_lips: bool = False,
+                 name: str = "captioner") -> None:
         super().__init__(name)
+        # from a file with video: recognise each hop once the lips of its time are in, so the lips' part in
+        # the speech decision, and so the captions, do not depend on which thread finished first
+        self.wait_for_lips = wait_for_lips
+        self._held: deque[AudioFrame] = deque()
+        self._lips_until = -1e9
         self.telemetry = CaptionerTelemetry(self.name)
         self.engine, self.spec = engine, (asr, asr_model)
         self.vad = vad or VoiceActivity()
@@ -139,11 +145,22 @@ class Captioner(Stage):
         # a slow recogniser delays captions, never the voice. Captions go out as their work completes.
         if isinstance(frame, LipFeatures):
             self._pending.append(asyncio.ensure_future(self.in_worker(self.see, frame)))
+            self._lips_until = max(self._lips_until, frame.pts)
+            while self._held and self._held[0].pts + self._held[0].duration <= self._lips_until:
+                self._hear(self._held.popleft())
         elif frame.sample_rate == SAMPLE_RATE:
-            self._pending.append(asyncio.ensure_future(self.in_worker(self.hear, frame.samples, frame.pts)))
+            if self.wait_for_lips and (self._held or frame.pts + frame.duration > self._lips_until):
+                self._held.append(frame)
+            else:
+                self._hear(frame)
         return [frame, *self._completed()]
 
+    def _hear(self, frame: AudioFrame) -> None:
+        self._pending.append(asyncio.ensure_future(self.in_worker(self.hear, frame.samples, frame.pts)))
+
     async def flush(self) -> Sequence[Frame]:
+        while self._held:
+            self._hear(self._held.popleft())
         if self._pending:
             await asyncio.gather(*self._pending)
         return [*self._completed(), *(self._event(c) for c in await self.in_worker(self.end_line))]
