@@ -71,7 +71,7 @@ class Pipeline:
             self.interrupted = True
             raise
         finally:
-            await self._shutdown(tasks)
+            await _to_the_end(self._shutdown(tasks))
         return self.telemetry()
 
     def end_input(self) -> None:
@@ -175,6 +175,22 @@ class Pipeline:
             stage.telemetry.dropped += 1
             self.incidents.count("frames_dropped")
         return count
+
+
+async def _to_the_end(coro) -> None:
+    """Awaits `coro` to its end even if the caller is cancelled meanwhile, then re-raises the cancellation.
+    A run that is ending by itself can be cancelled in the middle of its shutdown (a served peer whose
+    tracks ended and whose connection closed at once): its stages' threads must still be joined."""
+    task = asyncio.ensure_future(coro)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+    task.result()
 
 
 async def _quietly(coro) -> None:

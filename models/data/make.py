@@ -8,6 +8,7 @@ command gives the same files byte for byte whatever the number of workers.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import shutil
 from collections import deque
@@ -125,7 +126,10 @@ def make_corpus(cfg: MakeConfig, progress: Callable[[float, float], None] | None
     (staging / "examples").mkdir(parents=True)
     target_s, total_s, written = cfg.minutes * 60, 0.0, []
     videos = staging / "videos"
-    with ProcessPoolExecutor(max_workers=cfg.workers, initializer=_init_worker,
+    # spawned, not forked: a fork of a process that already runs onnxruntime, torch or mediapipe threads can
+    # inherit a lock held by one of them and wait on it for ever (it hung the test suite in CI)
+    with ProcessPoolExecutor(max_workers=cfg.workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_init_worker,
                              initargs=(pool, cfg.recipe, videos, cfg.portrait)) as executor:
         pending: deque = deque()
         plan_iter = plans(cfg, pool)

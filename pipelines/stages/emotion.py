@@ -150,9 +150,10 @@ class EmotionReader(Stage):
         return [reading.to_event()]
 
     async def stop(self) -> None:
-        if self._pending is not None:
-            self._pending.cancel()
-            await asyncio.gather(self._pending, return_exceptions=True)
+        held = [t for t in (self._pending, self._reset) if t is not None]
+        for task in held:
+            task.cancel()
+        await asyncio.gather(*held, return_exceptions=True)
 
     def _window(self) -> np.ndarray:
         """The last 2 s of audio (shorter at the start of a call)."""

@@ -261,6 +261,8 @@ def test_the_page_in_firefox(tmp_path):
         state["port"], state["runner"] = site._server.sockets[0].getsockname()[1], runner
         started.set()
         loop.run_forever()
+        loop.run_until_complete(loop.shutdown_default_executor())  # its resolver threads end with it
+        loop.close()
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()

@@ -137,11 +137,14 @@ def test_a_peer_that_disappears_without_closing_is_freed_when_it_times_out(monke
     async def run():
         async with Served(ServeConfig(captions=False, peer_timeout_s=2.0)) as served:
             pc, peer_id = await connect(served.url)  # warm up (lazy imports, thread pools), then leave politely
-            await media_flowing(served.server.peers[peer_id])
+            polite = served.server.peers[peer_id]
+            await media_flowing(polite)
             await pc.close()
             while served.server.peers:
                 await asyncio.sleep(0.1)
             await asyncio.sleep(0.5)
+            # its tracks ended and its connection closed at once: the run was cancelled in its own shutdown
+            assert [s.name for s in polite.pipeline.stages if s._worker is not None] == [], "threads left behind"
             before = resources()
             pc, peer_id = await connect(served.url)
             peer = served.server.peers[peer_id]
