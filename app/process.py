@@ -105,7 +105,7 @@ def build_stages(cfg: ProcessConfig, *, clock: SessionClock, video_size: tuple[i
     if cfg.captions or cfg.burn_captions:
         from avcall.pipelines.stages.captioner import Captioner
 
-        captioner = Captioner(asr=cfg.asr, asr_model=cfg.asr_model,
+        captioner = Captioner(asr=cfg.asr, asr_model=cfg.asr_model, own_process=live,
                               wait_for_lips=not live and video_size is not None)
         if cfg.captions_from == "raw":  # before the enhancer: it hears the voice as recorded
             stages.append(captioner)
@@ -135,6 +135,10 @@ def build_stages(cfg: ProcessConfig, *, clock: SessionClock, video_size: tuple[i
             from avcall.pipelines.stages.mood import MoodOverlay
 
             stages.append(MoodOverlay())  # over the mesh: the reading drawn in a corner
+    if live and video_size is not None and has_audio:
+        from avcall.pipelines.stages.av_align import AVAlign
+
+        stages.append(AVAlign(clock))  # last: the voice leaves as far behind its time as the picture does
     return CallStages(stages, video_size, fps)
 
 

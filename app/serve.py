@@ -131,7 +131,7 @@ class Peer:
             if self.server.cfg.captions:  # on the voice as received: see ProcessConfig.captions_from
                 from avcall.pipelines.stages.captioner import Captioner
 
-                stages.append(Captioner())
+                stages.append(Captioner(own_process=True))
             if self.enhancer is not None:
                 self.enhancer.mode = self.enhance_mode
                 stages.append(self.enhancer)

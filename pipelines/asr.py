@@ -13,6 +13,7 @@ for example an adapter over faster-whisper or whisper.cpp bindings and a model f
 from __future__ import annotations
 
 import importlib
+import multiprocessing
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,7 @@ class SpeechEngine(Protocol):
         """End the utterance: its words, times from the utterance's first sample."""
 
 
+ACCEPT_CHUNK = 400  # samples (25 ms of audio, about 5 ms of decoding: the GIL switch interval)
 _FILLER = re.compile(r"^(<s>|</s>|<sil>|\[.*\]|\+\+.*\+\+)$")
 _VARIANT = re.compile(r"\(\d+\)$")  # "the(2)": the dictionary's second pronunciation
 
@@ -79,7 +81,10 @@ class PocketSphinxEngine:
 
     def accept(self, samples: np.ndarray) -> None:
         pcm = np.clip(np.round(np.asarray(samples, np.float32) * 32767), -32768, 32767).astype(np.int16)
-        self._decoder.process_raw(pcm.tobytes(), False, False)
+        # process_raw holds the GIL while it decodes (about 0.2 s per second of audio here): in short pieces,
+        # so that re-decoding a line's seconds of audio never freezes the call's other threads
+        for i in range(0, len(pcm), ACCEPT_CHUNK):
+            self._decoder.process_raw(pcm[i:i + ACCEPT_CHUNK].tobytes(), False, False)
 
     def partial(self) -> str:
         hyp = self._decoder.hyp()
@@ -122,3 +127,99 @@ def make_engine(spec: str = "pocketsphinx", model_path: str | Path | None = None
         raise InputError(f"--asr {spec}: {cls.__name__} does not implement begin/accept/partial/finish")
     return engine
 
+
+
+class EngineProcess:
+    """An engine run in a process of its own, behind the same protocol.
+
+    A recogniser that holds the GIL while it decodes (PocketSphinx does, about a fifth of the audio's
+    duration) starves a live call's other threads: the event loop that moves every frame waits for it, and
+    the call falls behind. In its own process it decodes on the other core and the call never waits for it.
+    `accept` and `begin` are sent without waiting; `partial` and `finish` wait for their answer. The child
+    ends when it is closed, or when this process goes away (its end of the pipe closes).
+    """
+
+    def __init__(self, spec: str = "pocketsphinx", model_path: str | Path | None = None,
+                 start_timeout_s: float = 60.0) -> None:
+        context = multiprocessing.get_context("spawn")  # not a fork of a process full of threads
+        self._conn, child = context.Pipe()
+        self._process = context.Process(target=_serve_engine, args=(child, spec, model_path),
+                                         name=f"avcall-asr-{spec}", daemon=True)
+        self._process.start()
+        child.close()
+        if not self._conn.poll(start_timeout_s):
+            self.close()
+            raise InputError(f"--asr {spec}: the recogniser did not start within {start_timeout_s:.0f} s")
+        self.name = self._answer()
+
+    def begin(self) -> None:
+        self._conn.send(("begin", None))
+
+    def accept(self, samples: np.ndarray) -> None:
+        self._conn.send(("accept", np.asarray(samples, np.float32)))
+
+    def partial(self) -> str:
+        self._conn.send(("partial", None))
+        return self._answer()
+
+    def finish(self) -> list[Word]:
+        self._conn.send(("finish", None))
+        return [Word(*w) for w in self._answer()]
+
+    def close(self) -> None:
+        try:
+            self._conn.send(("close", None))
+        except (OSError, ValueError):
+            pass
+        self._process.join(5)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join(5)
+        self._conn.close()
+
+    def _answer(self):
+        try:
+            kind, value = self._conn.recv()
+        except EOFError:
+            raise RuntimeError(f"the recogniser's process ended (exit code {self._process.exitcode})") from None
+        if kind == "error":
+            if value.startswith("InputError: "):
+                raise InputError(value.removeprefix("InputError: "))
+            raise RuntimeError(f"the recogniser failed: {value}")
+        return value
+
+
+def _serve_engine(conn, spec: str, model_path) -> None:
+    """The child: one engine, driven by (method, argument) messages; an error is the answer to the next
+    call that waits for one."""
+    try:
+        engine = make_engine(spec, model_path)
+    except Exception as err:  # noqa: BLE001 - reported to the parent, which raises it
+        conn.send(("error", f"{type(err).__name__}: {err}"))
+        return
+    conn.send(("ok", engine.name))
+    failure = None
+    while True:
+        try:
+            method, arg = conn.recv()
+        except EOFError:  # the parent went away
+            return
+        if method == "close":
+            return
+        try:
+            if method == "begin":
+                engine.begin()
+            elif method == "accept":
+                engine.accept(arg)
+            elif method == "partial":
+                conn.send(("error", failure) if failure else ("ok", engine.partial()))
+                failure = None
+            elif method == "finish":
+                words = engine.finish()
+                conn.send(("error", failure) if failure else ("ok", [(w.text, w.start, w.end) for w in words]))
+                failure = None
+        except Exception as err:  # noqa: BLE001 - every call goes on; the parent hears of it
+            failure = f"{type(err).__name__}: {err}"
+            if method in ("partial", "finish"):
+                conn.send(("error", failure))
+                failure = None

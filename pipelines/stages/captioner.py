@@ -24,7 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..asr import SpeechEngine, Word, make_engine
+from ..asr import EngineProcess, SpeechEngine, Word, make_engine
 from ..frames import SAMPLE_RATE, AudioFrame, Event, Frame, LipFeatures
 from ..stage import Stage
 from ..telemetry import StageTelemetry
@@ -115,8 +115,11 @@ class Captioner(Stage):
                  soft_line_s: float = 1.2, short_pause_s: float = 0.15, max_line_s: float = 6.0,
                  onset_s: float = 0.1, preroll_s: float = 0.3, partial_every_s: float = 0.3,
                  commit_every_s: float = 0.5, tail_s: float = 0.4, wait_for_lips: bool = False,
-                 name: str = "captioner") -> None:
+                 own_process: bool = False, name: str = "captioner") -> None:
+        """`own_process`: run the recogniser named by `asr` in a process of its own (live calls: see
+        EngineProcess), not on this stage's thread."""
         super().__init__(name)
+        self.own_process = own_process and engine is None
         # from a file with video: recognise each hop once the lips of its time are in, so the lips' part in
         # the speech decision, and so the captions, do not depend on which thread finished first
         self.wait_for_lips = wait_for_lips
@@ -138,7 +141,7 @@ class Captioner(Stage):
 
     async def start(self) -> None:
         if self.engine is None:
-            self.engine = await self.in_worker(make_engine, *self.spec)
+            self.engine = await self.in_worker(EngineProcess if self.own_process else make_engine, *self.spec)
 
     async def process(self, frame: Frame) -> Sequence[Frame]:
         # The audio is passed on at once and recognised behind it on the worker thread (in arrival order):
@@ -170,6 +173,9 @@ class Captioner(Stage):
             task.cancel()
         await asyncio.gather(*self._pending, return_exceptions=True)
         self._pending.clear()
+        if isinstance(self.engine, EngineProcess):
+            await self.in_worker(self.engine.close)
+            self.engine = None
 
     def _completed(self) -> list[Event]:
         out = []

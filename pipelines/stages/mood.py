@@ -82,7 +82,8 @@ class MoodOverlay(Stage):
         mood = self.mood_at(frame.pts)
         if mood is None:
             return [frame]
-        return [VideoFrame(pts=frame.pts, image=draw_mood(frame.image, mood), index=frame.index)]
+        image = await self.in_worker(draw_mood, frame.image, mood)
+        return [VideoFrame(pts=frame.pts, image=image, index=frame.index)]
 
     def mood_at(self, t: float) -> Mood | None:
         """The newest reading shown at `t`, or None (none yet, or the readings stopped)."""
