@@ -3,9 +3,10 @@
 A looping call (the demo's noisy call, made at 30 fps, or `--input`) plays at real time through the stages
 `process` builds for a call (`build_stages`: tracking, lip features, captions, the enhancer, the sync monitor,
 the overlay, and whatever stage joins the builder later), with the talking face rendered beside them when its
-weights ship. Every `every_s` seconds a sample records the process's resident memory, open file descriptors
-and threads, each stage's latency p50/p95 (its telemetry's recent window), the lag of the outputs behind the
-session clock, their audio-video skew, the video frames dropped, the audio passed through and the stalls.
+weights ship. Every `every_s` seconds a sample records the resident memory, open file descriptors and threads
+of the process and its children (the recogniser's), each stage's latency p50/p95 (its telemetry's recent
+window), the lag of the outputs behind the session clock, their audio-video skew, the video frames dropped,
+the audio passed through and the stalls.
 `soak.json` gets the samples and a summary, `soak.png` plots them.
 
 Skew is what a receiver that plays the outputs as they leave sees (the served call's tracks do; the RTP
@@ -112,20 +113,47 @@ class Outputs:
 
 
 # --- the process, sampled -----------------------------------------------------------------------------------------
-def rss_mb() -> float:
-    with open("/proc/self/status") as status:
+def _processes() -> list[str]:
+    """This process and its children (the recogniser runs in one of its own), as /proc entries."""
+    pids = [str(os.getpid())]
+    try:
+        for task in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{task}/children") as children:
+                pids += children.read().split()
+    except OSError:
+        pass
+    return pids
+
+
+def _sum(count) -> float:
+    total = 0.0
+    for pid in _processes():
+        try:
+            total += count(pid)
+        except OSError:  # a child that ended between the listing and the reading
+            pass
+    return total
+
+
+def _rss_mb(pid: str) -> float:
+    with open(f"/proc/{pid}/status") as status:
         for line in status:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return 0.0
 
 
+def rss_mb() -> float:
+    return _sum(_rss_mb)
+
+
 def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
+    return int(_sum(lambda pid: len(os.listdir(f"/proc/{pid}/fd"))))
 
 
 def threads() -> int:
-    return len(os.listdir("/proc/self/task"))  # the OS's threads: the native libraries' pools count too
+    # the OS's threads: the native libraries' pools count too
+    return int(_sum(lambda pid: len(os.listdir(f"/proc/{pid}/task"))))
 
 
 def _median(values: list[float]) -> float | None:

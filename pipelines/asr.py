@@ -153,17 +153,17 @@ class EngineProcess:
         self.name = self._answer()
 
     def begin(self) -> None:
-        self._conn.send(("begin", None))
+        self._send("begin")
 
     def accept(self, samples: np.ndarray) -> None:
-        self._conn.send(("accept", np.asarray(samples, np.float32)))
+        self._send("accept", np.asarray(samples, np.float32))
 
     def partial(self) -> str:
-        self._conn.send(("partial", None))
+        self._send("partial")
         return self._answer()
 
     def finish(self) -> list[Word]:
-        self._conn.send(("finish", None))
+        self._send("finish")
         return [Word(*w) for w in self._answer()]
 
     def close(self) -> None:
@@ -177,16 +177,26 @@ class EngineProcess:
             self._process.join(5)
         self._conn.close()
 
+    def _send(self, method: str, arg=None) -> None:
+        try:
+            self._conn.send((method, arg))
+        except (BrokenPipeError, ConnectionResetError):
+            raise self._ended() from None
+
     def _answer(self):
         try:
             kind, value = self._conn.recv()
-        except EOFError:
-            raise RuntimeError(f"the recogniser's process ended (exit code {self._process.exitcode})") from None
+        except (EOFError, ConnectionResetError):
+            raise self._ended() from None
         if kind == "error":
             if value.startswith("InputError: "):
                 raise InputError(value.removeprefix("InputError: "))
             raise RuntimeError(f"the recogniser failed: {value}")
         return value
+
+    def _ended(self) -> RuntimeError:
+        self._process.join(1)
+        return RuntimeError(f"the recogniser's process ended (exit code {self._process.exitcode})")
 
 
 def _serve_engine(conn, spec: str, model_path) -> None:

@@ -1,0 +1,67 @@
+"""The recogniser in a process of its own (live calls): the same captions as on a thread, none of the decoding
+on the calling process, its errors raised in the caller, and no process left once the call ends."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import time
+
+import pytest
+
+from avcall.app.eval_captions import caption
+from avcall.pipelines.asr import EngineProcess, PocketSphinxEngine
+from avcall.pipelines.errors import InputError
+from avcall.pipelines.frames import SAMPLE_RATE, AudioFrame, Event
+from avcall.pipelines.runner import Pipeline
+from avcall.pipelines.stages.captioner import Captioner
+from tests.pipelines.test_captioner import FIRST, SECOND, two_sentences  # noqa: F401 - a fixture
+from tests.pipelines.test_sinks import Frames
+
+
+def finals(emitted) -> list[tuple[str, float, float]]:
+    return [(c.text, round(c.start, 2), round(c.end, 2)) for c, _ in emitted if c.kind == "final"]
+
+
+def test_same_captions_as_on_a_thread_and_the_decoding_costs_the_caller_nothing(two_sentences):  # noqa: F811
+    audio, _ = two_sentences
+    on_thread = finals(caption(audio, [], PocketSphinxEngine()))
+    engine = EngineProcess()
+    try:
+        apart = finals(caption(audio, [], engine))
+        engine.begin()
+        cpu = time.process_time()
+        engine.accept(audio)
+        heard = engine.partial()  # waits for the child to have decoded all of it
+        caller_cpu = time.process_time() - cpu
+        engine.finish()
+    finally:
+        engine.close()
+    assert apart == on_thread and len(apart) >= 2
+    assert heard
+    seconds = len(audio) / SAMPLE_RATE  # PocketSphinx needs about a fifth of that on this machine's core
+    assert caller_cpu < 0.02 * seconds, f"the caller spent {caller_cpu:.2f} s of CPU on {seconds:.1f} s of audio"
+    assert not engine._process.is_alive()
+
+
+def test_errors_of_the_child_are_raised_in_the_caller():
+    with pytest.raises(InputError, match="cannot load it"):
+        EngineProcess("no_such_package.asr:Engine")
+    engine = EngineProcess()
+    engine._process.kill()
+    engine._process.join(10)
+    with pytest.raises(RuntimeError, match="process ended"):
+        engine.partial()
+    engine.close()
+
+
+def test_a_live_captioner_leaves_no_process_behind(two_sentences):  # noqa: F811
+    audio, _ = two_sentences
+    hops = [AudioFrame(pts=i / 100, samples=audio[i * 160:(i + 1) * 160]) for i in range(len(audio) // 160)]
+    captioner = Captioner(own_process=True)
+    out = []
+    asyncio.run(Pipeline([Frames(hops)], [captioner], live=False, on_output=out.append).run())
+    words = " ".join(f.data["text"] for f in out if isinstance(f, Event) and f.data["kind"] == "final").split()
+    assert len(set(words) & set(f"{FIRST} {SECOND}".split())) >= 5, words
+    assert captioner.engine is None  # closed with the run
+    assert not [p for p in multiprocessing.active_children() if p.name.startswith("avcall-asr")]
