@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
@@ -276,7 +277,8 @@ def bench_captions(audio_path: Path | None = None, seconds: float = 30.0, av: Pa
     }
 
 
-def bench_avatar(audio_path: Path | None = None, seconds: float = 10.0, size: int = 256) -> dict:
+def bench_avatar(audio_path: Path | None = None, seconds: float = 10.0, size: int = 256,
+                 video: Path | None = None) -> dict:
     """The talking face on one core: each 10 ms hop through the voice-to-lips net, a 256x256 portrait frame
     rendered every fourth hop (25 fps). End to end, the mouth shows a sound after the net's look-ahead, the
     hop it arrives in and the frame's rendering."""
@@ -313,9 +315,87 @@ def bench_avatar(audio_path: Path | None = None, seconds: float = 10.0, size: in
         "mouth_latency_parts": {"lookahead_ms": LOOKAHEAD * 10, "hop_ms": 10, "compute_p95_ms": latency_ms - LOOKAHEAD * 10 - 10},
         "targets": {"fps_min": 25, "mouth_latency_ms_max": 100},
         "meets_target": bool(1.0 / per_frame >= 25 and latency_ms <= 100),
+        "reenact": bench_reenact(video, seconds, size),
         "cpu_core": core,
         "cpu": cpu_name(),
         "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+
+
+def bench_reenact(video: Path | None, seconds: float, size: int) -> dict:
+    """`--avatar reenact` on one core: a face video tracked frame by frame, each face through the landmark
+    codec and the portrait rendered from it; the codec's bitrate beside what aiortc's VP8 encoder (the one a
+    served call sends with) makes of the same frames at the same frame rate, in the same run."""
+    import av
+    from aiortc.codecs.vpx import DEFAULT_BITRATE, MAX_BITRATE, MIN_BITRATE, Vp8Encoder
+
+    from avcall.models.data.render import PortraitRenderer
+    from avcall.models.talking_face.codec import LandmarkDecoder, LandmarkEncoder
+    from avcall.pipelines.frames import VideoFrame
+
+    from .evaluate import one_core
+
+    data = shared_data_dir()
+    path = Path(video) if video else (data / DEFAULT_CLIP if data else None)
+    if path is None or not path.exists():
+        raise InputError(f"no face video for the reenact benchmark: {path or '../shared/data'} is missing; "
+                         "give one with --video VIDEO")
+    probe(path)
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        fps = float(stream.average_rate or 25)
+        images = []
+        for frame in container.decode(stream):
+            images.append(frame.to_ndarray(format="bgr24"))
+            if len(images) >= seconds * fps:
+                break
+    with one_core():
+        tracker = FaceTracker(max_faces=1)
+        tracker._mesh = tracker._open()
+        encoder, decoder, renderer = LandmarkEncoder(), LandmarkDecoder(), PortraitRenderer(size=size)
+        vp8 = Vp8Encoder()
+        track_t, codec_t, render_t, codec_bytes, vp8_bytes, faces = [], [], [], 0, 0, 0
+        try:
+            for i, image in enumerate(images):
+                pts = i / fps
+                began = time.perf_counter()
+                obs = tracker.observe(VideoFrame(pts=pts, image=image, index=i))
+                track_t.append(time.perf_counter() - began)
+                began = time.perf_counter()
+                packet = encoder.encode_observation(obs)
+                face = decoder.decode(packet)
+                codec_t.append(time.perf_counter() - began)
+                codec_bytes += len(packet)
+                faces += face.present
+                began = time.perf_counter()
+                renderer.render(renderer.neutral_shape + face.motion, pts,
+                                face.eye_closure, face.roll)
+                render_t.append(time.perf_counter() - began)
+                camera = av.VideoFrame.from_ndarray(image, format="bgr24")
+                camera.pts, camera.time_base = i * 3000, Fraction(1, 90000)
+                payloads, _ = vp8.encode(camera)
+                vp8_bytes += sum(len(p) for p in payloads)
+        finally:
+            tracker._mesh.close()
+    n = len(images)
+    per_frame = float(np.mean(codec_t) + np.mean(render_t))
+    codec_kbps = codec_bytes * 8 * fps / n / 1000
+    vp8_kbps = vp8_bytes * 8 * fps / n / 1000
+    return {
+        "what": f"a face video tracked, each face through the landmark codec, a {size}x{size} portrait rendered "
+                "from it; the camera frames through aiortc's VP8 encoder at the same frame rate",
+        "input": str(path), "frames": n, "fps": fps, "face_frames": faces,
+        "video_size": [images[0].shape[1], images[0].shape[0]],
+        "codec_kbps": codec_kbps, "codec_bytes_per_frame": codec_bytes / n,
+        "vp8_kbps": vp8_kbps, "codec_share_of_vp8": codec_kbps / vp8_kbps,
+        "vp8_encoder": f"aiortc Vp8Encoder, constant bitrate at its default target {DEFAULT_BITRATE // 1000} kbit/s "
+                       f"(congestion control moves it between {MIN_BITRATE // 1000} and {MAX_BITRATE // 1000})",
+        "tracker_ms_per_frame": 1000 * float(np.mean(track_t)),
+        "codec_ms_per_frame": 1000 * float(np.mean(codec_t)),
+        "render_ms_per_frame": {"mean": 1000 * float(np.mean(render_t)), "p95": 1000 * float(np.percentile(render_t, 95))},
+        "fps_one_core": 1.0 / (per_frame + float(np.mean(track_t))),
+        "targets": {"codec_kbps_max": 8},
+        "meets_target": bool(codec_kbps < 8),
     }
 
 

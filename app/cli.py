@@ -65,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mic", type=device_arg, metavar="NAME", help="live: microphone name or index, or 'default'")
     p.add_argument("--seconds", type=float, help="live: stop after this many seconds (default: Ctrl-C)")
     p.add_argument("--max-faces", type=int, default=2, metavar="N",
-                   help="faces looked for per frame; the largest is followed (default 2)")
+                   help="faces looked for per frame; the one speaking is followed (the sync judge scores "
+                   "their lips against the voice), the largest while nobody clearly speaks (default 2)")
     p.add_argument("--face-model", type=Path, metavar="PATH",
                    help="a mediapipe FaceLandmarker .task file instead of the bundled face mesh")
     p.add_argument("--show", action="store_true", help="show the annotated video in a window")
@@ -84,8 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--captions-from", choices=["raw", "enhanced"], default="raw",
                    help="what the captioner hears (default raw: with the enhancer shipped now, PocketSphinx "
                    "recognises the recorded voice better than the enhanced one; see the README)")
-    p.add_argument("--avatar", choices=["voice"], help="voice: annotated.mp4's video is the portrait speaking with "
-                   "the (enhanced) voice instead of the camera (a camera is not needed)")
+    p.add_argument("--avatar", choices=["voice", "reenact"], help="annotated.mp4's video is the portrait instead of "
+                   "the camera: voice: speaking with the (enhanced) voice (no camera needed); reenact: moved by the "
+                   "camera's tracked face through the landmark codec, by the voice while no face is seen")
     p.add_argument("--portrait", type=Path, metavar="PATH", help="the photo for --avatar (default: the bundled one)")
     p.add_argument("--emotion", action="store_true", help="read the speaker's emotion from face and voice about 4 "
                    "times a second: writes emotion.jsonl and the emotion.png timeline (weights trained on "
@@ -117,6 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     lv.add_argument("--emotion", action="store_true", help="read the speaker's emotion from face and voice (off by "
                     "default): the window shows the leading emotion and its confidence; the readings are written "
                     "only with --record")
+    lv.add_argument("--avatar", choices=["voice", "reenact"], help="show and send the portrait instead of the "
+                    "camera: voice: speaking with the clean voice; reenact: moved by your tracked face (a few kbit/s "
+                    "of landmarks), by the voice while no face is seen")
+    lv.add_argument("--portrait", type=Path, metavar="PATH", help="the photo for --avatar (default: the bundled one)")
 
     sv = commands.add_parser("serve", help="the web page: camera and mic in the browser, over WebRTC",
                              description="Serve the avcall page at http://127.0.0.1:8080: the browser sends its "
@@ -194,6 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "on one core")
     b.add_argument("--input", type=Path, help="tracking: video of a face (default: a clip of ../shared/data); "
                    "enhance, captions: speech audio (default: an utterance of ../shared/data/speech)")
+    b.add_argument("--video", type=Path, help="avatar: a video of a face that drives the reenacted portrait "
+                   "(default: a clip of ../shared/data)")
     b.add_argument("--frames", type=int, default=300, help="tracking: frames to time (default 300)")
     b.add_argument("--seconds", type=float, default=10.0,
                    help="enhance, captions: seconds of audio to time; serve: seconds of call (default 10)")
@@ -266,7 +274,8 @@ def cmd_live(args) -> int:
                                            seconds=args.seconds, show=not args.no_window, play=True,
                                            speaker=args.output, enhance=enhance, captions=True,
                                            burn_captions=not args.no_window, emotion=args.emotion,
-                                           keep_emotion=args.record is not None))
+                                           keep_emotion=args.record is not None, avatar=args.avatar,
+                                           portrait=args.portrait))
     kept = f"; recorded in {args.record}" if args.record else ""
     print(f"avcall live: {result.media_seconds:.1f} s, face in {result.face_frames}/{result.video_frames} frames{kept}")
     return 0
@@ -303,7 +312,7 @@ def cmd_bench(args) -> int:
     if args.what == "captions":
         result = bench_captions(args.input, seconds=args.seconds, av=args.av, ao=args.ao)
     elif args.what == "avatar":
-        result = bench_avatar(args.input, seconds=args.seconds)
+        result = bench_avatar(args.input, seconds=args.seconds, video=args.video)
     elif args.what == "emotion":
         result = bench_emotion(args.input, seconds=args.seconds)
     elif args.what == "serve":

@@ -61,7 +61,9 @@ class ProcessConfig:
     # what the captioner hears: the voice as recorded, or after the enhancer. "raw" while the shipped enhancer
     # makes PocketSphinx's word error rate worse, not better (bench/captions_eval.json)
     captions_from: str = "raw"
-    avatar: str | None = None  # "voice": the outgoing video is the portrait speaking with the (enhanced) voice
+    # "voice": the outgoing video is the portrait speaking with the (enhanced) voice; "reenact": the portrait
+    # moved by the camera's tracked face through the landmark codec (by the voice while no face is seen)
+    avatar: str | None = None
     portrait: Path | None = None  # the photo for --avatar (default: the bundled one)
     emotion: bool = False  # the EmotionReader: emotion.jsonl and the emotion.png timeline
     # False: the readings are only shown (`avcall live` without --record), never written, not even to scratch
@@ -95,6 +97,10 @@ def build_stages(cfg: ProcessConfig, *, clock: SessionClock, video_size: tuple[i
     stages: list[Stage] = []
     if video_size is not None:
         stages.append(FaceTracker(max_faces=cfg.max_faces, model_path=cfg.face_model))
+        if cfg.max_faces >= 2 and has_audio and _judge_shipped():
+            from avcall.pipelines.stages.active_speaker import ActiveSpeaker
+
+            stages.append(ActiveSpeaker())  # of several faces, the one speaking
     if cfg.emotion:  # beside the tracker: it needs the frame with its face observation; the voice as recorded
         from avcall.pipelines.stages.emotion import EmotionReader
 
@@ -127,8 +133,8 @@ def build_stages(cfg: ProcessConfig, *, clock: SessionClock, video_size: tuple[i
     if cfg.avatar:
         from avcall.pipelines.stages.talking_face import FPS as AVATAR_FPS
 
-        stages.append(talking_face(cfg.portrait))
-        video_size, fps = (256, 256), AVATAR_FPS
+        stages.append(talking_face(cfg.portrait, cfg.avatar, live=live))
+        video_size, fps = (256, 256), (AVATAR_FPS if cfg.avatar == "voice" else fps)
     elif video_size is not None:
         stages.append(Annotator())
         if cfg.emotion:
@@ -142,11 +148,11 @@ def build_stages(cfg: ProcessConfig, *, clock: SessionClock, video_size: tuple[i
     return CallStages(stages, video_size, fps)
 
 
-def talking_face(portrait: Path | None) -> Stage:
+def talking_face(portrait: Path | None, mode: str = "voice", live: bool = True) -> Stage:
     from avcall.models.data.render import load_portrait
     from avcall.pipelines.stages.talking_face import TalkingFace
 
-    return TalkingFace(load_portrait(portrait) if portrait else None)
+    return TalkingFace(load_portrait(portrait) if portrait else None, mode=mode, live=live)
 
 
 async def process(cfg: ProcessConfig, *, progress: bool = True) -> ProcessResult:
@@ -154,8 +160,10 @@ async def process(cfg: ProcessConfig, *, progress: bool = True) -> ProcessResult
     weights = enhancer_weights() if cfg.enhance else None  # before anything opens: a missing file is one line
     with StagedOutput(cfg.outdir) as tmp:
         sources, video_size, fps, has_audio, total = await _open_sources(cfg, clock)
-        if cfg.avatar and not has_audio:
+        if cfg.avatar == "voice" and not has_audio:
             raise InputError("--avatar voice: there is no voice to drive the face")
+        if cfg.avatar == "reenact" and video_size is None:
+            raise InputError("--avatar reenact: there is no camera video whose face would drive the portrait")
         if cfg.enhance and not has_audio:
             raise InputError("--enhance: there is no audio to enhance (" +
                              (f"{cfg.input} has no audio track)" if cfg.input else "give --mic)"))

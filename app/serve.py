@@ -5,7 +5,10 @@ aiortc's server example. Each peer gets its own pipeline (face tracker, lip feat
 captioner, overlay) fed by its tracks; the enhanced voice and the video go back on the same connection, and
 captions and telemetry on the data channel "avcall", which also carries the page's toggles. The emotion
 reader (when its weights ship) is in every peer's pipeline but off: it reads nothing until the page opts in
-(`{"type": "control", "emotion": true}`); its readings go to that page only and are never written.
+(`{"type": "control", "emotion": true}`); its readings go to that page only and are never written. The
+talking face (when its weights ship) is there too, off: `{"avatar": "voice"}` sends the bundled portrait
+speaking with the voice instead of the camera, `"reenact"` the portrait moved by the camera's face through
+the landmark codec.
 
 Safe defaults: bound to 127.0.0.1; another host needs a token that the page presents (compared in constant
 time); at most `max_peers` peers (a clear 503 past it); no STUN server unless one is configured. Hostile
@@ -34,6 +37,7 @@ from avcall.pipelines.clock import SessionClock
 from avcall.pipelines.errors import InputError
 
 MODES = ("off", "ao", "av")
+AVATAR_MODES = ("off", "voice", "reenact")
 MAX_BODY = 256 * 1024  # an SDP offer is a few kB
 MAX_MEDIA = 3  # media sections an offer may hold: audio, video and the data channel
 STATIC_FILES = {"client.js": "application/javascript", "style.css": "text/css"}
@@ -93,12 +97,13 @@ class Peer:
         self.enhance_mode, self.overlay = enhance, overlay
         self.pipeline = None
         self.tasks: list[asyncio.Task] = []
-        self.closed = asyncio.Event()
+        self._closing: asyncio.Future | None = None
         self.control = RateLimit(CONTROL_RATE, CONTROL_BURST)
         self.messages_dropped = 0  # data-channel messages over the rate limit
         self.audio_out = self.video_out = None
         self.enhancer = self.annotator = self.level_in = self.level_out = self.face = self.sync = None
         self.emotion = None  # the EmotionReader, off until the page opts in ("Read my mood")
+        self.avatar = None  # the TalkingFace, "off" until the page picks a mode
 
     # --- the pipeline ---------------------------------------------------------------------------------
     def build(self) -> None:
@@ -141,9 +146,13 @@ class Peer:
             self.sync = SyncMonitor()
             stages.append(self.sync)
         if self.video_out is not None:
-            stages += [self.annotator, TrackSink(self.video_out)]
+            stages.append(self.annotator)
         if self.audio_out is not None:
             stages += [self.level_out, TrackSink(self.audio_out)]
+        if self.video_out is not None:
+            # after the voice has gone out: drawing a face never holds the audio back
+            self.avatar = self.server.make_avatar_stage()
+            stages += [s for s in (self.avatar, TrackSink(self.video_out)) if s is not None]
         self.emotion = self.server.make_emotion_stage()
         if self.emotion is not None:  # right after the tracker: it needs each frame with its face observation
             stages.insert(1 if "video" in self.tracks else 0, self.emotion)
@@ -206,7 +215,14 @@ class Peer:
                 "overlay": self.overlay, "peers": len(self.server.peers),
                 "incidents": self.pipeline.incidents.summary()["counts"] if self.pipeline else {},
                 "messages_dropped": self.messages_dropped,
-                "emotion": ("on" if self.emotion.enabled else "off") if self.emotion else "unavailable"}
+                "emotion": ("on" if self.emotion.enabled else "off") if self.emotion else "unavailable",
+                "avatar": self.avatar.mode if self.avatar else "unavailable",
+                "avatar_codec_bytes_per_frame": self._codec_bytes_per_frame()}
+
+    def _codec_bytes_per_frame(self) -> float | None:
+        counts = self.pipeline.incidents.summary()["counts"] if self.pipeline else {}
+        frames = counts.get("avatar_codec_frames")
+        return round(counts["avatar_codec_bytes"] / frames, 2) if frames else None
 
     # --- the data channel ---------------------------------------------------------------------------
     def send(self, message: str) -> None:
@@ -235,6 +251,12 @@ class Peer:
             self.overlay = msg["overlay"]
             if self.annotator is not None:
                 self.annotator.enabled = self.overlay
+        if msg.get("avatar") in AVATAR_MODES:
+            if self.avatar is not None:
+                self.avatar.mode = msg["avatar"]
+            elif msg["avatar"] != "off":
+                self.send(json.dumps({"type": "status", "text": "the talking face is not available: no "
+                                      "talking-face weights on this server, or no camera track"}))
         if isinstance(msg.get("emotion"), bool):
             if self.emotion is not None:
                 self.emotion.enabled = msg["emotion"]
@@ -243,19 +265,25 @@ class Peer:
                                       "weights on this server"}))
 
     async def close(self) -> None:
-        if self.closed.is_set():
-            return
-        self.closed.set()
+        """Closes the peer once, whoever asks first; every caller waits until it is closed (the server's
+        shutdown too: a peer that was already closing when it came still stops its stages and processes)."""
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self._close())
+        await asyncio.shield(self._closing)
+
+    async def _close(self) -> None:
         self.server.peers.pop(self.id, None)
-        current = asyncio.current_task()
-        for task in self.tasks:
-            if task is not current:
+        self.server.closing.add(self)
+        try:
+            for task in self.tasks:
                 task.cancel()
-        await asyncio.gather(*(t for t in self.tasks if t is not current), return_exceptions=True)
-        for track in (self.audio_out, self.video_out):
-            if track is not None:
-                track.stop()
-        await self.pc.close()
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+            for track in (self.audio_out, self.video_out):
+                if track is not None:
+                    track.stop()
+            await self.pc.close()
+        finally:
+            self.server.closing.discard(self)
 
 
 class Server:
@@ -265,6 +293,7 @@ class Server:
                              "(the page must present it: http://HOST:PORT/?token=...)")
         self.cfg = cfg
         self.peers: dict[str, Peer] = {}
+        self.closing: set[Peer] = set()  # peers on their way out
         self._sessions = None  # the enhancer's onnxruntime sessions, one per model for all peers
         self.enhancer_note = ""
         self._emotion_models = None  # the emotion nets' sessions, for all peers
@@ -304,6 +333,17 @@ class Server:
         from avcall.pipelines.stages.emotion import EmotionReader
 
         return EmotionReader(self._emotion_models, enabled=False)
+
+    def make_avatar_stage(self):
+        """A TalkingFace with the bundled portrait, off (None without the voice-to-lips weights)."""
+        from avcall.export.runtime import weights_path
+        from avcall.models.talking_face.runtime import WEIGHTS
+
+        if not weights_path(WEIGHTS).is_file():
+            return None
+        from avcall.pipelines.stages.talking_face import TalkingFace
+
+        return TalkingFace(None, mode="off")
 
     def make_enhancer_stage(self, clock: SessionClock):
         if self._sessions is None:
@@ -419,7 +459,8 @@ class Server:
                                   "peer": peer.id})
 
     async def _on_shutdown(self, app) -> None:
-        await asyncio.gather(*(p.close() for p in list(self.peers.values())), return_exceptions=True)
+        peers = [*self.peers.values(), *self.closing]
+        await asyncio.gather(*(p.close() for p in peers), return_exceptions=True)
 
 
 def _opens_the_page(request: web.Request) -> bool:

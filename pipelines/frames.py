@@ -60,6 +60,8 @@ class FaceObservation(Frame):
     bbox: tuple[float, float, float, float] | None = None  # x0, y0, x1, y1 in pixels
     image_size: tuple[int, int] = (0, 0)  # width, height
     faces_seen: int = 0
+    # the other faces in the frame, each (landmarks, bbox): the active speaker may be one of them
+    others: tuple = field(default=(), repr=False)
     droppable: ClassVar[bool] = True
 
 

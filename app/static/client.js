@@ -18,7 +18,7 @@
 
   const el = {
     start: $('start'), stop: $('stop'), local: $('local'), remote: $('remote'),
-    enhance: $('enhance'), overlay: $('overlay'), status: $('status'),
+    enhance: $('enhance'), overlay: $('overlay'), avatar: $('avatar'), status: $('status'),
     captions: $('captions'), partial: $('partial'), latency: $('latency'),
     meterIn: $('meter-in'), meterOut: $('meter-out'),
     meterInText: $('meter-in-text'), meterOutText: $('meter-out-text'),
@@ -107,7 +107,11 @@
     // The channel must exist before the offer so it is negotiated in the SDP.
     dc = conn.createDataChannel('avcall', { ordered: true });
     dc.onmessage = (ev) => onMessage(ev.data);
-    dc.onopen = () => { if (api.emotion.on) sendControl({ emotion: true }); showMood(); };
+    dc.onopen = () => {
+      if (api.emotion.on) sendControl({ emotion: true });
+      if (el.avatar.value !== 'off') sendControl({ avatar: el.avatar.value });
+      showMood();
+    };
 
     let resp;
     try {
@@ -377,7 +381,12 @@
     el.face.textContent = `face: ${msg.face ? 'yes' : 'no'}`;
     el.face.className = msg.face ? 'yes' : 'no';
     el.serverInfo.textContent =
-      `server: enhance ${msg.enhance ?? '–'}, overlay ${msg.overlay ? 'on' : 'off'}, peers ${msg.peers ?? '–'}`;
+      `server: enhance ${msg.enhance ?? '–'}, overlay ${msg.overlay ? 'on' : 'off'}, peers ${msg.peers ?? '–'}` +
+      (msg.avatar_codec_bytes_per_frame != null ? `, face motion ${msg.avatar_codec_bytes_per_frame} B/frame` : '');
+    if (msg.avatar === 'unavailable' && !el.avatar.disabled) {
+      el.avatar.disabled = true;
+      el.avatar.parentElement.title = 'no talking-face weights on this server';
+    }
     if (msg.emotion === 'unavailable' && !el.emotion.disabled) {
       el.emotion.disabled = true;
       el.emotion.parentElement.title = 'no emotion weights on this server';
@@ -389,6 +398,7 @@
   el.stop.addEventListener('click', () => { stop(); });
   el.enhance.addEventListener('change', () => sendControl({ enhance: el.enhance.value }));
   el.overlay.addEventListener('change', () => sendControl({ overlay: el.overlay.checked }));
+  el.avatar.addEventListener('change', () => sendControl({ avatar: el.avatar.value }));
   el.emotion.addEventListener('change', () => setEmotion(el.emotion.checked));
   el.emotion.checked = false;  // an explicit opt-in every time: never a state the browser restored
 

@@ -373,12 +373,13 @@ class PortraitRenderer:
             x = 1.0 - (dt - BLINK_CLOSE - BLINK_HOLD) / BLINK_OPEN
         return float(x * x * (3 - 2 * x))
 
-    def head_motion(self, t: float) -> np.ndarray:
-        """The 2x3 affine from the canvas to the output frame at time t."""
+    def head_motion(self, t: float, roll: float | None = None) -> np.ndarray:
+        """The 2x3 affine from the canvas to the output frame at time t; `roll` (radians) in place of the
+        idle one (a driving face's own)."""
         s = (self._motion_a * np.sin(2 * np.pi * self._motion_f * t + self._motion_p)).sum(axis=1)
         k = self.size / 256
         tx, ty = 2.0 * k * s[0], 2.0 * k * s[1]
-        roll, scale = math.radians(1.5) * s[2], 1.0 + 0.015 * s[3]
+        roll, scale = math.radians(1.5) * s[2] if roll is None else roll, 1.0 + 0.015 * s[3]
         c = self.base.shape[0] / 2
         pivot = self.mesh[[IRIS_A, IRIS_B, 152]].mean(axis=0)  # about the middle of the face
         a = scale * _rot(roll)
@@ -389,7 +390,10 @@ class PortraitRenderer:
         """The 40 lip points (canvas pixels) the frame puts the lips at."""
         return self._lower_face_points(lips)[:40]
 
-    def render(self, lips: np.ndarray, t: float) -> np.ndarray:
+    def render(self, lips: np.ndarray, t: float, eye_closure: float | None = None,
+               roll: float | None = None) -> np.ndarray:
+        """The frame at time t with these lips; the blinks and the head's roll are the renderer's own unless
+        given (a driving face's, `--avatar reenact`)."""
         lips = np.asarray(lips, np.float64).reshape(40, 2)
         if not np.all(np.isfinite(lips)):
             lips = self.neutral_shape.astype(np.float64)
@@ -397,12 +401,12 @@ class PortraitRenderer:
         points = self._lower_face_points(lips)
         self._lf_warp.apply(canvas, self.base, points)
         self._paint_mouth(canvas, points[:40])
-        closure = self.blink_closure(t)
+        closure = self.blink_closure(t) if eye_closure is None else eye_closure
         if closure > 0.02:
             source = canvas.copy()
             for warp, src_px, shift_px in self._eye_warps:
                 warp.apply(canvas, source, src_px + closure * shift_px)
-        return cv2.warpAffine(canvas, self.head_motion(t), (self.size, self.size), flags=cv2.INTER_LINEAR,
+        return cv2.warpAffine(canvas, self.head_motion(t, roll), (self.size, self.size), flags=cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_REPLICATE)
 
     def _paint_mouth(self, canvas: np.ndarray, lips_px: np.ndarray) -> None:

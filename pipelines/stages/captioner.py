@@ -141,7 +141,12 @@ class Captioner(Stage):
 
     async def start(self) -> None:
         if self.engine is None:
-            self.engine = await self.in_worker(EngineProcess if self.own_process else make_engine, *self.spec)
+            await self.in_worker(self._open)
+
+    def _open(self) -> None:
+        # set here, on the worker, not by the awaiting task: a run cancelled while the engine starts still
+        # finds it to close (stop's close is queued behind this on the same thread)
+        self.engine = (EngineProcess if self.own_process else make_engine)(*self.spec)
 
     async def process(self, frame: Frame) -> Sequence[Frame]:
         # The audio is passed on at once and recognised behind it on the worker thread (in arrival order):
@@ -173,8 +178,11 @@ class Captioner(Stage):
             task.cancel()
         await asyncio.gather(*self._pending, return_exceptions=True)
         self._pending.clear()
+        await self.in_worker(self._close)
+
+    def _close(self) -> None:
         if isinstance(self.engine, EngineProcess):
-            await self.in_worker(self.engine.close)
+            self.engine.close()
             self.engine = None
 
     def _completed(self) -> list[Event]:

@@ -3,7 +3,8 @@
 Emits the video frame (unchanged, for stages further on) and one FaceObservation per frame, present or not.
 With several faces in view it follows one: the largest, and it keeps it — it switches only when another
 face has been clearly larger (by `SWITCH_RATIO`) for `SWITCH_FRAMES` frames in a row, so the choice does
-not flicker when two faces are of similar size.
+not flicker when two faces are of similar size. The other faces ride along in `others`, for the active
+speaker stage, which may follow one of them instead (the one whose lips agree with the voice).
 
 Confidence: the legacy face-mesh graph does not expose its internal presence score, so the tracker asks
 the graph for its face detections as well; confidence is the detector's score for the tracked face (kept
@@ -218,9 +219,10 @@ class FaceTracker(Stage):
             self._track_score = 1.0
         xy = face.landmarks[:, :2]
         inside = float(np.mean((xy[:, 0] >= 0) & (xy[:, 0] < w) & (xy[:, 1] >= 0) & (xy[:, 1] < h)))
+        others = tuple((f.landmarks, f.bbox) for i, f in enumerate(faces) if i != chosen)
         return FaceObservation(pts=frame.pts, present=True, confidence=self._track_score * inside,
                                landmarks=face.landmarks, bbox=face.bbox, image_size=(w, h),
-                               faces_seen=len(faces))
+                               faces_seen=len(faces), others=others)
 
     async def stop(self) -> None:
         if self._mesh is not None:

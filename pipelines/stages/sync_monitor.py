@@ -84,22 +84,11 @@ class SyncMonitor(Stage):
             await asyncio.gather(self._pending, return_exceptions=True)
 
     def _judge(self, lips: list[LipFeatures], audio: list[AudioFrame]) -> Event | None:
-        """The lips resampled to 25 fps on the audio's clock, then the judge."""
+        signals = judge_signals(lips, audio, self.span_s)
+        if signals is None or signals[3].mean() < self.min_faces:
+            return None
         t1 = min(lips[-1].pts, audio[-1].pts + audio[-1].duration)
-        t0 = max(lips[0].pts, audio[0].pts, t1 - self.span_s)
-        if t1 - t0 < 1.0:
-            return None
-        pts = np.array([f.pts for f in lips])
-        idx = np.clip(np.searchsorted(pts, t0 + np.arange(int((t1 - t0) * FPS)) / FPS, side="right") - 1, 0, len(lips) - 1)
-        rows = [lips[i] for i in idx]
-        present = np.array([r.present for r in rows])
-        if present.mean() < self.min_faces:
-            return None
-        samples = np.concatenate([a.samples for a in audio])
-        start = int(round((t0 - audio[0].pts) * SAMPLE_RATE))
-        voice = samples[start:start + int(round((t1 - t0) * SAMPLE_RATE))]
-        curve, frames = self.judge.curve(np.stack([r.shape for r in rows]), np.array([r.opening for r in rows]),
-                                         np.array([r.width for r in rows]), present, voice)
+        curve, frames = self.judge.curve(*signals)
         if frames == 0 or np.isnan(curve).any():
             return None
         weighted = curve * frames
@@ -111,3 +100,20 @@ class SyncMonitor(Stage):
         self.telemetry.offset_ms, self.telemetry.confidence = offset_ms, confidence
         self.telemetry.judgements += 1
         return Event(pts=t1, kind="sync", data={"offset_ms": offset_ms, "confidence": confidence, "frames": frames})
+
+
+def judge_signals(lips: list[LipFeatures], audio: list[AudioFrame], span_s: float, least_s: float = 1.0):
+    """The last `span_s` both streams hold, as the judge takes them: the lips resampled to 25 fps on the audio's
+    clock (shape, opening, width, present) and the voice over the same time; None under `least_s`."""
+    t1 = min(lips[-1].pts, audio[-1].pts + audio[-1].duration)
+    t0 = max(lips[0].pts, audio[0].pts, t1 - span_s)
+    if t1 - t0 < least_s:
+        return None
+    pts = np.array([f.pts for f in lips])
+    idx = np.clip(np.searchsorted(pts, t0 + np.arange(int((t1 - t0) * FPS)) / FPS, side="right") - 1, 0, len(lips) - 1)
+    rows = [lips[i] for i in idx]
+    samples = np.concatenate([a.samples for a in audio])
+    start = int(round((t0 - audio[0].pts) * SAMPLE_RATE))
+    voice = samples[start:start + int(round((t1 - t0) * SAMPLE_RATE))]
+    return (np.stack([r.shape for r in rows]), np.array([r.opening for r in rows]), np.array([r.width for r in rows]),
+            np.array([r.present for r in rows]), voice)

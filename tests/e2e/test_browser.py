@@ -93,6 +93,16 @@ def chromium(y4m: Path, wav: Path, profile: Path):
     return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
 
 
+def poll_page(driver, script: str, condition, timeout: float) -> dict:
+    """What `script` returns, once `condition` holds of it or `timeout` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        now = driver.execute_script(script) or {}
+        if condition(now) or time.monotonic() > deadline:
+            return now
+        time.sleep(0.5)
+
+
 def envelope(x: np.ndarray, rate: int) -> np.ndarray:
     """10 ms log energy, floored 40 dB under the peak (silence is silence, whatever the codec puts there)."""
     hop = rate // 100
@@ -175,12 +185,7 @@ def test_the_mood_opt_in_in_chromium(fake_media, served, tmp_path):
           "emotion: window.avcall.emotion}"
 
     def poll(condition, timeout: float) -> dict:
-        deadline = time.monotonic() + timeout
-        while True:
-            seen = driver.execute_script(api) or {}
-            if condition(seen) or time.monotonic() > deadline:
-                return seen
-            time.sleep(0.5)
+        return poll_page(driver, api, condition, timeout)
 
     try:
         driver.get(f"{served}/?autostart=1")
@@ -213,6 +218,54 @@ def test_the_mood_opt_in_in_chromium(fake_media, served, tmp_path):
     assert on_badge and badge_text == "emotion reading on" and shown.startswith(latest["leading"])
     assert not after["emotion"]["on"] and after["emotion"]["readings"] == [] and not after_badge
     assert after["telemetry"]["emotion"] == "off"
+
+
+@needs_chromium[0]
+@needs_chromium[1]
+def test_the_avatar_toggle_in_chromium(fake_media, served, tmp_path):
+    """The page sends the camera until its user picks a portrait: moved by the face (the landmark codec's few
+    bytes a frame), then by the voice; back to the camera on "my camera"."""
+    from avcall.export.runtime import weights_path
+    from selenium.webdriver.support.ui import Select
+
+    if not weights_path("talking_face.onnx").is_file():
+        pytest.skip("the voice-to-lips net is not shipped in models/weights/")
+    y4m, wav, _ = fake_media
+    driver = chromium(y4m, wav, tmp_path / "profile")
+    seen = "const v = document.getElementById('remote'); " \
+           "return {state: window.avcall && window.avcall.state, telemetry: window.avcall && window.avcall.telemetry, " \
+           "width: v.videoWidth, height: v.videoHeight}"
+
+    def poll(condition, timeout: float) -> dict:
+        return poll_page(driver, seen, condition, timeout)
+
+    def mode(now: dict, name: str) -> bool:
+        return (now.get("telemetry") or {}).get("avatar") == name
+
+    try:
+        driver.get(f"{served}/?autostart=1")
+        camera = poll(lambda s: s.get("state") == "connected" and (s.get("telemetry") or {}).get("face")
+                      and s["width"] > 0, 60)
+        picker = Select(driver.find_element("id", "avatar"))
+        picker.select_by_value("reenact")
+        face = poll(lambda s: mode(s, "reenact") and s["width"] == 256  # 2 s of faces: its rate past the key packet
+                    and s["telemetry"]["incidents"].get("avatar_codec_frames", 0) >= 50, 30)
+        shot = tmp_path / "serve_avatar.png"
+        driver.save_screenshot(str(shot))
+        if os.environ.get("AVCALL_SCREENSHOTS"):
+            shutil.copy(shot, Path(os.environ["AVCALL_SCREENSHOTS"]) / "serve_avatar.png")
+        picker.select_by_value("voice")
+        voice = poll(lambda s: mode(s, "voice") and s["width"] == 256, 30)
+        picker.select_by_value("off")
+        back = poll(lambda s: mode(s, "off") and s["width"] == 320, 30)
+    finally:
+        driver.quit()
+    assert camera["telemetry"]["avatar"] == "off" and (camera["width"], camera["height"]) == (320, 240), camera
+    assert mode(face, "reenact") and (face["width"], face["height"]) == (256, 256), face
+    assert face["telemetry"]["avatar_codec_bytes_per_frame"] * 8 * 25 < 8000  # under 8 kbit/s at 25 fps
+    assert face["telemetry"]["incidents"].get("avatar_reenact", 0) >= 1  # the face drove it, not the voice
+    assert mode(voice, "voice") and voice["width"] == 256, voice
+    assert mode(back, "off") and (back["width"], back["height"]) == (320, 240), back
 
 
 FIREFOX = shutil.which("firefox") or shutil.which("firefox-esr")
