@@ -9,10 +9,12 @@ For each talking-face clip: the tracker's lips on the real video are the referen
 Metrics per method: `mouth_open_r` (Pearson r of the mouth opening with the real speaker's), `lip_feature_r`
 (mean r over the lip-shape coordinates, opening and width), `sync_offset_frames` (|offset| the judge finds
 between the method's lips and the audio), `sync_confidence`, `in_sync_share` (clips with |offset| <= 1 and
-confidence >= 80% of the real video's own) and `fps` (lip frames made per second of compute). The judge
-sees the lip features the renderer is driven by (the renderer's own round trip through the tracker keeps
-r 0.92 of them: docs/corpus.md). Also `judge`: the judge's own accuracy on the untouched real clips
-shifted by +-2, +-5, +-10 frames (`avcall eval sync`).
+confidence >= 80% of the real video's own) and `fps` (lip frames made per second of compute), of the lip
+features that drive the renderer; for the two avatars also under `rendered`: the same of the rendered
+portrait (blinks and head motion included) run back through the tracker, what a viewer sees. The first
+SIDE_BY_SIDE clips are written beside the report as real | avatar by the voice | avatar by the face, with
+the clip's voice (`<report>_side_by_side/`). Also `judge`: the judge's own accuracy on the untouched real
+clips shifted by +-2, +-5, +-10 frames (`avcall eval sync`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from tqdm import tqdm
 from .evaluate import check_data_dir, talking_face_clips, write_report
 
 METHODS = ("avcall-voice", "avcall-reenact", "phoneme-oracle", "static")
+SIDE_BY_SIDE = 3  # clips written as real | avatar by the voice | avatar by the face, beside the report
 
 
 def _r(a: np.ndarray, b: np.ndarray) -> float | None:
@@ -61,23 +64,93 @@ def static_track(n: int):
 
 
 def reenact_track(real):
-    """The tracked lips after the landmark codec's round trip, and its bytes a frame."""
+    """The tracked lips after the landmark codec's round trip, its bytes a frame, and the decoded motion (what
+    moves the portrait)."""
     from avcall.models.data.example import LipTrack
     from avcall.models.data.lipmodel import shape_measures
     from avcall.models.talking_face.codec import LandmarkDecoder, LandmarkEncoder
 
     encoder, decoder = LandmarkEncoder(), LandmarkDecoder()
-    lips, sent = [], 0
+    lips, motion, sent = [], [], 0
     for i, (shape, present) in enumerate(zip(real.lips, real.face_present)):
         packet = encoder.encode(i / real.fps, shape if present else None)
         sent += len(packet)
-        lips.append(decoder.decode(packet).shape)
+        face = decoder.decode(packet)
+        lips.append(face.shape)
+        motion.append(face.motion)
     lips = np.array(lips, np.float32)
     opening, width = shape_measures(lips)
     n = len(lips)
     track = LipTrack(lips, opening.astype(np.float32), width.astype(np.float32), np.asarray(real.face_present, bool),
                      np.ones(n, np.float32), real.fps)
-    return track, sent / max(n, 1)
+    return track, sent / max(n, 1), np.array(motion, np.float32)
+
+
+class AvatarRoundTrip:
+    """The avatar's frames for the lips that drive it, and those frames run back through the tracker: what a
+    viewer of the rendered portrait sees its mouth do."""
+
+    def __init__(self) -> None:
+        from avcall.models.data.render import PortraitRenderer
+        from avcall.pipelines.stages.face_tracker import FaceTracker
+
+        self.renderer = PortraitRenderer()
+        self.tracker = FaceTracker(max_faces=1)
+        self.tracker._mesh = self.tracker._open()  # called directly, on this thread
+
+    def frames(self, shapes: np.ndarray) -> list[np.ndarray]:
+        return [self.renderer.render(shape, i / 25.0) for i, shape in enumerate(shapes)]
+
+    def retrack(self, images: list[np.ndarray]):
+        from avcall.models.data.example import LipTrack
+        from avcall.pipelines.frames import VideoFrame
+        from avcall.pipelines.stages.lip_features import lip_features
+
+        feats = [lip_features(self.tracker.observe(VideoFrame(pts=i / 25.0, image=im, index=i)))
+                 for i, im in enumerate(images)]
+        return LipTrack(np.stack([f.shape for f in feats]), np.array([f.opening for f in feats], np.float32),
+                        np.array([f.width for f in feats], np.float32), np.array([f.present for f in feats]),
+                        np.array([f.confidence for f in feats], np.float32), 25.0)
+
+    def close(self) -> None:
+        self.tracker._mesh.close()
+
+
+def side_by_side(path: Path, clip: Path, avatars: dict[str, list[np.ndarray]], audio: np.ndarray) -> None:
+    """The real clip beside each avatar, 256 px each, labelled, with the clip's voice."""
+    import av
+    import cv2
+
+    from avcall.models.data.render import write_mp4
+
+    from .bench import letterbox
+
+    with av.open(str(clip)) as container:
+        stream = container.streams.video[0]
+        rate = float(stream.average_rate or 25)
+        real = [f.to_ndarray(format="bgr24") for f in container.decode(stream)]
+    n = min(len(a) for a in avatars.values())
+    idx = np.minimum(np.round(np.arange(n) * rate / 25.0).astype(int), len(real) - 1)
+    panels = {"real": [letterbox(real[i], (256, 256)) for i in idx], **avatars}
+    images = []
+    for i in range(n):
+        row = []
+        for name, frames in panels.items():
+            tile = np.ascontiguousarray(frames[i])
+            cv2.putText(tile, name, (6, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
+            row.append(tile)
+        images.append(np.hstack(row))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_mp4(path, images, (256 * len(panels), 256), 25.0, audio[:round(n / 25.0 * 16_000)])
+
+
+def judged(judge, real, track, audio: np.ndarray, own_confidence: float) -> dict:
+    """A method's lips against the real speaker's, and the sync judge's verdict on them with the voice."""
+    m = min(len(real.lips), len(track.lips))
+    r = judge.judge(track.lips[:m], track.opening[:m], track.width[:m], track.face_present[:m], audio)
+    return {**compare(real, track), "sync_offset_frames": abs(r.offset_frames),
+            "sync_confidence": round(r.confidence, 4) if np.isfinite(r.confidence) else None,
+            "in_sync": bool(abs(r.offset_frames) <= 1 and r.confidence >= 0.8 * own_confidence)}
 
 
 def oracle_track(audio: np.ndarray, text: str, n: int):
@@ -88,7 +161,8 @@ def oracle_track(audio: np.ndarray, text: str, n: int):
     return LipModel.load().track(timing, n, np.random.default_rng(0), artefacts=False)
 
 
-def evaluate_talking_face(data: Path, out: Path, progress: bool = True, measure=None) -> dict:
+def evaluate_talking_face(data: Path, out: Path, progress: bool = True, measure=None,
+                          side_by_side_clips: int = SIDE_BY_SIDE) -> dict:
     from avcall.models.data.realclips import transcribed_clips
     from avcall.models.sync.judge import SyncJudge
     from avcall.models.talking_face.runtime import VoiceToLipsStream
@@ -98,9 +172,9 @@ def evaluate_talking_face(data: Path, out: Path, progress: bool = True, measure=
     data = check_data_dir(data)
     clips = talking_face_clips(data)
     texts = {c.path.name: c.text for c in transcribed_clips(data)}
-    judge, net = SyncJudge(), VoiceToLipsStream()
+    judge, net, avatar = SyncJudge(), VoiceToLipsStream(), AvatarRoundTrip()
     rows = []
-    for path in tqdm(clips, desc="talking face", disable=not progress):
+    for k, path in enumerate(tqdm(clips, desc="talking face", disable=not progress)):
         real, audio = clip_signals(path, measure)
         n = len(real.lips)
         own = judge.judge(real.lips, real.opening, real.width, real.face_present, audio)
@@ -108,20 +182,23 @@ def evaluate_talking_face(data: Path, out: Path, progress: bool = True, measure=
         began = time.perf_counter()
         tracks["avcall-voice"] = net.clip(audio)
         fps = len(tracks["avcall-voice"].lips) / max(time.perf_counter() - began, 1e-9)
-        tracks["avcall-reenact"], codec_bytes = reenact_track(real)
+        tracks["avcall-reenact"], codec_bytes, motion = reenact_track(real)
+        rendered = {"avcall-voice": avatar.frames(tracks["avcall-voice"].lips),
+                    "avcall-reenact": avatar.frames(avatar.renderer.neutral_shape + motion)}
+        if k < side_by_side_clips:
+            side_by_side(out.parent / f"{out.stem}_side_by_side" / f"{path.stem}.mp4", path, rendered, audio)
         if path.name in texts:
             tracks["phoneme-oracle"] = oracle_track(audio, texts[path.name], n)
         tracks["static"] = static_track(n)
         for method, track in tracks.items():
-            m = min(n, len(track.lips))
-            r = judge.judge(track.lips[:m], track.opening[:m], track.width[:m], track.face_present[:m], audio)
-            rows.append({"clip": path.name, "method": method, **compare(real, track),
-                         "sync_offset_frames": abs(r.offset_frames),
-                         "sync_confidence": round(r.confidence, 4) if np.isfinite(r.confidence) else None,
-                         "real_confidence": round(own.confidence, 4),
-                         "in_sync": bool(abs(r.offset_frames) <= 1 and r.confidence >= 0.8 * own.confidence),
-                         "fps": fps if method == "avcall-voice" else None,
-                         "codec_kbps": codec_bytes * 8 * real.fps / 1000 if method == "avcall-reenact" else None})
+            row = {"clip": path.name, "method": method, **judged(judge, real, track, audio, own.confidence),
+                   "real_confidence": round(own.confidence, 4), "fps": fps if method == "avcall-voice" else None,
+                   "codec_kbps": codec_bytes * 8 * real.fps / 1000 if method == "avcall-reenact" else None}
+            if method in rendered:  # what a viewer sees: the portrait's mouth, tracked
+                seen = judged(judge, real, avatar.retrack(rendered[method]), audio, own.confidence)
+                row |= {f"rendered_{key}": value for key, value in seen.items()}
+            rows.append(row)
+    avatar.close()
     summary = {}
     for method in METHODS:
         sel = [r for r in rows if r["method"] == method]
@@ -136,8 +213,14 @@ def evaluate_talking_face(data: Path, out: Path, progress: bool = True, measure=
                            "sync_offset_frames": mean("sync_offset_frames"), "sync_confidence": mean("sync_confidence"),
                            "in_sync_share": float(np.mean([r["in_sync"] for r in sel])), "fps": mean("fps"),
                            "n": len(sel), **({"codec_kbps": mean("codec_kbps")} if method == "avcall-reenact" else {})}
+        if "rendered_in_sync" in sel[0]:
+            summary[method]["rendered"] = {
+                "mouth_open_r": mean("rendered_mouth_open_r"), "lip_feature_r": mean("rendered_lip_feature_r"),
+                "sync_offset_frames": mean("rendered_sync_offset_frames"),
+                "in_sync_share": float(np.mean([r["rendered_in_sync"] for r in sel]))}
     report = {"meta": {"data": str(data), "clips": len(clips),
-                       "note": "the judge sees the lip features that drive the renderer, not a re-tracked render"},
+                       "note": "each method's figures are of the lip features that drive the renderer; under "
+                               "`rendered`, of the rendered portrait run back through the tracker"},
               "summary": summary, "judge": judge_accuracy(clips, judge, measure), "rows": rows}
     write_report(out, report)
     return report
@@ -151,4 +234,8 @@ def format_table(summary: dict) -> str:
             return "–" if x is None else format(x, fmt)
         lines.append(f"| {method} | {f(s['mouth_open_r'])} | {f(s['lip_feature_r'])} | {f(s['sync_offset_frames'], '.2f')} "
                      f"| {f(s['sync_confidence'])} | {100 * s['in_sync_share']:.0f}% | {f(s['fps'], '.0f')} |")
+        if "rendered" in s:
+            r = s["rendered"]
+            lines.append(f"| {method}, rendered and re-tracked | {f(r['mouth_open_r'])} | {f(r['lip_feature_r'])} "
+                         f"| {f(r['sync_offset_frames'], '.2f')} | – | {100 * r['in_sync_share']:.0f}% | – |")
     return "\n".join(lines)

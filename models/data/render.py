@@ -24,6 +24,7 @@ import math
 import os
 from fractions import Fraction
 from pathlib import Path
+from typing import Iterable
 
 import cv2
 import numpy as np
@@ -487,20 +488,29 @@ def render_video(path: str | Path, track: LipTrack, audio: np.ndarray | None, po
                  size: int = 256, seed: int = 0) -> None:
     """Renders the portrait along `track` (one frame per track frame) and writes an mp4 with `audio`
     (16 kHz mono float32, or None for a silent video). Byte-identical output for identical inputs."""
-    import av
-
-    path = Path(path)
     if len(track) == 0:
         raise ValueError("render_video: the lip track holds no frames")
     renderer = PortraitRenderer(portrait, size=size, seed=seed)
     lips = _fill_missing(track, renderer.neutral_shape)
-    rate = Fraction(float(track.fps)).limit_denominator(1001)
+    images = (renderer.render(lips[i], i / float(track.fps)) for i in range(len(track)))
+    write_mp4(path, images, (size, size), float(track.fps), audio)
+
+
+def write_mp4(path: str | Path, images: Iterable[np.ndarray], size: tuple[int, int], fps: float,
+              audio: np.ndarray | None) -> None:
+    """BGR frames of `size` (width, height) at `fps` as h264 (yuv420p, one thread, no creation time) with
+    `audio` (16 kHz mono float32, or None) as AAC, written to a temporary name and renamed when complete.
+    Identical inputs give identical bytes."""
+    import av
+
+    path = Path(path)
+    rate = Fraction(fps).limit_denominator(1001)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
     try:
         with av.open(str(tmp), "w", format="mp4", container_options={"fflags": "+bitexact"}) as out:
             video = out.add_stream("libx264", rate=rate, options={"crf": "17", "preset": "medium",
                                                                   "threads": "1", "x264-params": "threads=1"})
-            video.width = video.height = size
+            video.width, video.height = size
             video.pix_fmt = "yuv420p"
             video.codec_context.thread_count = 1
             video.codec_context.flags |= av.codec.context.Flags.bitexact
@@ -523,14 +533,12 @@ def render_video(path: str | Path, track: LipTrack, audio: np.ndarray | None, po
                     out.mux(astream.encode(frame))
                     sent += len(chunk)
 
-            for i in range(len(track)):
-                t = i / float(track.fps)
-                image = renderer.render(lips[i], t)
+            for i, image in enumerate(images):
                 frame = av.VideoFrame.from_ndarray(image, format="bgr24")
                 frame.pts, frame.time_base = i, 1 / rate
                 out.mux(video.encode(frame))
                 if astream is not None:
-                    send_audio(round((i + 1) / float(track.fps) * SAMPLE_RATE))
+                    send_audio(round((i + 1) / fps * SAMPLE_RATE))
             out.mux(video.encode(None))
             if astream is not None:
                 send_audio(len(samples))
