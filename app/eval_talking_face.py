@@ -6,15 +6,18 @@ For each talking-face clip: the tracker's lips on the real video are the referen
   sends and the portrait is driven by): what the codec keeps of the face's motion;
 - `phoneme-oracle`: the corpus's lip model on a forced alignment of the transcript (GRID, LRS2 only);
 - `static`: a still mouth (the lip model's mean), the floor.
-Metrics per method: `mouth_open_r` (Pearson r of the mouth opening with the real speaker's), `lip_feature_r`
-(mean r over the lip-shape coordinates, opening and width), `sync_offset_frames` (|offset| the judge finds
-between the method's lips and the audio), `sync_confidence`, `in_sync_share` (clips with |offset| <= 1 and
-confidence >= 80% of the real video's own) and `fps` (lip frames made per second of compute), of the lip
-features that drive the renderer; for the two avatars also under `rendered`: the same of the rendered
-portrait (blinks and head motion included) run back through the tracker, what a viewer sees. The first
-SIDE_BY_SIDE clips are written beside the report as real | avatar by the voice | avatar by the face, with
-the clip's voice (`<report>_side_by_side/`). Also `judge`: the judge's own accuracy on the untouched real
-clips shifted by +-2, +-5, +-10 frames (`avcall eval sync`).
+Metrics per method: `mouth_open_r` (Pearson r of the mouth opening with the real speaker's; for the methods
+moved by the voice also `mouth_open_r_synced`, the same with the real lips taken at the offset the judge
+finds between the clip's own video and voice where that is out of sync (over one frame): a few recordings
+are several frames off, and a mouth moved by the voice goes with the voice, not with a picture that lags
+it), `lip_feature_r` (mean r over the lip-shape coordinates, opening and width), `sync_offset_frames`
+(|offset| the judge finds between the method's lips and the audio), `sync_confidence`, `in_sync_share`
+(clips with |offset| <= 1 and confidence >= 80% of the real video's own) and `fps` (lip frames made per
+second of compute), of the lip features that drive the renderer; for the two avatars also under
+`rendered`: the same of the rendered portrait (blinks and head motion included) run back through the
+tracker, what a viewer sees. The first SIDE_BY_SIDE clips are written beside the report as real | avatar by
+the voice | avatar by the face, with the clip's voice (`<report>_side_by_side/`). Also `judge`: the judge's
+own accuracy on the untouched real clips shifted by +-2, +-5, +-10 frames (`avcall eval sync`).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from tqdm import tqdm
 from .evaluate import check_data_dir, talking_face_clips, write_report
 
 METHODS = ("avcall-voice", "avcall-reenact", "phoneme-oracle", "static")
+BY_VOICE = ("avcall-voice", "phoneme-oracle")  # the methods whose mouth follows the voice, not the picture
 SIDE_BY_SIDE = 3  # clips written as real | avatar by the voice | avatar by the face, beside the report
 
 
@@ -42,7 +46,11 @@ def _r(a: np.ndarray, b: np.ndarray) -> float | None:
     return r if np.isfinite(r) else None
 
 
-def compare(real, fake) -> dict:
+def compare(real, fake, offset: int = 0) -> dict:
+    """Pearson r of the opening and of the lip features; with `offset`, the method's frame i against the
+    real frame i - offset (the real clip's picture `offset` frames behind its voice)."""
+    if offset:
+        real, fake = _lagged(real, fake, offset)
     n = min(len(real.lips), len(fake.lips))
     ok = np.asarray(real.face_present[:n], bool)
     if ok.sum() < 5:
@@ -52,6 +60,20 @@ def compare(real, fake) -> dict:
     rs = [r for r in (_r(rf[:, j], ff[:, j]) for j in range(rf.shape[1])) if r is not None]
     return {"mouth_open_r": _r(real.opening[:n][ok], fake.opening[:n][ok]),
             "lip_feature_r": float(np.mean(rs)) if rs else None}
+
+
+def _lagged(real, fake, offset: int):
+    from dataclasses import replace
+
+    n = min(len(real.lips), len(fake.lips))
+    r0, f0 = max(0, -offset), max(0, offset)
+    m = max(n - abs(offset), 0)
+
+    def cut(track, start):
+        return replace(track, lips=track.lips[start:start + m], opening=track.opening[start:start + m],
+                       width=track.width[start:start + m], face_present=track.face_present[start:start + m],
+                       confidence=track.confidence[start:start + m])
+    return cut(real, r0), cut(fake, f0)
 
 
 def static_track(n: int):
@@ -144,13 +166,16 @@ def side_by_side(path: Path, clip: Path, avatars: dict[str, list[np.ndarray]], a
     write_mp4(path, images, (256 * len(panels), 256), 25.0, audio[:round(n / 25.0 * 16_000)])
 
 
-def judged(judge, real, track, audio: np.ndarray, own_confidence: float) -> dict:
-    """A method's lips against the real speaker's, and the sync judge's verdict on them with the voice."""
+def judged(judge, real, track, audio: np.ndarray, own, by_voice: bool) -> dict:
+    """A method's lips against the real speaker's (as recorded; for a method moved by the voice also at the
+    clip's own offset `own` where the clip is out of sync), and the sync judge's verdict on them with the voice."""
     m = min(len(real.lips), len(track.lips))
     r = judge.judge(track.lips[:m], track.opening[:m], track.width[:m], track.face_present[:m], audio)
-    return {**compare(real, track), "sync_offset_frames": abs(r.offset_frames),
+    lag = own.offset_frames if abs(own.offset_frames) > 1 else 0
+    synced = compare(real, track, lag)["mouth_open_r"] if by_voice else None
+    return {**compare(real, track), "mouth_open_r_synced": synced, "sync_offset_frames": abs(r.offset_frames),
             "sync_confidence": round(r.confidence, 4) if np.isfinite(r.confidence) else None,
-            "in_sync": bool(abs(r.offset_frames) <= 1 and r.confidence >= 0.8 * own_confidence)}
+            "in_sync": bool(abs(r.offset_frames) <= 1 and r.confidence >= 0.8 * own.confidence)}
 
 
 def oracle_track(audio: np.ndarray, text: str, n: int):
@@ -191,11 +216,11 @@ def evaluate_talking_face(data: Path, out: Path, progress: bool = True, measure=
             tracks["phoneme-oracle"] = oracle_track(audio, texts[path.name], n)
         tracks["static"] = static_track(n)
         for method, track in tracks.items():
-            row = {"clip": path.name, "method": method, **judged(judge, real, track, audio, own.confidence),
+            row = {"clip": path.name, "method": method, **judged(judge, real, track, audio, own, method in BY_VOICE),
                    "real_confidence": round(own.confidence, 4), "fps": fps if method == "avcall-voice" else None,
                    "codec_kbps": codec_bytes * 8 * real.fps / 1000 if method == "avcall-reenact" else None}
             if method in rendered:  # what a viewer sees: the portrait's mouth, tracked
-                seen = judged(judge, real, avatar.retrack(rendered[method]), audio, own.confidence)
+                seen = judged(judge, real, avatar.retrack(rendered[method]), audio, own, method in BY_VOICE)
                 row |= {f"rendered_{key}": value for key, value in seen.items()}
             rows.append(row)
     avatar.close()
@@ -209,13 +234,16 @@ def evaluate_talking_face(data: Path, out: Path, progress: bool = True, measure=
             values = [r[key] for r in sel if r[key] is not None]
             return float(np.mean(values)) if values else None
 
-        summary[method] = {"mouth_open_r": mean("mouth_open_r"), "lip_feature_r": mean("lip_feature_r"),
+        summary[method] = {"mouth_open_r": mean("mouth_open_r"), "mouth_open_r_synced": mean("mouth_open_r_synced"),
+                           "lip_feature_r": mean("lip_feature_r"),
                            "sync_offset_frames": mean("sync_offset_frames"), "sync_confidence": mean("sync_confidence"),
                            "in_sync_share": float(np.mean([r["in_sync"] for r in sel])), "fps": mean("fps"),
                            "n": len(sel), **({"codec_kbps": mean("codec_kbps")} if method == "avcall-reenact" else {})}
         if "rendered_in_sync" in sel[0]:
             summary[method]["rendered"] = {
-                "mouth_open_r": mean("rendered_mouth_open_r"), "lip_feature_r": mean("rendered_lip_feature_r"),
+                "mouth_open_r": mean("rendered_mouth_open_r"),
+                "mouth_open_r_synced": mean("rendered_mouth_open_r_synced"),
+                "lip_feature_r": mean("rendered_lip_feature_r"),
                 "sync_offset_frames": mean("rendered_sync_offset_frames"),
                 "in_sync_share": float(np.mean([r["rendered_in_sync"] for r in sel]))}
     report = {"meta": {"data": str(data), "clips": len(clips),
@@ -227,15 +255,20 @@ def evaluate_talking_face(data: Path, out: Path, progress: bool = True, measure=
 
 
 def format_table(summary: dict) -> str:
-    lines = ["| method | mouth-opening r | lip-feature r | |offset| (frames) | confidence | in sync | fps |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| method | mouth-opening r | the same, real clip synced | lip-feature r | |offset| (frames) | confidence "
+             "| in sync | fps |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+
+    def f(x, fmt=".3f"):
+        return "–" if x is None else format(x, fmt)
+
     for method, s in summary.items():
-        def f(x, fmt=".3f"):
-            return "–" if x is None else format(x, fmt)
-        lines.append(f"| {method} | {f(s['mouth_open_r'])} | {f(s['lip_feature_r'])} | {f(s['sync_offset_frames'], '.2f')} "
-                     f"| {f(s['sync_confidence'])} | {100 * s['in_sync_share']:.0f}% | {f(s['fps'], '.0f')} |")
+        lines.append(f"| {method} | {f(s['mouth_open_r'])} | {f(s['mouth_open_r_synced'])} | {f(s['lip_feature_r'])} "
+                     f"| {f(s['sync_offset_frames'], '.2f')} | {f(s['sync_confidence'])} | "
+                     f"{100 * s['in_sync_share']:.0f}% | {f(s['fps'], '.0f')} |")
         if "rendered" in s:
             r = s["rendered"]
-            lines.append(f"| {method}, rendered and re-tracked | {f(r['mouth_open_r'])} | {f(r['lip_feature_r'])} "
-                         f"| {f(r['sync_offset_frames'], '.2f')} | – | {100 * r['in_sync_share']:.0f}% | – |")
+            lines.append(f"| {method}, rendered and re-tracked | {f(r['mouth_open_r'])} "
+                         f"| {f(r['mouth_open_r_synced'])} | {f(r['lip_feature_r'])} "
+                         f"| {f(r['sync_offset_frames'], '.2f')} | – "
+                         f"| {100 * r['in_sync_share']:.0f}% | – |")
     return "\n".join(lines)

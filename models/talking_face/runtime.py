@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..sync.features import _MEL, _WIN, HOP, N_FFT
-from .features import HOPS_PER_VIDEO, LOOKAHEAD, log_mel_frames
+from .features import HOPS_PER_VIDEO, LOOKAHEAD, BandMean, voice_features
 
 WEIGHTS = "talking_face.onnx"
 FPS = 25.0
@@ -29,21 +29,23 @@ class VoiceToLipsStream:
     def reset(self) -> None:
         self.state = np.zeros(self.state_shape, np.float32)
         self._frame = np.zeros(N_FFT, np.float32)
+        self._band_mean = BandMean()
 
     def step(self, hop: np.ndarray) -> np.ndarray:
         """One 10 ms hop in -> the lip features (82) of LOOKAHEAD hops ago (shape offsets, opening, width)."""
         self._frame[:-HOP] = self._frame[HOP:]
         self._frame[-HOP:] = hop
         mel = np.log((np.abs(np.fft.rfft(self._frame * _WIN)) ** 2) @ _MEL.T + 1e-6).astype(np.float32)
-        out, self.state = self.session.run(None, {"mel": mel[None, None], "state_in": self.state})
+        feats = self._band_mean.features(mel[None])
+        out, self.state = self.session.run(None, {"features": feats[None], "state_in": self.state})
         return out[0, 0]
 
     def clip(self, audio: np.ndarray):
         """A LipTrack at 25 fps for a whole clip (frame i at i / 25 s of the audio)."""
         from ..data.example import LipTrack
 
-        mel = log_mel_frames(np.concatenate([np.asarray(audio, np.float32), np.zeros(LOOKAHEAD * HOP, np.float32)]))
-        out, _ = self.session.run(None, {"mel": mel[None], "state_in": np.zeros(self.state_shape, np.float32)})
+        feats = voice_features(np.concatenate([np.asarray(audio, np.float32), np.zeros(LOOKAHEAD * HOP, np.float32)]))
+        out, _ = self.session.run(None, {"features": feats[None], "state_in": np.zeros(self.state_shape, np.float32)})
         hops = out[0, LOOKAHEAD:]
         idx = np.clip(np.arange(len(hops) // HOPS_PER_VIDEO) * HOPS_PER_VIDEO - 1, 0, max(len(hops) - 1, 0))
         rows = hops[idx]

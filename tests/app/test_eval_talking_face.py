@@ -36,3 +36,19 @@ def test_two_real_clips(shared_data, tmp_path):
     with av.open(str(video)) as c:
         assert (c.streams.video[0].width, c.streams.video[0].height) == (3 * 256, 256)
         assert [s.type for s in c.streams] == ["video", "audio"]
+
+
+def test_synced_comparison_takes_the_clip_own_offset():
+    """An avatar that follows the voice of a clip whose picture is k frames ahead of its voice is k frames
+    late on the picture: `mouth_open_r_synced` compares it at that offset."""
+    import numpy as np
+
+    from avcall.app.eval_talking_face import compare, static_track
+
+    rng = np.random.default_rng(0)
+    real = static_track(120)
+    real.opening[:] = np.convolve(rng.standard_normal(124), np.ones(5) / 5, "valid")
+    late = static_track(120)
+    late.opening[3:] = real.opening[:-3]  # the avatar, 3 frames behind the picture
+    assert compare(real, late, 3)["mouth_open_r"] > 0.999
+    assert compare(real, late)["mouth_open_r"] < 0.5

@@ -70,3 +70,23 @@ def test_process_avatar_from_a_voice_alone(weights, tmp_path, monkeypatch):
     r = run_cli("process", str(tmp_path / "voice.wav"), "-o", str(tmp_path / "o2"), "--avatar", "voice",
                 "--portrait", str(tmp_path / "missing.png"), "-q")
     assert r.returncode == 2 and "missing.png" in r.stderr
+
+
+def test_band_means_take_away_level_and_colour():
+    """The net's second half of input is each band against its running mean: the same for a voice 20 dB
+    louder or through a microphone of another colour (a fixed gain per band), from the first hop on; and the
+    same hop by hop as for the whole clip."""
+    from avcall.models.talking_face.features import N_MELS, BandMean, log_mel_frames, voice_features
+
+    rng = np.random.default_rng(1)
+    t = np.arange(3 * 16_000) / 16_000
+    voice = np.sin(2 * np.pi * 140 * t) * (0.5 + 0.5 * np.sin(2 * np.pi * 4 * t)) + 0.3 * rng.standard_normal(len(t))
+    voice = voice.astype(np.float32)
+    base = voice_features(voice)
+    assert np.abs(voice_features(10 * voice)[:, N_MELS:] - base[:, N_MELS:]).max() < 1e-3
+    mel = log_mel_frames(voice)
+    colour = rng.uniform(-3, 3, N_MELS).astype(np.float32)  # a gain per band, in log power
+    assert np.abs(BandMean().features(mel + colour)[:, N_MELS:] - base[:, N_MELS:]).max() < 1e-4
+    stream = BandMean()
+    hops = np.concatenate([stream.features(mel[i:i + 1]) for i in range(len(mel))])
+    assert np.abs(hops - base).max() < 1e-5
