@@ -3,8 +3,8 @@
 In: 40-band log-mel frames of the voice at a 10 ms hop (the sync judge's filterbank), each frame as it is and
 against the running mean of its band over the last seconds (`BandMean`): what makes a mouth open is the voice
 rising over its recent level, not a recording's level, colour or steady noise, which the running mean takes
-away (the net trained without it barely moved on broadcast audio). Out, per 10 ms: the lip shape (40 points, as the
-tracker normalises them, minus the lip model's mean mouth), the opening and the width; the net answers
+away (the net trained without it barely moved on broadcast audio). Out, per 10 ms: the lip shape (40 points,
+as the tracker normalises them, minus the lip model's mean mouth), the opening and the width; the net answers
 LOOKAHEAD hops late, so it has heard 60 ms past the frame it draws.
 """
 
@@ -66,8 +66,6 @@ def lip_targets(lips: np.ndarray, opening: np.ndarray, width: np.ndarray, presen
     out = (1 - w) * feats[i0] + w * feats[i1]
     ok = np.asarray(present, bool)
     return out.astype(np.float32), ok[i0] & ok[i1] & (t < len(lips))
-
-
 
 
 def voice_features(audio: np.ndarray) -> np.ndarray:

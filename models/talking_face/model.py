@@ -2,8 +2,8 @@
 its loudness, and the frame against its bands' running means) -> 2-layer GRU (state carried across hops) ->
 the lip features of LOOKAHEAD hops ago. In training only, a second head says which visemes the mouth is
 blending at that time (the corpus's dominance weights): a phonetic lesson for the GRU, which the lips alone
-teach slowly (many phones share a mouth opening). Recurrent state is an explicit input and output, as in the enhancer,
-so ONNX runs it hop by hop."""
+teach slowly (many phones share a mouth opening). Recurrent state is an explicit input and output, as in the
+enhancer, so ONNX runs it hop by hop."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from torch import nn
 
 from ..data.phonemes import VISEMES
 from ..sync.features import N_MELS
-from .features import OUT_DIM
+from .features import IN_DIM, OUT_DIM
 
 
 class VoiceToLips(nn.Module):
@@ -20,7 +20,7 @@ class VoiceToLips(nn.Module):
         super().__init__()
         self.hidden, self.layers = hidden, layers
         self.norm = nn.LayerNorm(N_MELS)
-        self.inp = nn.Sequential(nn.Linear(2 * N_MELS + 1, hidden), nn.PReLU())
+        self.inp = nn.Sequential(nn.Linear(IN_DIM + 1, hidden), nn.PReLU())
         self.gru = nn.GRU(hidden, hidden, num_layers=layers, batch_first=True)
         self.out = nn.Linear(hidden, OUT_DIM)
         self.visemes = nn.Linear(hidden, len(VISEMES))  # training only; not in the ONNX graph

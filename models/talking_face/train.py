@@ -183,7 +183,8 @@ def train(cfg: TalkConfig, progress: bool = True) -> dict:
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.4f}")
         if step % cfg.ckpt_every == 0 or step == cfg.steps:
-            metrics = {"step": step, "loss": round(loss.item(), 5), "val_opening_r": round(val_opening_r(model, val_batch), 4),
+            metrics = {"step": step, "loss": round(loss.item(), 5),
+                       "val_opening_r": round(val_opening_r(model, val_batch), 4),
                        "seconds": round(time.time() - started, 1)}
             with log.open("a") as f:
                 f.write(json.dumps(metrics) + "\n")
