@@ -171,9 +171,10 @@ def judged(judge, real, track, audio: np.ndarray, own, by_voice: bool) -> dict:
     clip's own offset `own` where the clip is out of sync), and the sync judge's verdict on them with the voice."""
     m = min(len(real.lips), len(track.lips))
     r = judge.judge(track.lips[:m], track.opening[:m], track.width[:m], track.face_present[:m], audio)
+    as_recorded = compare(real, track)
     lag = own.offset_frames if abs(own.offset_frames) > 1 else 0
-    synced = compare(real, track, lag)["mouth_open_r"] if by_voice else None
-    return {**compare(real, track), "mouth_open_r_synced": synced, "sync_offset_frames": abs(r.offset_frames),
+    synced = (compare(real, track, lag) if lag else as_recorded)["mouth_open_r"] if by_voice else None
+    return {**as_recorded, "mouth_open_r_synced": synced, "sync_offset_frames": abs(r.offset_frames),
             "sync_confidence": round(r.confidence, 4) if np.isfinite(r.confidence) else None,
             "in_sync": bool(abs(r.offset_frames) <= 1 and r.confidence >= 0.8 * own.confidence)}
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy import signal
 from tqdm import tqdm
 
 from ..data.example import example_names, read_example
@@ -79,8 +80,6 @@ def degrade(audio: np.ndarray, rng: np.random.Generator, rooms: list[np.ndarray]
     """The clean voice as a call or a recording hears it: in a room (40%), under a corpus noise at 0-30 dB
     (60%; babble aside: its voices would have lips of their own), through a microphone's band (50%), at any
     level."""
-    from scipy import signal
-
     if rng.random() < 0.4:
         audio = reverberate(audio, rooms[int(rng.integers(len(rooms)))])
     if rng.random() < 0.6 and np.any(audio):
