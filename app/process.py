@@ -104,7 +104,8 @@ def build_stages(cfg: ProcessConfig, *, clock: SessionClock, video_size: tuple[i
     if cfg.emotion:  # beside the tracker: it needs the frame with its face observation; the voice as recorded
         from avcall.pipelines.stages.emotion import EmotionReader
 
-        stages.append(EmotionReader(live=live))
+        # from a file each hop waits for the face of its time (the audio skips the tracker and runs ahead)
+        stages.append(EmotionReader(live=live, wait_for_face=not live and video_size is not None))
     if video_size is not None:
         stages.append(LipFeatureExtractor())
     captioner = None

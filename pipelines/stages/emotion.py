@@ -9,6 +9,13 @@ learnt over the call so far. The last `segments` hops are fused (the shipped met
 an Event `kind="emotion"` goes out with the 7 probabilities smoothed over `smoothing_s`, valence and
 arousal, the leading emotion and a confidence.
 
+Face and voice are paired by pts, never by arrival: each hop at time t reads the latest face shown at or
+before t (its image and observation matched by pts, in whichever order they come) and the audio up to t.
+From a file the audio runs seconds ahead of the tracked faces (it skips the tracker), so with
+`wait_for_face` a due hop waits until the face of its time is in (an observation at or after t), for at
+most `max_wait_s` of media (the video ended or stalled: what arrived is read), as the enhancer waits for
+its lips; live, a hop reads what has arrived (the face a tracker's latency old).
+
 `enabled` switches it at run time (off: frames pass untouched, nothing is read). No face: the voice alone.
 Silence: the face alone. Neither: the last reading is held and its confidence decays by `decay` per hop.
 Readings stay in the pipeline: nothing is written unless a sink records them.
@@ -28,6 +35,9 @@ from ..frames import AudioFrame, Event, FaceObservation, Frame, VideoFrame
 from ..stage import Stage
 from ..telemetry import StageTelemetry, _percentiles
 from .captioner import VoiceActivity
+
+EPS = 1e-6  # seconds: pts that differ by less are the same instant
+RECENT_FRAMES = 8  # images and faces kept for pairing by pts (a hop's worth at 30 fps): whole frames, so few
 
 
 @dataclass(frozen=True)
@@ -66,7 +76,8 @@ class EmotionReader(Stage):
 
     def __init__(self, models=None, *, method: str | None = None, hop_s: float = 0.25, hold_s: float = 0.5,
                  segments: int = 4, smoothing_s: float = 1.0, decay: float = 0.85, enabled: bool = True,
-                 live: bool = True, name: str = "emotion") -> None:
+                 live: bool = True, wait_for_face: bool = False, max_wait_s: float = 10.0,
+                 name: str = "emotion") -> None:
         super().__init__(name)
         self.enabled = enabled  # off: frames pass untouched, nothing is read (the served page's opt-in)
         # live: a hop due while the last is still being read is skipped (frames never wait); from a file,
@@ -76,9 +87,13 @@ class EmotionReader(Stage):
         self.hop_s, self.hold_s, self.segments = hop_s, hold_s, segments
         self.smoothing_s, self.decay = smoothing_s, decay
         self.live = live
+        self.wait_for_face, self.max_wait_s = wait_for_face, max_wait_s
         self.vad = VoiceActivity()
-        self._image: VideoFrame | None = None
-        self._face: tuple[float, np.ndarray, np.ndarray] | None = None  # (pts, image, landmarks) of the last face
+        self._images: deque[VideoFrame] = deque(maxlen=RECENT_FRAMES)  # waiting for their observation
+        self._unpaired: deque[FaceObservation] = deque(maxlen=RECENT_FRAMES)  # faces waiting for their image
+        self._faces: deque[tuple[float, np.ndarray, np.ndarray]] = deque(maxlen=RECENT_FRAMES)  # (pts, image, landmarks)
+        self._seen_until = -1e9  # the pts of the latest face observation, present or not
+        self._due: deque[tuple[float, np.ndarray | None]] = deque()  # hops waiting for their face: (t, voice)
         self._audio: deque[AudioFrame] = deque()
         self._voice_at = -1e9
         self._next_at: float | None = None
@@ -106,11 +121,13 @@ class EmotionReader(Stage):
             return [frame]
         out: list[Frame] = [frame]
         if isinstance(frame, VideoFrame):
-            self._image = frame
+            self._images.append(frame)
+            self._pair()
         elif isinstance(frame, FaceObservation):
-            if frame.present and frame.landmarks is not None and self._image is not None \
-                    and abs(self._image.pts - frame.pts) < 1e-6:
-                self._face = (frame.pts, self._image.image, frame.landmarks)  # cut out at the next hop only
+            self._seen_until = max(self._seen_until, frame.pts)
+            if frame.present and frame.landmarks is not None:
+                self._unpaired.append(frame)
+                self._pair()
         else:
             self._audio.append(frame)
             while self._audio and frame.pts - self._audio[0].pts > 2.5:
@@ -123,20 +140,52 @@ class EmotionReader(Stage):
         now = frame.pts + (frame.duration if isinstance(frame, AudioFrame) else 0.0)
         if self._next_at is None:
             self._next_at = now + self.hop_s
-        if now >= self._next_at and self._pending is not None and not self.live:
+        if now >= self._next_at and (not self.live or self._pending is None):
+            self._next_at = max(self._next_at + self.hop_s, now)
+            self._due.append((now, self._window() if now - self._voice_at <= self.hold_s else None))
+        # a due hop is read once the face of its time is in (or need not be waited for)
+        while self._due and (not self.wait_for_face or self._seen_until >= self._due[0][0] - EPS
+                             or now - self._due[0][0] > self.max_wait_s):
+            out.extend(await self._read_next())
+        return out
+
+    async def _read_next(self) -> list[Frame]:
+        """The oldest due hop to the worker, once the reading before it is out (every due hop is read, in
+        order; live, a hop only falls due when no reading is under way)."""
+        out: list[Frame] = []
+        if self._pending is not None:
             out.append((await self._pending).to_event())
             self._pending = None
-        if now >= self._next_at and self._pending is None:
-            self._next_at = max(self._next_at + self.hop_s, now)
-            face = self._face[1:] if self._face is not None and now - self._face[0] <= self.hold_s else None
-            voice = self._window() if now - self._voice_at <= self.hold_s else None
-            self._pending = asyncio.ensure_future(self.in_worker(self.read, now, face, voice))
+        t, voice = self._due.popleft()
+        self._pending = asyncio.ensure_future(self.in_worker(self.read, t, self._face_at(t), voice))
         return out
+
+    def _pair(self) -> None:
+        """Each face observation with the image of the same pts, whichever came first (a live queue that
+        drops video may deliver them apart)."""
+        for obs in list(self._unpaired):
+            image = next((v for v in self._images if abs(v.pts - obs.pts) < EPS), None)
+            if image is not None:
+                self._unpaired.remove(obs)
+                self._images.remove(image)
+                self._faces.append((obs.pts, image.image, obs.landmarks))  # cut out when a hop reads it
+        if len(self._faces) > 1 and self._faces[-1][0] < self._faces[-2][0]:
+            self._faces = deque(sorted(self._faces, key=lambda f: f[0]), maxlen=RECENT_FRAMES)
+
+    def _face_at(self, t: float) -> tuple[np.ndarray, np.ndarray] | None:
+        """(image, landmarks) of the latest face shown at or before t, if seen within `hold_s`. Hops come in
+        time order: the faces before that one are no longer needed."""
+        while len(self._faces) > 1 and self._faces[1][0] <= t + EPS:
+            self._faces.popleft()
+        if not self._faces or self._faces[0][0] > t + EPS or t - self._faces[0][0] > self.hold_s:
+            return None
+        return self._faces[0][1:]
 
     def _forget(self) -> None:
         """Off: the reading under way is dropped and the worker state reset after it (on the worker's one
         thread, so the two never overlap)."""
-        self._pending, self._face, self._next_at = None, None, None
+        self._pending, self._next_at = None, None
+        self._faces.clear(), self._unpaired.clear(), self._images.clear(), self._due.clear()
         self._reset = asyncio.ensure_future(self.in_worker(self._reset_state))
 
     def _reset_state(self) -> None:
@@ -144,10 +193,15 @@ class EmotionReader(Stage):
         self._smoothed, self._confidence = None, 0.0
 
     async def flush(self) -> Sequence[Frame]:
-        if self._pending is None:
-            return ()
-        reading, self._pending = await self._pending, None
-        return [reading.to_event()]
+        out: list[Frame] = []
+        if not self.enabled:
+            return out
+        while self._due:  # the end: the hops still waiting read what arrived
+            out.extend(await self._read_next())
+        if self._pending is not None:
+            reading, self._pending = await self._pending, None
+            out.append(reading.to_event())
+        return out
 
     async def stop(self) -> None:
         held = [t for t in (self._pending, self._reset) if t is not None]
