@@ -72,14 +72,23 @@ BAD = {
 def test_bad_input_is_one_clear_line(tmp_path, case):
     make, expected = BAD[case]
     path = make(tmp_path)
-    out = tmp_path / "out"
+    out = tmp_path / "out" / "call"
     result = run_cli("process", str(path), "-o", str(out), "-q")
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("avcall: error: "), result.stderr
     assert "Traceback" not in result.stderr
     assert re.search(expected, lines[0]), lines[0]
-    assert not out.exists() or list(out.iterdir()) == []  # nothing half-written
+    assert not (tmp_path / "out").exists()  # nothing created, not even an empty folder
+
+
+def test_bad_input_leaves_an_existing_output_folder_as_it_was(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "kept.txt").write_text("mine")
+    result = run_cli("process", str(make_text(tmp_path)), "-o", str(out), "-q")
+    assert result.returncode == 2
+    assert [p.name for p in out.iterdir()] == ["kept.txt"]
 
 
 def test_audio_only_file_is_processed_no_face_is_normal(tmp_path):
