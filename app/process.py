@@ -204,6 +204,7 @@ async def process(cfg: ProcessConfig, *, progress: bool = True) -> ProcessResult
         }
         write_text_atomic(tmp / "telemetry.json", json.dumps(summary, indent=2))
     _warn_failed_stages(incidents)
+    _warn_damaged_input(incidents)
     media_seconds = sources[0].decoded_until if isinstance(sources[0], FileSource) else clock.now()
     return ProcessResult(cfg.outdir, media_seconds, len(rows), summary["face_frames"], pipeline.interrupted,
                          telemetry)
@@ -216,6 +217,15 @@ def _warn_failed_stages(incidents: dict) -> None:
             times = incidents["counts"].get(f"stage_failed:{event['stage']}", 1)
             print(f"avcall: warning: {event['stage']} failed on {times} frame(s) and was passed through "
                   f"({event['error']})", file=sys.stderr)
+
+
+def _warn_damaged_input(incidents: dict) -> None:
+    """The decoder met damaged data (a file cut short, typically): processed as far as it goes, and said."""
+    for event in incidents["events"]:
+        if event["kind"] == "input_damaged":
+            print(f"avcall: warning: {event['path']}: the input ends early or is damaged (damaged data at "
+                  f"{event['pts']:.2f} s); processed up to {event['reached_s']:.2f} s", file=sys.stderr)
+            return
 
 
 def _judge_shipped() -> bool:

@@ -151,6 +151,7 @@ class FileSource(Source):
         """Batches of frames in decode order, one batch per demuxed packet."""
         info = self.info
         end = 0.0
+        damaged_at: float | None = None  # media time of the first frame the decoder found damaged
         try:
             with av.open(str(info.path)) as container:
                 start = container.start_time / av.time_base if container.start_time else 0.0
@@ -166,6 +167,8 @@ class FileSource(Source):
                     batch: list[Frame] = []
                     for decoded in packet.decode():
                         t = (decoded.time - start) if decoded.time is not None else None
+                        if decoded.is_corrupt and damaged_at is None:  # a cut file's last frame, typically
+                            damaged_at = t if t is not None else end
                         if packet.stream is video:
                             t = t if t is not None else (last_video + frame_period if last_video is not None else 0.0)
                             last_video = t
@@ -196,3 +199,6 @@ class FileSource(Source):
         if info.duration and info.duration > 1.0 and end < TRUNCATED_SHARE * info.duration:
             raise InputError(f"{info.path}: truncated: the file declares {info.duration:.1f} s "
                              f"but its media ends at {end:.1f} s")
+        if damaged_at is not None:  # processed, but say so: a cut file can declare only what it holds
+            self.incidents.note("input_damaged", damaged_at + self._offset, path=str(info.path),
+                                reached_s=round(end, 3))

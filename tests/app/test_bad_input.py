@@ -110,3 +110,17 @@ def test_unwritable_output_is_a_clear_error(tmp_path):
 def test_nothing_to_process_is_a_clear_error(tmp_path):
     result = run_cli("process", "-o", str(tmp_path / "out"))
     assert result.returncode == 2 and "give an INPUT file" in result.stderr
+
+
+def test_a_file_cut_short_is_processed_with_a_warning(shared_data, tmp_path):
+    """The first 10 KB of a GRID .mpg: the container declares only what is left, so only the decoder can tell."""
+    whole = shared_data / "talking_faces" / "GRID_lbax4n.mpg"
+    cut = tmp_path / "cut.mpg"
+    cut.write_bytes(whole.read_bytes()[:10_240])
+    result = run_cli("process", str(cut), "-o", str(tmp_path / "out"), "-q")
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("avcall: warning: ")]
+    assert len(warnings) == 1, result.stderr
+    assert re.search(r"ends early or is damaged .*processed up to 0\.\d\d s", warnings[0]), warnings[0]
+    result = run_cli("process", str(whole), "-o", str(tmp_path / "whole"), "-q")
+    assert result.returncode == 0 and "warning" not in result.stderr, result.stderr
