@@ -19,6 +19,7 @@ from importlib.metadata import version  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 from avcall.pipelines.errors import AvcallError  # noqa: E402
+from avcall.pipelines.suppressors import DEFAULT as DEFAULT_ENHANCER  # noqa: E402
 
 DESCRIPTION = """\
 avcall: a real-time audio-visual companion for video calls, running locally.
@@ -29,17 +30,36 @@ EPILOG = """\
 examples:
   avcall demo                              the pipeline on a demo clip, into ./avcall-demo/
   avcall process talk.mp4 -o out/          annotated video, lip track and telemetry of a file
-  avcall process talk.mp4 -o out/ --enhance   ... and the voice cleaned with the lips' help (enhanced.wav)
+  avcall process talk.mp4 -o out/ --enhance   ... and the voice cleaned of noise (enhanced.wav)
   avcall process talk.mp4 -o out/ --enhance --captions   ... and captions.vtt / captions.srt
   avcall process --camera 0 --mic default --seconds 10 -o out/
   avcall devices                           cameras and microphones found
   avcall bench tracking -o bench.json      tracking speed on one core
-  avcall bench enhance -o bench.json       enhancer real-time factor on one core, RNNoise beside it
+  avcall bench enhance -o bench.json       every noise suppressor's real-time factor on one core and delay
   avcall corpus make --minutes 60 --out corpus/   make a training corpus (voices, lips, noise, rooms)
   avcall corpus stats corpus/              what a corpus holds and how real its lips are
   avcall train avse --corpus corpus/ --out runs/av    train the lip-guided enhancer (torch, `.[train]`)
   avcall eval enhance --out report.json    enhancement measured on ../shared/data against the peers
 """
+
+
+def enhancer_choices() -> str:
+    """The noise suppressors that ship here, for --help (the default first)."""
+    from avcall.pipelines.suppressors import available, describe
+
+    shipped = available()
+    return ("; ".join(f"{name} ({describe(name)})" for name in shipped) if shipped
+            else "none ships on this machine (run scripts/setup.sh)")
+
+
+def enhancer_arg(text: str) -> str:
+    """A noise suppressor's name, or 'off' (whether its weights are here is checked when it opens)."""
+    from avcall.pipelines.suppressors import BACKENDS, available
+
+    if text == "off" or text in BACKENDS:
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r} is not a noise suppressor; choose one of "
+                                     f"{', '.join(available()) or 'none'}, or off")
 
 
 def device_arg(text: str) -> int | str:
@@ -72,9 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--show", action="store_true", help="show the annotated video in a window")
     p.add_argument("--play", action="store_true", help="play the audio on the speaker")
     p.add_argument("--speaker", type=device_arg, metavar="NAME", help="output device for --play")
-    p.add_argument("--enhance", action="store_true",
-                   help="clean the voice with the lip-guided speech enhancer (the weights in models/weights/): "
-                   "writes enhanced.wav, and annotated.mp4 gets the enhanced audio")
+    p.add_argument("--enhance", nargs="?", const=DEFAULT_ENHANCER, metavar="NAME", type=enhancer_arg,
+                   help="clean the voice with a noise suppressor: writes enhanced.wav (16-bit PCM, lined up with "
+                   f"the input), and annotated.mp4 gets the enhanced audio. NAME: {enhancer_choices()}")
+    p.add_argument("--float-wav", action="store_true", help="write enhanced.wav as 32-bit float, not 16-bit PCM")
     p.add_argument("--captions", action="store_true",
                    help="live captions of the (enhanced) voice: writes captions.vtt and captions.srt")
     p.add_argument("--burn-captions", action="store_true", help="... and draw them on annotated.mp4")
@@ -109,6 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "then pick 'Monitor of avcall' there). Ctrl-C ends it.")
     lv.add_argument("--camera", type=device_arg, default=0, metavar="N", help="camera index (default 0)")
     lv.add_argument("--mic", type=device_arg, default="default", metavar="NAME", help="microphone (default: the default one)")
+    lv.add_argument("--enhance", metavar="NAME", type=enhancer_arg,
+                    help=f"the noise suppressor, or 'off' (default {DEFAULT_ENHANCER}): {enhancer_choices()}")
     lv.add_argument("--output", type=device_arg, metavar="NAME",
                     help="where the clean voice plays: an output device name or index (default: the default one)")
     lv.add_argument("--no-window", action="store_true", help="no window (audio and captions only)")
@@ -192,8 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
                             description="Benchmarks (not tests): speed measured here, written as JSON.")
     b.add_argument("what", choices=["tracking", "enhance", "captions", "serve", "avatar", "emotion"],
                    help="tracking: face mesh + lip "
-                   "features per 640x480 frame on one CPU core; enhance: the speech enhancer (AV and AO ONNX "
-                   "models, hop by hop) and RNNoise, real-time factor on one CPU core; captions: the enhancer "
+                   "features per 640x480 frame on one CPU core; enhance: every noise suppressor hop by hop, its "
+                   "real-time factor on one CPU core and its delay; captions: the noise suppressor "
                    "and the captioner together, hop by hop on one core, and whether they keep up; serve: the "
                    "served path on loopback with an aiortc peer, its added audio delay; avatar: the talking "
                    "face, voice to rendered frame on one core; emotion: the emotion stage's cost per 250 ms hop "
@@ -205,8 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--frames", type=int, default=300, help="tracking: frames to time (default 300)")
     b.add_argument("--seconds", type=float, default=10.0,
                    help="enhance, captions: seconds of audio to time; serve: seconds of call (default 10)")
-    b.add_argument("--av", type=Path, metavar="ONNX", help="enhance: AV model file (default: the shipped one)")
-    b.add_argument("--ao", type=Path, metavar="ONNX", help="enhance: AO model file (default: the shipped one)")
+    b.add_argument("--backend", metavar="NAME", type=enhancer_arg,
+                   help="enhance, captions: only this noise suppressor (default: enhance every one that ships; "
+                   f"captions the default, {DEFAULT_ENHANCER})")
     b.add_argument("-o", "--out", type=Path, help="write the JSON here as well as printing it")
     return parser
 
@@ -234,7 +258,9 @@ def cmd_process(args) -> int:
         raise AvcallError("give either an INPUT file or --camera/--mic, not both")
     cfg = ProcessConfig(input=args.input, outdir=args.out, camera=args.camera, mic=args.mic,
                         seconds=args.seconds, max_faces=args.max_faces, face_model=args.face_model,
-                        show=args.show, play=args.play, speaker=args.speaker, enhance=args.enhance,
+                        show=args.show, play=args.play, speaker=args.speaker,
+                        enhance=None if args.enhance == "off" else args.enhance,
+                        wav_subtype="FLOAT" if args.float_wav else "PCM_16",
                         captions=args.captions, burn_captions=args.burn_captions, asr=args.asr,
                         asr_model=args.asr_model, captions_from=args.captions_from, avatar=args.avatar,
                         portrait=args.portrait, emotion=args.emotion)
@@ -259,15 +285,14 @@ def cmd_demo(args) -> int:
 def cmd_live(args) -> int:
     import tempfile
 
-    from avcall.export.runtime import weights_path
-    from avcall.models.avse.runtime_enhancer import AO_WEIGHTS, AV_WEIGHTS
-
     from .process import ProcessConfig, run_process
 
-    enhance = weights_path(AV_WEIGHTS).is_file() or weights_path(AO_WEIGHTS).is_file()
-    if not enhance:
-        print(f"avcall live: no enhancer weights in {weights_path(AV_WEIGHTS).parent}: the voice is passed through",
-              file=sys.stderr)
+    from avcall.pipelines.suppressors import available
+
+    wanted = args.enhance or DEFAULT_ENHANCER
+    enhance = wanted if wanted in available() else None
+    if enhance is None:
+        print("avcall live: no noise suppressor: the voice is passed through", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="avcall-live-") as scratch:
         out = args.record or Path(scratch)
         result = run_process(ProcessConfig(input=None, outdir=out, camera=args.camera, mic=args.mic,
@@ -310,7 +335,7 @@ def cmd_bench(args) -> int:
                         write_json)
 
     if args.what == "captions":
-        result = bench_captions(args.input, seconds=args.seconds, av=args.av, ao=args.ao)
+        result = bench_captions(args.input, seconds=args.seconds, backend=args.backend)
     elif args.what == "avatar":
         result = bench_avatar(args.input, seconds=args.seconds, video=args.video)
     elif args.what == "emotion":
@@ -318,7 +343,7 @@ def cmd_bench(args) -> int:
     elif args.what == "serve":
         result = bench_serve(seconds=args.seconds, clip=args.input)
     elif args.what == "enhance":
-        result = bench_enhance(args.input, seconds=args.seconds, av=args.av, ao=args.ao)
+        result = bench_enhance(args.input, seconds=args.seconds, backends=[args.backend] if args.backend else None)
     else:
         result = bench_tracking(args.input, frames=args.frames)
     print(write_json(result, args.out))

@@ -147,23 +147,34 @@ def png_data_url(png: bytes) -> str:
 
 
 def peer_metrics(call: Call, enhanced: np.ndarray | None) -> dict[str, dict]:
-    """SI-SDR, PESQ-wb and STOI against the clean voice for the noisy input, avcall and the peers."""
-    from .evaluate import NoiseReduce, RNNoise, pesq_wb, si_sdr, stoi_score
+    """SI-SDR, PESQ-wb and STOI against the clean voice for the noisy input, avcall (the call's own output)
+    and every other noise suppressor that ships, with each one's real-time factor here and its latency."""
+    from avcall.pipelines.suppressors import DEFAULT, available
 
-    outputs: dict[str, np.ndarray | None] = {"noisy": call.noisy, "avcall": enhanced}
-    for name, make in (("rnnoise", RNNoise), ("noisereduce", NoiseReduce)):
+    from .evaluate import MethodUnavailable, NoiseReduce, SuppressorMethod, pesq_wb, si_sdr, stoi_score
+
+    outputs: dict[str, tuple[np.ndarray | None, dict]] = {"noisy": (call.noisy, {}),
+                                                          f"avcall ({DEFAULT})": (enhanced, {})}
+    audio_s = len(call.noisy) / 16_000
+    for name in [n for n in available() if n != DEFAULT] + ["noisereduce"]:
         try:
-            outputs[name] = make().enhance(call.noisy, None, 0.0)
-        except ImportError:
-            outputs[name] = None  # the eval extra is not installed
+            method = NoiseReduce() if name == "noisereduce" else SuppressorMethod(name, name)
+        except (ImportError, MethodUnavailable):
+            continue  # the eval extra is not installed
+        began = time.perf_counter()
+        audio = method.enhance(call.noisy, None, 0.0)
+        extra = {"rtf": round((time.perf_counter() - began) / audio_s, 3)}
+        if name != "noisereduce":
+            extra["latency_ms"] = method.suppressor.latency_ms
+        outputs[name] = (audio, extra)
     out = {}
     base = si_sdr(call.clean, call.noisy)
-    for name, audio in outputs.items():
+    for name, (audio, extra) in outputs.items():
         if audio is None:
             continue
         value = si_sdr(call.clean, audio)
         out[name] = {"si_sdr": round(value, 2), "si_sdr_improvement": round(value - base, 2),
-                     "pesq": _round(pesq_wb(call.clean, audio)), "stoi": _round(stoi_score(call.clean, audio))}
+                     "pesq": _round(pesq_wb(call.clean, audio)), "stoi": _round(stoi_score(call.clean, audio))} | extra
     return out
 
 
@@ -171,7 +182,7 @@ def _round(x):
     return None if x is None else round(float(x), 3)
 
 
-def make_avatar(clip: Path, outdir: Path, enhance: bool) -> str:
+def make_avatar(clip: Path, outdir: Path, enhance: str | None) -> str:
     """avatar.mp4: the portrait speaking with the (enhanced) voice of the call; a strip of its frames as an
     inline PNG for the report."""
     import shutil
@@ -215,9 +226,12 @@ def write_report(path: Path, *, call: Call | None, enhanced: np.ndarray | None, 
     if metrics:
         rows = "".join(f"<tr><td>{html.escape(name)}</td><td>{m['si_sdr']:.2f}</td><td>{m['si_sdr_improvement']:+.2f}"
                        f"</td><td>{m['pesq'] if m['pesq'] is not None else '–'}</td>"
-                       f"<td>{m['stoi'] if m['stoi'] is not None else '–'}</td></tr>" for name, m in metrics.items())
+                       f"<td>{m['stoi'] if m['stoi'] is not None else '–'}</td><td>{m.get('rtf', '–')}</td>"
+                       f"<td>{m.get('latency_ms', '–')}</td></tr>" for name, m in metrics.items())
         parts.append("<h2>Against the peers, on this clip</h2><table><tr><th>method</th><th>SI-SDR dB</th>"
-                     f"<th>improvement dB</th><th>PESQ-wb</th><th>STOI</th></tr>{rows}</table>")
+                     "<th>improvement dB</th><th>PESQ-wb</th><th>STOI</th><th>CPU real-time factor</th>"
+                     f"<th>latency ms</th></tr>{rows}</table><p>The whole comparison on real clips: "
+                     "bench/enhance_eval.json and the README.</p>")
     if emotion_png is not None and emotion_png.is_file():
         rendered = " (the rendered portrait has no real expression to read)" if call is not None else ""
         parts.append("<h2>Emotion</h2><p>What the emotion reader read from the face and the voice of this call, "
@@ -244,7 +258,7 @@ def write_report(path: Path, *, call: Call | None, enhanced: np.ndarray | None, 
 
 def run_demo(outdir: Path = Path("avcall-demo"), clip: Path | None = None) -> str:
     from avcall.export.runtime import weights_path
-    from avcall.models.avse.runtime_enhancer import AO_WEIGHTS, AV_WEIGHTS
+    from avcall.pipelines.suppressors import DEFAULT, available
 
     began = time.monotonic()
     outdir.mkdir(parents=True, exist_ok=True)
@@ -257,7 +271,7 @@ def run_demo(outdir: Path = Path("avcall-demo"), clip: Path | None = None) -> st
         if call is None:
             asyncio.run(write_synthetic_clip(clip))
     steps.update(1)
-    enhance = weights_path(AV_WEIGHTS).is_file() or weights_path(AO_WEIGHTS).is_file()
+    enhance = DEFAULT if DEFAULT in available() else None
     steps.set_postfix_str("running the pipeline")
     emotion = emotion_shipped()
     result = run_process(ProcessConfig(input=clip, outdir=outdir, enhance=enhance, captions=True, emotion=emotion),
@@ -268,8 +282,7 @@ def run_demo(outdir: Path = Path("avcall-demo"), clip: Path | None = None) -> st
     if enhance:
         import soundfile as sf
 
-        enhanced, _ = sf.read(outdir / "enhanced.wav", dtype="float32")
-        enhanced = np.concatenate([enhanced[160:], np.zeros(160, np.float32)])  # the enhancer's one-hop lag
+        enhanced, _ = sf.read(outdir / "enhanced.wav", dtype="float32")  # lined up with the input
     captions = _caption_texts(outdir / "captions.vtt")
     avatar_strip = None
     if weights_path("talking_face.onnx").is_file():
@@ -280,7 +293,7 @@ def run_demo(outdir: Path = Path("avcall-demo"), clip: Path | None = None) -> st
     note = (f"The rendered portrait says two corpus sentences while a second voice talks {SIR_DB:.0f} dB lower and "
             f"street noise plays at {SNR_DB:.0f} dB." if call else f"Input: {clip}.")
     if not enhance:
-        note += f" No enhancer weights in {weights_path(AV_WEIGHTS).parent}: the voice is not enhanced."
+        note += f" The {DEFAULT} noise suppressor is not installed (scripts/setup.sh): the voice is not enhanced."
     write_report(outdir / "report.html", call=call, enhanced=enhanced, captions=captions, metrics=metrics,
                  telemetry=telemetry, seconds=time.monotonic() - began, note=note, avatar_strip=avatar_strip,
                  emotion_png=outdir / "emotion.png" if emotion else None)
@@ -291,8 +304,8 @@ def run_demo(outdir: Path = Path("avcall-demo"), clip: Path | None = None) -> st
              f"  {result.media_seconds:.1f} s processed; face found in {result.face_frames}/{result.video_frames} frames",
              f"  tracking: {tracker.get('p50', 0):.1f} ms per frame (p50), {tracker.get('p95', 0):.1f} ms (p95)",
              f"  captions: {' / '.join(captions) or '(none)'}"]
-    if "avcall" in metrics:
-        m, n = metrics["avcall"], metrics["noisy"]
+    if f"avcall ({DEFAULT})" in metrics:
+        m, n = metrics[f"avcall ({DEFAULT})"], metrics["noisy"]
         lines.append(f"  enhanced: SI-SDR {n['si_sdr']:.1f} -> {m['si_sdr']:.1f} dB, STOI {n['stoi']} -> {m['stoi']}")
     if emotion:
         lines.append(f"  emotion: {_emotion_summary(outdir / 'emotion.jsonl')}")

@@ -7,7 +7,9 @@ Conditions (built with a fixed seed from a folder laid out like `../shared/data`
 - `pair`: the real noisy/clean pairs of `noise/` (no video, so no lips).
 
 Methods go through one small interface (`Method`) and one registry (`METHODS`, `register_method`): `noisy`
-(the input as is), `noisereduce` and `rnnoise` ship here; the avcall models register themselves later.
+(the input as is), `noisereduce`, every noise suppressor of pipelines/suppressors by its name (`dtln`, `dfn3`,
+`rnnoise`, `avcall-ao`), `avcall` (what `--enhance` runs: the default suppressor and the limiter), and the
+lip-guided models under evaluation (`avcall-av`, `avdcnn`) when their weights are there.
 Metrics: SI-SDR, its improvement over the input, PESQ wideband, STOI, and the real-time factor on one core.
 """
 
@@ -26,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from avcall.pipelines.errors import InputError, OutputError
+from avcall.pipelines.suppressors import DEFAULT as DEFAULT_BACKEND
 
 if TYPE_CHECKING:
     import numpy as np
@@ -41,7 +44,7 @@ CONDITIONS = {
 }
 CLIP_CONDITIONS = ("talker0dB", "noise0dB", "noise5dB")
 # The methods the enhancement issue compares; those not registered are named in the report's meta.
-ISSUE_METHODS = ("noisy", "noisereduce", "rnnoise", "avcall-ao", "avcall-av", "avdcnn")
+ISSUE_METHODS = ("noisy", "noisereduce", "avcall", "dtln", "dfn3", "rnnoise", "avcall-ao", "avcall-av", "avdcnn")
 METRICS = ("si_sdr", "si_sdr_improvement", "pesq", "stoi", "rtf")
 VIDEO_SUFFIXES = {".mp4", ".mpg", ".mpeg", ".mkv", ".webm", ".mov", ".avi"}
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg"}
@@ -117,55 +120,26 @@ class NoiseReduce:
         return np.asarray(out, np.float32)[:len(audio)]
 
 
-class RNNoise:
-    """RNNoise (the pyrnnoise build) at its native 48 kHz: 16 kHz is resampled up by 3 (zero-phase polyphase
-    filter), run through the library frame by frame in float at 16-bit scale, delay-compensated and resampled
-    back. The library's output lags its input by DELAY_48K samples (two 10 ms frames: one frame of buffering
-    plus the window's look-ahead), measured by cross-correlation on real speech and checked in the tests."""
+class SuppressorMethod:
+    """A noise suppressor of pipelines/suppressors through its streaming interface (the clip path is the hop
+    path in a loop, its delay taken off). `limit`: the limiter after it, as the SpeechEnhancer stage runs it."""
 
-    name = "rnnoise"
     needs_lips = False
-    DELAY_48K = 960
 
-    def __init__(self):
-        import ctypes
+    def __init__(self, name: str, backend: str, limit: bool = False) -> None:
+        from avcall.pipelines.suppressors import open_suppressor
 
-        from pyrnnoise import rnnoise as lib
-
-        self._lib, self._ctypes = lib, ctypes
-        self.frame = int(lib.FRAME_SIZE)
-        if lib.SAMPLE_RATE != 48_000:
-            raise RuntimeError(f"pyrnnoise runs at {lib.SAMPLE_RATE} Hz; this wrapper expects 48000")
-
-    def process_48k(self, x48: np.ndarray) -> np.ndarray:
-        """The raw library on 48 kHz float at 16-bit scale, no delay compensation: one fresh state per call."""
-        import numpy as np
-
-        lib, ctypes, frame = self._lib, self._ctypes, self.frame
-        total = len(x48) + (-len(x48)) % frame
-        buf = np.zeros(total, np.float32)
-        buf[:len(x48)] = x48
-        out = np.empty_like(buf)
-        ptr = ctypes.POINTER(ctypes.c_float)
-        state = lib.create()
         try:
-            for i in range(0, total, frame):
-                src, dst = buf[i:i + frame], out[i:i + frame]
-                lib.lib.rnnoise_process_frame(state, dst.ctypes.data_as(ptr), src.ctypes.data_as(ptr))
-        finally:
-            lib.destroy(state)
-        return out
+            self.suppressor = open_suppressor(backend)
+        except InputError as err:
+            raise MethodUnavailable(str(err)) from None
+        self.name, self.limit = name, limit
 
     def enhance(self, audio, lips, audio_offset):
-        import numpy as np
-        from scipy.signal import resample_poly
+        from avcall.pipelines.audio import Limiter
 
-        n = len(audio)
-        x48 = resample_poly(np.asarray(audio, np.float64), 3, 1) * 32768.0
-        x48 = np.concatenate([x48, np.zeros(self.DELAY_48K)]).astype(np.float32)  # flush the delayed tail
-        y48 = self.process_48k(x48)[self.DELAY_48K:self.DELAY_48K + 3 * n]
-        y = resample_poly(y48.astype(np.float64) / 32768.0, 1, 3)
-        return y[:n].astype(np.float32)
+        out = self.suppressor.enhance_clip(audio)
+        return Limiter()(out) if self.limit else out
 
 
 class AvcallEnhancer:
@@ -188,8 +162,9 @@ class AvcallEnhancer:
 
 register_method("noisy", Identity)
 register_method("noisereduce", NoiseReduce)
-register_method("rnnoise", RNNoise)
-register_method("avcall-ao", lambda: AvcallEnhancer("avcall-ao", None, "avse_ao.onnx"))
+register_method("avcall", lambda: SuppressorMethod("avcall", DEFAULT_BACKEND, limit=True))  # what --enhance runs
+for _backend in ("dtln", "dfn3", "rnnoise", "avcall-ao"):
+    register_method(_backend, lambda b=_backend: SuppressorMethod(b, b))
 register_method("avcall-av", lambda: AvcallEnhancer("avcall-av", "avse_av.onnx", "avse_ao.onnx"))
 # the AV network alone with the face removed for the whole clip: what it does without lips
 register_method("avcall-av-noface", lambda: AvcallEnhancer("avcall-av-noface", "avse_av.onnx", None, use_lips=False))
@@ -510,6 +485,32 @@ def run_method(method: Method, ex: EvalExample) -> tuple[np.ndarray, float]:
     return out, elapsed
 
 
+def measured_delay(suppressor, audio: np.ndarray, most: int = 4000) -> int:
+    """Samples a suppressor's streamed output lags its input by: the peak of their cross-correlation."""
+    import numpy as np
+    from scipy.signal import correlate
+
+    from avcall.pipelines.frames import HOP_SAMPLES
+
+    x = np.concatenate([audio, np.zeros(most, np.float32)])
+    x = x[: len(x) // HOP_SAMPLES * HOP_SAMPLES]
+    suppressor.reset()
+    y = np.concatenate([suppressor.push(x[i:i + HOP_SAMPLES]) for i in range(0, len(x), HOP_SAMPLES)])
+    suppressor.reset()
+    c = correlate(y.astype(np.float64), audio.astype(np.float64), mode="full", method="fft")
+    return int(np.argmax(c[len(audio) - 1:len(audio) - 1 + most]))
+
+
+def delay_info(method: Method, ex: EvalExample | None) -> dict:
+    """For a streaming suppressor: its declared delay, the one measured on a mixture, its algorithmic latency."""
+    suppressor = getattr(method, "suppressor", None)
+    if suppressor is None or ex is None:
+        return {}
+    return {"delay_ms": 1000 * suppressor.delay / SAMPLE_RATE,
+            "delay_ms_measured": 1000 * measured_delay(suppressor, ex.noisy) / SAMPLE_RATE,
+            "algorithmic_latency_ms": suppressor.latency_ms}
+
+
 def score(ex: EvalExample, out: np.ndarray, input_si_sdr: float) -> dict:
     value = si_sdr(ex.clean, out)
     return {"si_sdr": value, "si_sdr_improvement": value - input_si_sdr,
@@ -655,12 +656,13 @@ def evaluate(data: Path, out: Path, method_names: list[str] | None = None, seed:
             plot_example(plot_dir / f"{_safe(ex.condition)}_{_safe(Path(ex.clip).stem)}.png", ex, outputs)
         bar.update(1)
     bar.close()
+    first = next(iter(examples(data, seed, 1, measure)), None)
     report = {
         "meta": {
             "data": str(Path(data).resolve()),
             "seed": seed,
             "clips": [v.name for v in p.clips],
-            "methods": [{"name": m.name, "needs_lips": bool(m.needs_lips)} for m in methods],
+            "methods": [{"name": m.name, "needs_lips": bool(m.needs_lips)} | delay_info(m, first) for m in methods],
             "issue_methods_not_registered": [m for m in ISSUE_METHODS if m not in METHODS],
             "conditions": CONDITIONS,
             "speech": [f.name for f in p.speech],

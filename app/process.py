@@ -1,9 +1,10 @@
 """`avcall process`: the pipeline over a file (or the local camera and microphone) into an output folder.
 
 Writes `annotated.mp4` (mesh and lip outline drawn, the input's audio), `lips.npz` (pts, lip features,
-face-present flag per video frame) and `telemetry.json` (per-stage latency and counts). With `enhance`, the
-audio goes through the SpeechEnhancer first: `enhanced.wav` is written and annotated.mp4 carries the
-enhanced audio (one hop, 10 ms, behind the input: the enhancer's latency is kept, not re-stamped away).
+face-present flag per video frame) and `telemetry.json` (per-stage latency and counts). With `enhance` (a
+noise suppressor's name), the audio goes through the SpeechEnhancer: `enhanced.wav` (16-bit PCM unless
+`wav_subtype` says otherwise) is written and annotated.mp4 carries the enhanced audio. From a file the
+suppressor's delay is taken off (the outputs line up with the input sample for sample); live it is kept.
 With `captions`, the Captioner listens to that (enhanced) audio: `captions.vtt` and `captions.srt`, and
 with `burn_captions` the lines are drawn on annotated.mp4. With `emotion`, the EmotionReader reads face and
 voice: `emotion.jsonl` and the `emotion.png` timeline, and the mood indicator is drawn on the video.
@@ -53,7 +54,10 @@ class ProcessConfig:
     show: bool = False
     play: bool = False
     speaker: int | str | None = None
-    enhance: bool = False  # the SpeechEnhancer on the audio: enhanced.wav, and annotated.mp4's audio enhanced
+    # the SpeechEnhancer's backend (pipelines/suppressors: "dtln", ...) or None: enhanced.wav, and annotated.mp4's
+    # audio enhanced
+    enhance: str | None = None
+    wav_subtype: str = "PCM_16"  # enhanced.wav's sample format (soundfile's names: PCM_16, FLOAT, ...)
     captions: bool = False  # the Captioner: captions.vtt and captions.srt
     burn_captions: bool = False  # ... and drawn on annotated.mp4
     asr: str = "pocketsphinx"  # the captioner's engine (or package.module:Class)
@@ -90,10 +94,10 @@ class CallStages:
 
 
 def build_stages(cfg: ProcessConfig, *, clock: SessionClock, video_size: tuple[int, int] | None,
-                 fps: Fraction | float, has_audio: bool, live: bool, weights=None) -> CallStages:
+                 fps: Fraction | float, has_audio: bool, live: bool, suppressor=None) -> CallStages:
     """The processing stages of a call, in order: what `process` runs between its sources and sinks, and
-    what `avcall soak` runs for hours. `weights`: the enhancer's files (see `enhancer_weights`), None for
-    no enhancement; `live`: frames come at real time (a late frame passes by rather than waits)."""
+    what `avcall soak` runs for hours. `suppressor`: the enhancer's (see `open_enhancer`), None for no
+    enhancement; `live`: frames come at real time (a late frame passes by rather than waits)."""
     stages: list[Stage] = []
     if video_size is not None:
         stages.append(FaceTracker(max_faces=cfg.max_faces, model_path=cfg.face_model))
@@ -116,11 +120,10 @@ def build_stages(cfg: ProcessConfig, *, clock: SessionClock, video_size: tuple[i
                               wait_for_lips=not live and video_size is not None)
         if cfg.captions_from == "raw":  # before the enhancer: it hears the voice as recorded
             stages.append(captioner)
-    if weights is not None:
+    if suppressor is not None:
         from avcall.pipelines.stages.speech_enhancer import SpeechEnhancer
 
-        stages.append(SpeechEnhancer(av_path=weights[0], ao_path=weights[1], clock=clock if live else None,
-                                     wait_for_lips=not live and video_size is not None))
+        stages.append(SpeechEnhancer(suppressor, clock=clock if live else None, compensate_delay=not live))
     if video_size is not None and has_audio and _judge_shipped():
         from avcall.pipelines.stages.sync_monitor import SyncMonitor
 
@@ -158,7 +161,7 @@ def talking_face(portrait: Path | None, mode: str = "voice", live: bool = True) 
 
 async def process(cfg: ProcessConfig, *, progress: bool = True) -> ProcessResult:
     clock = SessionClock()
-    weights = enhancer_weights() if cfg.enhance else None  # before anything opens: a missing file is one line
+    suppressor = open_enhancer(cfg.enhance) if cfg.enhance else None  # before anything opens: one line if it can't
     with StagedOutput(cfg.outdir) as tmp:
         sources, video_size, fps, has_audio, total = await _open_sources(cfg, clock)
         if cfg.avatar == "voice" and not has_audio:
@@ -170,7 +173,7 @@ async def process(cfg: ProcessConfig, *, progress: bool = True) -> ProcessResult
                              (f"{cfg.input} has no audio track)" if cfg.input else "give --mic)"))
         live = cfg.input is None
         call = build_stages(cfg, clock=clock, video_size=video_size, fps=fps, has_audio=has_audio, live=live,
-                            weights=weights)
+                            suppressor=suppressor)
         lips = LipsSink(tmp / "lips.npz")
         stages = [*call.stages, Mp4Sink(tmp / "annotated.mp4", video_size=call.video_size, fps=call.fps,
                                         audio=has_audio)]
@@ -179,8 +182,8 @@ async def process(cfg: ProcessConfig, *, progress: bool = True) -> ProcessResult
         if cfg.play and has_audio:
             stages.append(SpeakerSink(cfg.speaker))
         stages.append(lips)
-        if weights is not None:
-            stages.append(WavSink(tmp / "enhanced.wav", name="enhanced_wav"))
+        if suppressor is not None:
+            stages.append(WavSink(tmp / "enhanced.wav", subtype=cfg.wav_subtype, name="enhanced_wav"))
         if cfg.captions or cfg.burn_captions:
             from avcall.pipelines.sinks.captions import CaptionSink
 
@@ -243,15 +246,11 @@ def emotion_shipped() -> bool:
     return weights_path(FACE).is_file() and weights_path(VOICE).is_file()
 
 
-def enhancer_weights():
-    """The shipped enhancer files: the audio-only model (required: an InputError naming it when missing) and
-    the lip-guided one when it ships (None otherwise: the audio-only model then runs with or without a face)."""
-    from avcall.export.runtime import require_weights, weights_path
-    from avcall.models.avse.runtime_enhancer import AO_WEIGHTS, AV_WEIGHTS
+def open_enhancer(name: str):
+    """A stream of the noise suppressor `name`, its weights checked (a one-line InputError otherwise)."""
+    from avcall.pipelines.suppressors import open_suppressor
 
-    ao = require_weights(AO_WEIGHTS)
-    av = weights_path(AV_WEIGHTS)
-    return (av if av.is_file() else None), ao
+    return open_suppressor(name)
 
 
 async def _open_sources(cfg: ProcessConfig, clock: SessionClock):

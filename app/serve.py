@@ -36,7 +36,6 @@ from aiohttp import web
 from avcall.pipelines.clock import SessionClock
 from avcall.pipelines.errors import InputError
 
-MODES = ("off", "ao", "av")
 AVATAR_MODES = ("off", "voice", "reenact")
 MAX_BODY = 256 * 1024  # an SDP offer is a few kB
 MAX_MEDIA = 3  # media sections an offer may hold: audio, video and the data channel
@@ -107,7 +106,6 @@ class Peer:
 
     # --- the pipeline ---------------------------------------------------------------------------------
     def build(self) -> None:
-        from avcall.models.avse.runtime_enhancer import DELAY
         from avcall.pipelines.frames import SAMPLE_RATE
         from avcall.pipelines.runner import Pipeline
         from avcall.pipelines.sinks.webrtc import (EventChannelSink, OutgoingAudioTrack, OutgoingVideoTrack,
@@ -131,7 +129,7 @@ class Peer:
             sources.append(audio_in)
             stages.append(self.level_in)
             self.enhancer = self.server.make_enhancer_stage(self.clock)
-            lag = DELAY / SAMPLE_RATE if self.enhancer is not None else 0.0  # its output: the previous hop
+            lag = self.enhancer.backend.delay / SAMPLE_RATE if self.enhancer is not None else 0.0
             self.audio_out = OutgoingAudioTrack(self.clock, audio_in.arrivals, content_lag_s=lag)
             if self.server.cfg.captions:  # on the voice as received: see ProcessConfig.captions_from
                 from avcall.pipelines.stages.captioner import Captioner
@@ -243,7 +241,7 @@ class Peer:
             msg = None
         if not isinstance(msg, dict) or msg.get("type") != "control":
             return
-        if msg.get("enhance") in MODES:
+        if msg.get("enhance") in self.server.enhance_modes:
             self.enhance_mode = msg["enhance"]
             if self.enhancer is not None:
                 self.enhancer.mode = self.enhance_mode
@@ -294,7 +292,7 @@ class Server:
         self.cfg = cfg
         self.peers: dict[str, Peer] = {}
         self.closing: set[Peer] = set()  # peers on their way out
-        self._sessions = None  # the enhancer's onnxruntime sessions, one per model for all peers
+        self.enhance_modes = ("off",)  # what the page's selector offers: "off" and the backends that ship
         self.enhancer_note = ""
         self._emotion_models = None  # the emotion nets' sessions, for all peers
 
@@ -303,14 +301,14 @@ class Server:
         self._load_emotion()
         if not self.cfg.enhance:
             return
-        from avcall.export.runtime import create_session, weights_path
-        from avcall.models.avse.runtime_enhancer import AO_WEIGHTS, AV_WEIGHTS
+        from avcall.pipelines.suppressors import available, open_suppressor
 
-        av, ao = weights_path(AV_WEIGHTS), weights_path(AO_WEIGHTS)
-        if not av.is_file() and not ao.is_file():
-            self.enhancer_note = f"no enhancer weights in {av.parent}: the voice is passed through"
+        backends = available()
+        if not backends:
+            self.enhancer_note = "no noise suppressor ships on this server: the voice is passed through"
             return
-        self._sessions = tuple(create_session(p, threads=1) if p.is_file() else None for p in (av, ao))
+        open_suppressor(backends[0])  # weights checked and sessions made once, before the first call
+        self.enhance_modes = ("off", *backends)
 
     def has_judge(self) -> bool:
         from avcall.export.runtime import weights_path
@@ -346,12 +344,13 @@ class Server:
         return TalkingFace(None, mode="off")
 
     def make_enhancer_stage(self, clock: SessionClock):
-        if self._sessions is None:
+        """A SpeechEnhancer over the default backend (its sessions shared by all peers), None without one."""
+        if len(self.enhance_modes) < 2:
             return None
-        from avcall.models.avse.runtime_enhancer import StreamingEnhancer
         from avcall.pipelines.stages.speech_enhancer import SpeechEnhancer
+        from avcall.pipelines.suppressors import open_suppressor
 
-        return SpeechEnhancer(StreamingEnhancer.from_sessions(*self._sessions), clock=clock)
+        return SpeechEnhancer(open_suppressor(self.enhance_modes[1]), clock=clock)
 
     # --- routes -------------------------------------------------------------------------------------------
     def app(self) -> web.Application:
@@ -382,7 +381,12 @@ class Server:
         return await handler(request)
 
     async def index(self, request: web.Request) -> web.Response:
-        return web.Response(text=_static_text("index.html"), content_type="text/html")
+        from avcall.pipelines.suppressors import describe
+
+        options = "".join(f'<option value="{m}"{" selected" if i == 1 else ""}>{"off" if m == "off" else describe(m)}'
+                          f"</option>" for i, m in enumerate(self.enhance_modes))
+        return web.Response(text=_static_text("index.html").replace("<!--enhance-options-->", options),
+                            content_type="text/html")
 
     async def static(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
@@ -411,9 +415,9 @@ class Server:
         problem = _sdp_problem(sdp)
         if problem:
             return _error(400, f"cannot use this offer: {problem}")
-        enhance = params.get("enhance", "av")
-        if enhance not in MODES:
-            return _error(400, f"enhance must be one of {', '.join(MODES)}")
+        enhance = params.get("enhance", self.enhance_modes[1] if len(self.enhance_modes) > 1 else "off")
+        if enhance not in self.enhance_modes:
+            return _error(400, f"enhance must be one of {', '.join(self.enhance_modes)}")
         if len(self.peers) >= self.cfg.max_peers:
             return _error(503, f"too many peers: this server takes {self.cfg.max_peers} at once (--max-peers)")
         ice = [RTCIceServer(urls=url) for url in self.cfg.stun]  # none by default: nothing leaves the machine

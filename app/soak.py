@@ -40,7 +40,7 @@ from avcall.pipelines.sources.loop import LoopSource
 from avcall.pipelines.stage import Stage
 
 from .outputs import StagedOutput
-from .process import ProcessConfig, enhancer_weights, build_stages, talking_face
+from .process import ProcessConfig, build_stages, open_enhancer, talking_face
 
 FPS = 30
 STALL_S = 0.5  # an output that sends nothing for this long has stalled (a call's outputs come every 10-40 ms)
@@ -227,18 +227,17 @@ def make_loop_clip(folder: Path) -> Path:
 
 def _pipeline(clip: Path, cfg: SoakConfig, clock: SessionClock, outputs: Outputs) -> tuple[Pipeline, LoopSource]:
     from avcall.export.runtime import weights_path
-    from avcall.models.avse.runtime_enhancer import AO_WEIGHTS
+    from avcall.pipelines.suppressors import DEFAULT, available
 
     source = LoopSource(clip, clock=clock)
     info = source.info
     if not info.has_audio:
         raise InputError(f"{clip}: a soak needs a call with a voice (this file has no audio)")
-    weights = enhancer_weights() if weights_path(AO_WEIGHTS).is_file() else None
-    call_cfg = every_stage_that_ships(ProcessConfig(input=clip, outdir=cfg.out, enhance=weights is not None,
-                                                    captions=True))
+    enhance = DEFAULT if DEFAULT in available() else None  # the default noise suppressor, when it ships
+    call_cfg = every_stage_that_ships(ProcessConfig(input=clip, outdir=cfg.out, enhance=enhance, captions=True))
     video_size = (info.width, info.height) if info.has_video else None
     call = build_stages(call_cfg, clock=clock, video_size=video_size, fps=info.fps, has_audio=True, live=True,
-                        weights=weights)
+                        suppressor=open_enhancer(enhance) if enhance else None)
     stages = [Meter("soak_in", clock, {AudioFrame: outputs.audio_in}, keep=(AudioFrame,)), *call.stages,
               Meter("soak_out", clock, {AudioFrame: outputs.audio, VideoFrame: outputs.video}, keep=(AudioFrame,))]
     if cfg.avatar and weights_path("talking_face.onnx").is_file():

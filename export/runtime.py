@@ -8,8 +8,11 @@ execution, no spinning threads burning a core between hops, and every graph opti
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
-from importlib import resources
+import threading
+from importlib import metadata, resources
 from pathlib import Path
 
 import onnxruntime as ort
@@ -79,3 +82,95 @@ def require_weights(name: str) -> Path:
         raise InputError(f"no shipped weights: {path} is missing (export a trained model with "
                          f"`python -m avcall.export.onnx_export`)")
     return path
+
+
+# --------------------------------------------------------------------------------------------- what ships
+_lock = threading.Lock()
+_sessions: dict[tuple, ort.InferenceSession] = {}
+_verified: dict[tuple, bool] = {}
+
+
+def manifest() -> dict:
+    """The installed models/weights/manifest.json (not $AVCALL_WEIGHTS_DIR's): the project's own models
+    under "models", the weights it takes from pinned packages under "packages" (each with its distribution,
+    version, licence and files' sha256)."""
+    path = Path(str(resources.files(WEIGHTS_PACKAGE))) / "weights" / MANIFEST
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise InputError(f"cannot read the weights manifest {path}: {err}") from None
+
+
+def shipped(name: str) -> bool:
+    """The one answer to "does `name` ship here": a model file of ours ("avse_ao.onnx") present in the
+    weights folder, or a packaged model ("dtln") whose distribution is installed with all its files (their
+    sha256 is checked at load, not here)."""
+    if name.endswith(".onnx"):
+        return weights_path(name).is_file()
+    package = manifest().get("packages", {}).get(name)
+    if package is None:
+        return False
+    try:
+        dist = metadata.distribution(package["distribution"])
+    except metadata.PackageNotFoundError:
+        return False
+    return all(Path(dist.locate_file(f)).is_file() for f in package["files"])
+
+
+def package_weights(name: str) -> dict[str, Path]:
+    """The files of the packaged model `name` ({path in the distribution: where it is}), each checked against
+    the sha256 the manifest pins; a missing package, a missing file or a changed one is a one-line
+    InputError naming it."""
+    package = manifest().get("packages", {}).get(name)
+    if package is None:
+        raise InputError(f"{name}: not a packaged model of this avcall (models/weights/manifest.json)")
+    want = f"{package['distribution']}=={package['version']}"
+    try:
+        dist = metadata.distribution(package["distribution"])
+    except metadata.PackageNotFoundError:
+        raise InputError(f"{name}: its weights come with the package {want}, which is not installed "
+                         f"(scripts/setup.sh installs it)") from None
+    found = {}
+    for rel, sha in package["files"].items():
+        path = Path(dist.locate_file(rel))
+        if not path.is_file():
+            raise InputError(f"{name}: weight file {path} is missing (reinstall {want})")
+        key = (str(path), path.stat().st_mtime_ns, sha)
+        with _lock:
+            ok = _verified.get(key)
+        if ok is None:
+            ok = _sha256(path) == sha
+            with _lock:
+                _verified[key] = ok
+        if not ok:
+            raise InputError(f"{name}: weight file {path} is damaged or not the pinned one (sha256 differs; "
+                             f"installed {dist.version}, expected {want})")
+        found[rel] = path
+    return found
+
+
+def shared_session(path: str | Path, *, threads: int = 1, prefer_gpu: bool = True) -> ort.InferenceSession:
+    """One session per model file per process, shared by every stream that runs it (onnxruntime's `run` is
+    safe to call from several threads at once; each stream keeps its own recurrent state)."""
+    key = (str(Path(path).resolve()), int(threads), bool(prefer_gpu))
+    with _lock:
+        session = _sessions.get(key)
+    if session is None:
+        session = create_session(path, threads=threads, prefer_gpu=prefer_gpu)
+        with _lock:
+            session = _sessions.setdefault(key, session)
+    return session
+
+
+def session_count() -> int:
+    """How many shared sessions this process holds (tests count them)."""
+    with _lock:
+        return len(_sessions)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -95,3 +95,39 @@ def mel_filters(n_mels: int, n_fft: int, fmin: float, fmax: float, sample_rate: 
     lo, mid, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
     return np.maximum(0, np.minimum((bins - lo) / (mid - lo), (hi - bins) / (hi - mid))).astype(np.float32)
 
+
+
+LIMIT_DBFS = -1.0  # the enhanced voice's ceiling
+LIMIT_RELEASE_S = 0.05  # the gain climbs back from full reduction to unity in this long
+
+
+class Limiter:
+    """A peak limiter with no look-ahead (no added delay): the gain drops at once to what keeps a sample under
+    the ceiling and climbs back linearly over LIMIT_RELEASE_S. Nothing it returns exceeds the ceiling; below
+    it, the voice passes untouched."""
+
+    def __init__(self, ceiling_dbfs: float = LIMIT_DBFS, release_s: float = LIMIT_RELEASE_S) -> None:
+        self.ceiling = float(10 ** (ceiling_dbfs / 20))
+        self.rise = 1.0 / (release_s * SAMPLE_RATE)  # gain per sample on the way back up
+        self.reset()
+
+    def reset(self) -> None:
+        self.gain = 1.0
+        self.reduced = 0  # samples turned down so far (telemetry)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, np.float32)
+        if not len(x):
+            return x
+        peak = np.abs(x).astype(np.float64)
+        if self.gain >= 1.0 and peak.max() <= self.ceiling:
+            return x
+        need = np.minimum(1.0, self.ceiling / np.maximum(peak, 1e-12))
+        ramp = self.rise * np.arange(1, len(x) + 1)
+        # g[j] = min(need[j], need[k] + (j - k) rise for k < j, gain before + (j + 1) rise), capped at 1
+        gain = np.minimum(np.minimum.accumulate(need - ramp + self.rise) + ramp - self.rise,
+                          self.gain + ramp)
+        gain = np.minimum(gain, 1.0)
+        self.gain = float(gain[-1])
+        self.reduced += int(np.count_nonzero(gain < 1.0))
+        return np.minimum(np.abs(x * gain), self.ceiling).astype(np.float32) * np.sign(x)

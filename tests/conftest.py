@@ -102,7 +102,8 @@ async def read_all(source) -> list:
         await source.stop()
 
 
-def run_cli(*args: str, timeout: float = 300, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """`avcall ARGS` as a user runs it, in a subprocess."""
+def run_cli(*args: str, timeout: float = 300, cwd: Path | None = None,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`avcall ARGS` as a user runs it, in a subprocess (`env`: variables set on top of ours)."""
     return subprocess.run([sys.executable, "-m", "avcall.app.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=cwd, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                          timeout=timeout, cwd=cwd, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})

@@ -1,5 +1,7 @@
-"""WAV sink: the audio frames as 16 kHz mono float32, gaps in pts filled with silence; written under a
-temporary name and renamed into place at the end of the stream (see atomic.py)."""
+"""WAV sink: the audio frames as 16 kHz mono, 16-bit PCM by default (`subtype`: soundfile's names, "FLOAT"
+for float32), gaps in pts filled with silence; written under a temporary name and renamed into place at the
+end of the stream (see atomic.py). Samples beyond full scale are clipped by the PCM conversion: the stages
+that can make them (the enhancer) limit their output first."""
 
 from __future__ import annotations
 
@@ -18,9 +20,10 @@ from .atomic import cannot_write, commit, discard, partial_path
 class WavSink(Stage):
     accepts = (AudioFrame,)
 
-    def __init__(self, path: str | Path, *, name: str = "wav_out") -> None:
+    def __init__(self, path: str | Path, *, subtype: str = "PCM_16", name: str = "wav_out") -> None:
         super().__init__(name)
         self.path = Path(path)
+        self.subtype = subtype
         self._partial = partial_path(self.path)
         self._file: soundfile.SoundFile | None = None
         self._written = 0
@@ -28,7 +31,7 @@ class WavSink(Stage):
 
     async def start(self) -> None:
         try:
-            self._file = soundfile.SoundFile(str(self._partial), "w", SAMPLE_RATE, 1, subtype="FLOAT")
+            self._file = soundfile.SoundFile(str(self._partial), "w", SAMPLE_RATE, 1, subtype=self.subtype)
         except (RuntimeError, OSError) as err:
             raise OutputError(f"cannot write {self.path}: {err}") from None
 

@@ -193,7 +193,7 @@ def test_a_data_channel_flood_is_rate_limited_and_the_call_goes_on():
             (peer,) = served.server.peers.values()
             began = asyncio.get_running_loop().time()
             for i in range(flood):
-                channel.send(json.dumps({"type": "control", "overlay": bool(i % 2), "enhance": "ao"}))
+                channel.send(json.dumps({"type": "control", "overlay": bool(i % 2), "enhance": "dtln"}))
             while channel.bufferedAmount:  # until SCTP has sent them all
                 await asyncio.sleep(0.05)
             await asyncio.sleep(1.0)

@@ -36,8 +36,8 @@ def weights_copy(tmp_path, damaged: str | None = None, missing: str | None = Non
 
 
 FAULTS = {  # (shipped file, how it fails, extra process flags)
-    "enhancer missing": ("avse_ao.onnx", "missing", ["--enhance"]),
-    "enhancer damaged": ("avse_ao.onnx", "damaged", ["--enhance"]),
+    "enhancer missing": ("avse_ao.onnx", "missing", ["--enhance", "avcall-ao"]),
+    "enhancer damaged": ("avse_ao.onnx", "damaged", ["--enhance", "avcall-ao"]),
     "sync judge damaged": ("sync_lips.onnx", "damaged", []),
     "talking face damaged": ("talking_face.onnx", "damaged", ["--avatar", "voice"]),
 }
@@ -90,16 +90,19 @@ def test_a_tracker_that_throws_is_passed_by_and_said_so(tmp_path, monkeypatch, c
 
 
 def test_an_enhancer_that_throws_passes_the_voice_through(tmp_path, monkeypatch):
-    from avcall.models.avse.runtime_enhancer import AO_WEIGHTS, StreamingEnhancer
+    from avcall.pipelines.suppressors import DEFAULT, available
+    from avcall.pipelines.suppressors.base import Suppressor
 
-    shipped(AO_WEIGHTS)
-    monkeypatch.setattr(StreamingEnhancer, "process_hop", every_third(StreamingEnhancer.process_hop))
+    if DEFAULT not in available():
+        pytest.skip(f"{DEFAULT} does not ship on this machine")
+    monkeypatch.setattr(Suppressor, "push", every_third(Suppressor.push))
     clip = write_media(tmp_path / "clip.mp4", seconds=1.0, size=(64, 48))
-    run_process(ProcessConfig(input=clip, outdir=tmp_path / "out", enhance=True), progress=False)
+    run_process(ProcessConfig(input=clip, outdir=tmp_path / "out", enhance=DEFAULT), progress=False)
     telemetry = json.loads((tmp_path / "out" / "telemetry.json").read_text())
     counts = telemetry["incidents"]["counts"]
-    assert counts["stage_failed:speech_enhancer"] == 33  # every third of 100 hops
-    assert counts["audio_passthrough_samples"] == 33 * 160
+    failures = counts["stage_failed:speech_enhancer"]
+    assert 33 <= failures <= 35  # every third of the 100 hops and of the few that bring out the delayed end
+    assert counts["audio_passthrough_samples"] == failures * 160
     enhanced, rate = sf.read(tmp_path / "out" / "enhanced.wav", dtype="float32")
     heard = asyncio.run(read_all(FileSource(clip, video=False)))
     assert rate == 16_000 and len(enhanced) == sum(len(f.samples) for f in heard)  # none of the voice lost

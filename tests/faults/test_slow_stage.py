@@ -68,20 +68,19 @@ def test_a_slow_model_drops_video_and_passes_audio_through():
 
 
 def test_a_slow_enhancer_passes_the_voice_through_in_step():
-    from avcall.export.runtime import weights_path
-    from avcall.models.avse.runtime_enhancer import AO_WEIGHTS, StreamingEnhancer
     from avcall.pipelines.stages.speech_enhancer import SpeechEnhancer
+    from avcall.pipelines.suppressors import DEFAULT, available, open_suppressor
 
-    if not weights_path(AO_WEIGHTS).is_file():
-        pytest.skip(f"the enhancer's weights are not shipped here ({weights_path(AO_WEIGHTS)})")
-    model = StreamingEnhancer(None, weights_path(AO_WEIGHTS))
-    fast = model.process_hop
+    if DEFAULT not in available():
+        pytest.skip(f"{DEFAULT} does not ship on this machine")
+    model = open_suppressor(DEFAULT)
+    fast = model.push
 
-    def slow(hop, lips=None):  # three times slower than real time
+    def slow(hop):  # three times slower than real time
         time.sleep(0.03)
-        return fast(hop, lips)
+        return fast(hop)
 
-    model.process_hop = slow
+    model.push = slow
     clock = SessionClock()
     out, report = run_live([SpeechEnhancer(model, clock=clock)], clock)
     audio = [f for _, f in out if isinstance(f, AudioFrame)]

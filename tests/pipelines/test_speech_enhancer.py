@@ -1,32 +1,23 @@
-"""The enhancer at run time: hop by hop == whole clip, alignment, click-free model switching, the live stage
-(one frame out per hop in, same pts, pass-through when behind) and `avcall process --enhance`."""
+"""avcall's own enhancer at run time (the avcall-ao backend, and the lip-guided model under evaluation): hop
+by hop == whole clip, alignment, click-free model switching. The stage: test_enhancer_stage.py."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
-import av
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
 from scipy.signal import resample_poly
 
-from avcall.app.process import ProcessConfig, run_process
 from avcall.export.onnx_export import export_onnx
 from avcall.models.avse.features import HOP, LIP_DIM, N_FREQ, lip_stream, log_power, stft
 from avcall.models.avse.model import Enhancer
 from avcall.models.avse.runtime_enhancer import DELAY, StreamingEnhancer, lip_vector
 from avcall.models.data.example import LipTrack
-from avcall.pipelines.clock import SessionClock
-from avcall.pipelines.frames import AudioFrame, LipFeatures, VideoFrame
-from avcall.pipelines.runner import Pipeline
-from avcall.pipelines.sources.synthetic import SyntheticSource, synthetic_frames
-from avcall.pipelines.stages.speech_enhancer import SpeechEnhancer
-from tests.conftest import run_cli, write_media
+from avcall.pipelines.frames import LipFeatures
 
 RATE = 16_000
 
@@ -173,88 +164,3 @@ def test_lip_vector_is_the_lip_stream_row(enhancer):
                      width=float(track.width[i]))
     np.testing.assert_allclose(lip_vector(lf, enhancer.lip_mean), stream[39], atol=1e-5)
     assert lip_vector(LipFeatures(pts=0.0, present=False, confidence=0.0), enhancer.lip_mean) is None
-
-
-# --------------------------------------------------------------------------------------------- the stage
-def run_pipeline(stage: SpeechEnhancer, source, live: bool = False) -> list:
-    out = []
-    telemetry = asyncio.run(Pipeline([source], [stage], live=live, on_output=out.append).run())
-    return out, telemetry[stage.name]
-
-
-def test_stage_emits_one_enhanced_frame_per_hop_with_its_pts(weights, enhancer):
-    source = SyntheticSource(1.0, events=(0.3, 0.7))
-    inputs = [f for f in synthetic_frames(1.0, events=(0.3, 0.7)) if isinstance(f, AudioFrame)]
-    out, tel = run_pipeline(SpeechEnhancer(av_path=weights / "avse_av.onnx", ao_path=weights / "avse_ao.onnx"),
-                            source)
-    audio = [f for f in out if isinstance(f, AudioFrame)]
-    assert [f.pts for f in audio] == [f.pts for f in inputs]
-    assert all(len(a.samples) == len(b.samples) for a, b in zip(audio, inputs))
-    assert sum(isinstance(f, VideoFrame) for f in out) == 25  # what the stage does not take goes round it
-    enhancer.reset()
-    expected = [enhancer.process_hop(f.samples) for f in inputs]
-    enhancer.reset()
-    np.testing.assert_array_equal(np.concatenate([f.samples for f in audio]), np.concatenate(expected))
-    assert tel["enhanced"] == len(inputs) and tel["passed_through"] == 0 and tel["face_hops"] == 0
-    assert tel["algorithmic_latency_ms"] == 20 and tel["output_delay_ms"] == 10
-    assert tel["latency_ms"]["max"] > 0
-
-
-def test_stage_holds_audio_for_its_lips_offline(enhancer):
-    async def scenario():
-        stage = SpeechEnhancer(enhancer, wait_for_lips=True)
-        await stage.start()
-        got = []
-        for k in range(8):  # 80 ms of audio before any video
-            got += await stage.process(AudioFrame(pts=k * 0.01, samples=np.zeros(HOP, np.float32)))
-        assert got == []
-        lips = LipFeatures(pts=0.04, present=True, confidence=1.0, shape=np.zeros((40, 2), np.float32), width=1.0)
-        got = await stage.process(lips)
-        assert got[0] is lips and [f.pts for f in got[1:]] == pytest.approx([0.0, 0.01, 0.02, 0.03])
-        got = await stage.flush()
-        assert [f.pts for f in got] == pytest.approx([0.04, 0.05, 0.06, 0.07])
-        stage.shutdown_worker()
-        return stage.telemetry
-
-    tel = asyncio.run(scenario())
-    assert tel.enhanced == 8 and tel.face_hops == 5  # the hops ending at 0.04 s and later see the face
-
-
-def test_stage_passes_audio_through_when_behind(enhancer):
-    inputs = [f for f in synthetic_frames(0.5) if isinstance(f, AudioFrame)]
-    clock = SessionClock(start=time.monotonic() - 100.0)  # every hop arrives 100 s after its capture
-    out, tel = run_pipeline(SpeechEnhancer(enhancer, clock=clock), SyntheticSource(0.5), live=True)
-    audio = [f for f in out if isinstance(f, AudioFrame)]
-    assert [f.pts for f in audio] == [f.pts for f in inputs]
-    assert tel["passed_through"] == len(inputs) and tel["enhanced"] == 0
-    x, y = np.concatenate([f.samples for f in inputs]), np.concatenate([f.samples for f in audio])
-    assert np.abs(y[DELAY:] - x[:-DELAY]).max() <= 1e-6  # unprocessed, lined up like enhanced audio
-
-
-def test_stage_on_time_live_enhances(enhancer):
-    clock = SessionClock()
-    _, tel = run_pipeline(SpeechEnhancer(enhancer, clock=clock, max_behind_hops=50),
-                          SyntheticSource(0.3, clock=clock, realtime=True), live=True)
-    assert tel["passed_through"] == 0 and tel["enhanced"] == 30
-
-
-# --------------------------------------------------------------------------------------------- the CLI
-def test_process_enhance_without_weights_is_a_clean_error(tmp_path, monkeypatch):
-    clip = write_media(tmp_path / "in.mp4", seconds=0.5)
-    monkeypatch.setenv("AVCALL_WEIGHTS_DIR", str(tmp_path / "weights"))
-    result = run_cli("process", str(clip), "-o", str(tmp_path / "out"), "--enhance", timeout=120)
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "avse_ao.onnx is missing" in lines[0] and "Traceback" not in result.stderr
-    assert not (tmp_path / "out").exists()
-
-
-def test_process_enhance_writes_enhanced_audio(tmp_path, monkeypatch, weights):
-    clip = write_media(tmp_path / "in.mp4", seconds=1.0, size=(64, 48))
-    monkeypatch.setenv("AVCALL_WEIGHTS_DIR", str(weights))
-    result = run_process(ProcessConfig(input=clip, outdir=tmp_path / "out", enhance=True), progress=False)
-    enhanced, rate = sf.read(str(tmp_path / "out" / "enhanced.wav"), dtype="float32")
-    assert rate == RATE and abs(len(enhanced) - RATE) <= HOP and np.all(np.isfinite(enhanced))
-    assert result.telemetry["speech_enhancer"]["enhanced"] >= 99
-    with av.open(str(tmp_path / "out" / "annotated.mp4")) as container:
-        assert len(container.streams.audio) == 1 and len(container.streams.video) == 1
