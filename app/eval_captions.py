@@ -4,16 +4,21 @@ Clips with transcripts: the utterances of DIR/speech/ (transcripts in DIR/MANIFE
 of DIR/talking_faces/ (GRID: the file-name grammar, in the manifest; LRS2: the `.txt` beside each). Each one
 is heard in four conditions built with a fixed seed as `avcall eval enhance` builds them: `clean` (as
 recorded), `noise5dB` and `noise0dB` (a real noise of DIR/noise/) and `talker0dB` (another real utterance of
-DIR/speech/). Each is captioned `raw` and `enhanced` (avcall-av: the lips where there is a face, the
-audio-only model where there is none; avcall-ao when no lip-guided model ships), by the same Captioner the
-live paths run, fed 10 ms at a time.
+DIR/speech/). Each is captioned `raw` and `enhanced` (method `avcall`: what `--enhance` runs, the default noise
+suppressor and the limiter), by the same Captioner the
+live paths run, fed 10 ms at a time, by each engine asked for (`--asr`, default PocketSphinx and the two-pass
+engine, side by side).
 
 - `wer`: word errors (substitutions, deletions, insertions) over the reference words, pooled over the clips,
   after normalising both texts (case, punctuation, numbers as words).
 - `partial_latency_s` / `final_latency_s`: for each word of the reference that the captions get right, the
   time from the word's end in the audio (forced alignment of the transcript on the clean recording) to its
   first appearance in a partial caption, and in the final one: the audio heard by then, plus the time the
-  captioner took on that hop, plus the enhancer's latency on the enhanced path. Medians over the words.
+  captioner took on that hop (its CPU time: the wait on a core of its own, as live calls run it in a process
+  of its own), plus the enhancer's latency on the enhanced path. Medians over the words.
+  `..._wall_s`: the same with the hop's wall-clock time (on a shared machine, other jobs' time is in it).
+- `cpu_per_audio_s`: the CPU time the captioner (voice activity, the engine's partials and finals) took per
+  second of audio heard, all clips and conditions together: 0.3 is 30% of one core while a call goes on.
 """
 
 from __future__ import annotations
@@ -35,8 +40,9 @@ from .evaluate import (build_methods, check_data_dir, clip_rng, fit_length, load
                        noise_files, scale_to_snr, speech_files, write_report)
 
 CONDITIONS = ("clean", "noise5dB", "noise0dB", "talker0dB")
+ENGINES = ("pocketsphinx", "two-pass")  # compared by default
 PATHS = ("raw", "enhanced")
-ENHANCERS = ("avcall-av", "avcall-ao")  # the lip-guided one when it ships, else the audio-only one
+ENHANCERS = ("avcall",)  # what --enhance runs: the default noise suppressor and the limiter
 
 
 @dataclass
@@ -132,24 +138,36 @@ def lip_frames(track, audio_offset: float) -> list[LipFeatures]:
             for i in range(len(track.lips))]
 
 
-def caption(audio: np.ndarray, lips: list[LipFeatures], engine) -> list[tuple[object, float]]:
+def caption(audio: np.ndarray, lips: list[LipFeatures], engine, cpu: list | None = None,
+            wall: list | None = None) -> list[tuple[object, float]]:
     """The Captioner over a clip, 10 ms at a time with the lip frames interleaved by pts:
-    [(caption, seconds the captioner took on the hop that emitted it)]."""
+    [(caption, CPU seconds the captioner took on the hop that emitted it)]: the time it takes on a core of its
+    own (live calls run it in a process of its own), whatever else the machine is doing. `cpu`, when given,
+    gets the CPU seconds of the whole clip appended; `wall`, the wall-clock seconds of each caption's hop."""
     from avcall.pipelines.stages.captioner import Captioner
 
     captioner = Captioner(engine)
     hop = SAMPLE_RATE // 100
     out, k = [], 0
+    cpu_began = time.process_time()
     for start in range(0, len(audio), hop):
         t = start / SAMPLE_RATE
         while k < len(lips) and lips[k].pts <= t:
             captioner.see(lips[k])
             k += 1
-        began = time.perf_counter()
+        began, began_cpu = time.perf_counter(), time.process_time()
         new = captioner.hear(audio[start:start + hop], t)
-        took = time.perf_counter() - began
+        took, took_wall = time.process_time() - began_cpu, time.perf_counter() - began
         out += [(c, took) for c in new]
-    out += [(c, 0.0) for c in captioner.end_line()]
+        if wall is not None:
+            wall += [took_wall] * len(new)
+    began, began_cpu = time.perf_counter(), time.process_time()
+    last = captioner.end_line()
+    out += [(c, time.process_time() - began_cpu) for c in last]
+    if wall is not None:
+        wall += [time.perf_counter() - began] * len(last)
+    if cpu is not None:
+        cpu.append(time.process_time() - cpu_began)
     return out
 
 
@@ -183,42 +201,59 @@ def score_clip(ref_text: str, timed_words: list, emitted: list[tuple[object, flo
 
 
 def summarise(rows: list[dict]) -> dict:
+    """{engine: {condition: {path: figures}, "cpu_per_audio_s": ...}}."""
     out: dict = {}
-    for cond in CONDITIONS:
-        for path in PATHS:
-            sel = [r for r in rows if r["condition"] == cond and r["path"] == path]
-            if not sel:
-                continue
-            partial = [x for r in sel for x in r["partial_latencies"]]
-            final = [x for r in sel for x in r["final_latencies"]]
-            out.setdefault(cond, {})[path] = {
-                "wer": sum(r["errors"] for r in sel) / max(sum(r["ref_words"] for r in sel), 1),
-                "partial_latency_s": statistics.median(partial) if partial else None,
-                "final_latency_s": statistics.median(final) if final else None,
-                "n": len(sel)}
+    for engine in dict.fromkeys(r["engine"] for r in rows):
+        mine = [r for r in rows if r["engine"] == engine]
+        by = out[engine] = {}
+        for cond in CONDITIONS:
+            for path in PATHS:
+                sel = [r for r in mine if r["condition"] == cond and r["path"] == path]
+                if not sel:
+                    continue
+                partial = [x for r in sel for x in r["partial_latencies"]]
+                final = [x for r in sel for x in r["final_latencies"]]
+                by.setdefault(cond, {})[path] = {
+                    "wer": sum(r["errors"] for r in sel) / max(sum(r["ref_words"] for r in sel), 1),
+                    "partial_latency_s": statistics.median(partial) if partial else None,
+                    "final_latency_s": statistics.median(final) if final else None,
+                    "cpu_per_audio_s": sum(r["cpu_s"] for r in sel) / max(sum(r["audio_s"] for r in sel), 1e-9),
+                    "n": len(sel)}
+                wall_p = [x for r in sel for x in r.get("partial_latencies_wall", ())]
+                wall_f = [x for r in sel for x in r.get("final_latencies_wall", ())]
+                by[cond][path] |= {"partial_latency_wall_s": statistics.median(wall_p) if wall_p else None,
+                                   "final_latency_wall_s": statistics.median(wall_f) if wall_f else None}
+        by["cpu_per_audio_s"] = sum(r["cpu_s"] for r in mine) / max(sum(r["audio_s"] for r in mine), 1e-9)
     return out
 
 
 def format_table(summary: dict) -> str:
-    lines = ["| condition | WER raw | WER enhanced | partial latency (raw / enh.) | final latency (raw / enh.) |",
-             "| --- | --- | --- | --- | --- |"]
-    for cond, by in summary.items():
-        raw, enh = by.get("raw", {}), by.get("enhanced", {})
+    """One row per condition and path, each engine's final-line WER, median latencies and CPU side by side."""
+    engines = list(summary)
+    head = "| condition | heard | " + " | ".join(
+        f"{e}: WER | {e}: partial / final latency | {e}: CPU per s of audio" for e in engines) + " |"
+    lines = [head, "|" + " --- |" * (2 + 3 * len(engines))]
+    rows = dict.fromkeys((c, p) for e in engines for c in CONDITIONS for p in PATHS if p in summary[e].get(c, {}))
+    for cond, path in rows:
+        cells = []
+        for e in engines:
+            d = summary[e].get(cond, {}).get(path)
+            if not d:
+                cells += ["–", "–", "–"]
+                continue
 
-        def pct(d):
-            return f"{100 * d['wer']:.1f}%" if d else "–"
+            def s(k):
+                return f"{d[k]:.2f}" if d.get(k) is not None else "–"
 
-        def s(d, k):
-            return f"{d[k]:.2f} s" if d and d.get(k) is not None else "–"
-
-        lines.append(f"| {cond} | {pct(raw)} | {pct(enh)} | {s(raw, 'partial_latency_s')} / "
-                     f"{s(enh, 'partial_latency_s')} | {s(raw, 'final_latency_s')} / {s(enh, 'final_latency_s')} |")
+            cells += [f"{100 * d['wer']:.1f}%", f"{s('partial_latency_s')} / {s('final_latency_s')} s",
+                      f"{d['cpu_per_audio_s']:.3f}"]
+        lines.append(f"| {cond} | {path} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def evaluate_captions(data: Path, out: Path, *, seed: int = 0, clips: int | None = None, enhance: bool = True,
-                      progress: bool = True, measure=None) -> dict:
-    from avcall.models.avse.runtime_enhancer import LATENCY_MS
+                      progress: bool = True, measure=None, engines: tuple[str, ...] = ENGINES,
+                      conditions_only: tuple[str, ...] = CONDITIONS) -> dict:
     from avcall.models.data.align import align
     from avcall.pipelines.asr import make_engine
 
@@ -238,27 +273,40 @@ def evaluate_captions(data: Path, out: Path, *, seed: int = 0, clips: int | None
                 why = str(err)
         if enhancer is None:
             raise InputError(f"the enhanced path needs the enhancer: {why} (or run with --raw-only)")
-    engine_spec = "pocketsphinx"
+    for spec in engines:  # each loads once here: a missing or damaged model is one line before any work
+        make_engine(spec)
     paths = PATHS if enhancer is not None else ("raw",)
     rows = []
-    bar = tqdm(total=len(items) * len(CONDITIONS) * len(paths), desc="captions", disable=not progress)
+    bar = tqdm(total=len(items) * len(conditions_only) * len(paths) * len(engines), desc="captions",
+               disable=not progress)
     for item in items:
         timed = align(item.audio, item.text).words
         lips = lip_frames(item.lips, item.audio_offset) if item.lips is not None else []
         for cond, audio in conditions(item, others, noises, seed).items():
+            if cond not in conditions_only:
+                continue
             for path in paths:
                 heard, extra = audio, 0.0
                 if path == "enhanced":
                     heard = enhancer.enhance(audio, item.lips, item.audio_offset)
-                    extra = LATENCY_MS / 1000
-                # a fresh decoder each time: PocketSphinx adapts its cepstral mean across utterances, and the
-                # figures must not depend on what was heard before
-                row = score_clip(item.text, list(timed), caption(heard, lips, make_engine(engine_spec)), extra)
-                rows.append({"clip": item.name, "condition": cond, "path": path, "reference": item.text} | row)
-                bar.update(1)
+                    extra = enhancer.suppressor.latency_ms / 1000
+                for spec in engines:
+                    # a fresh decoder each time: PocketSphinx adapts its cepstral mean across utterances, and the
+                    # figures must not depend on what was heard before
+                    cpu: list[float] = []
+                    wall: list[float] = []
+                    emitted = caption(heard, lips, make_engine(spec), cpu, wall)
+                    row = score_clip(item.text, list(timed), emitted, extra)
+                    by_wall = score_clip(item.text, list(timed), [(c, w) for (c, _), w in zip(emitted, wall)], extra)
+                    row |= {"partial_latencies_wall": by_wall["partial_latencies"],
+                            "final_latencies_wall": by_wall["final_latencies"]}
+                    rows.append({"clip": item.name, "condition": cond, "path": path, "engine": spec,
+                                 "reference": item.text, "audio_s": len(heard) / SAMPLE_RATE, "cpu_s": cpu[0]}
+                                | row)
+                    bar.update(1)
     bar.close()
-    report = {"meta": {"data": str(data), "seed": seed, "engine": engine_spec, "clips": len(items),
-                       "enhancer": enhancer.name if enhancer else None},
+    report = {"meta": {"data": str(data), "seed": seed, "engines": list(engines), "clips": len(items),
+                       "enhancer": enhancer.name if enhancer else None, "threads": 1},
               "rows": rows, "summary": summarise(rows)}
     out.parent.mkdir(parents=True, exist_ok=True)
     write_report(out, report)
@@ -271,6 +319,10 @@ def add_arguments(p) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--clips", type=int, help="only the first N clips (a quick look)")
     p.add_argument("--raw-only", action="store_true", help="skip the enhanced path (no enhancer weights needed)")
+    p.add_argument("--asr", default=",".join(ENGINES), metavar="ENGINE[,ENGINE...]",
+                   help=f"the engines to compare (default {','.join(ENGINES)}; also whisper, or package.module:Class)")
+    p.add_argument("--conditions", default=",".join(CONDITIONS), metavar="COND[,COND...]",
+                   help=f"only these of {','.join(CONDITIONS)}")
     p.add_argument("-q", "--quiet", action="store_true")
 
 
@@ -278,7 +330,9 @@ def run(args) -> int:
     from .shared_data import shared_data_dir
 
     report = evaluate_captions(args.data or shared_data_dir(), args.out, seed=args.seed, clips=args.clips,
-                               enhance=not args.raw_only, progress=not args.quiet)
+                               enhance=not args.raw_only, progress=not args.quiet,
+                               engines=tuple(e for e in args.asr.split(",") if e),
+                               conditions_only=tuple(c for c in args.conditions.split(",") if c in CONDITIONS))
     print(format_table(report["summary"]))
     print(f"wrote {args.out}")
     return 0

@@ -8,6 +8,13 @@ The default engine is PocketSphinx: its en-us acoustic model, language model and
 pip wheel, so nothing is downloaded. Another engine is a configuration change: `--asr module:Class` (and
 `--asr-model PATH`, handed to the class as `model_path`) loads any class that implements `SpeechEngine`,
 for example an adapter over faster-whisper or whisper.cpp bindings and a model file the user has.
+
+The shipped alternative is "two-pass" (`asr_whisper.py`): PocketSphinx's partials while a person speaks and
+Whisper tiny.en's words for the final line. An engine that decodes the whole utterance again for its words (as
+Whisper does) may also implement `ResumableEngine`: `words()` for the words so far without ending the
+utterance, and `advance(seconds, committed)` to drop the first seconds once the captioner has committed them;
+its `agreement` says how many successive hypotheses must agree on a word before long speech is committed
+(local agreement: 2 for Whisper, 1 for PocketSphinx, whose word times come from its own search).
 """
 
 from __future__ import annotations
@@ -49,6 +56,21 @@ class SpeechEngine(Protocol):
 
     def finish(self) -> list[Word]:
         """End the utterance: its words, times from the utterance's first sample."""
+
+
+@runtime_checkable
+class ResumableEngine(SpeechEngine, Protocol):
+    agreement: int
+
+    def words(self) -> list[Word]:
+        """The utterance's words so far, times from its first sample; the utterance goes on."""
+
+    def advance(self, seconds: float, committed: str) -> None:
+        """Drop the utterance's first `seconds` (committed as `committed`: the context of what follows)."""
+
+
+def resumable(engine) -> bool:
+    return bool(getattr(engine, "resumable", isinstance(engine, ResumableEngine)))
 
 
 ACCEPT_CHUNK = 400  # samples (25 ms of audio, about 5 ms of decoding: the GIL switch interval)
@@ -107,13 +129,18 @@ def _clean_words(words: list[str]) -> list[str]:
     return [_VARIANT.sub("", w) for w in words if not _FILLER.match(_VARIANT.sub("", w))]
 
 
-ENGINES = {"pocketsphinx": PocketSphinxEngine}
+ENGINES = {"pocketsphinx": "PocketSphinxEngine", "two-pass": "avcall.pipelines.asr_whisper:TwoPassEngine",
+           "whisper": "avcall.pipelines.asr_whisper:WhisperEngine"}
+DEFAULT_ENGINE = "pocketsphinx"
 
 
-def make_engine(spec: str = "pocketsphinx", model_path: str | Path | None = None) -> SpeechEngine:
-    """An engine by name ("pocketsphinx") or by "package.module:Class"; `model_path` goes to its constructor."""
-    if spec in ENGINES:
-        cls = ENGINES[spec]
+def make_engine(spec: str = DEFAULT_ENGINE, model_path: str | Path | None = None) -> SpeechEngine:
+    """An engine by name (one of ENGINES) or by "package.module:Class"; `model_path` goes to its constructor."""
+    if spec == "pocketsphinx":
+        cls = PocketSphinxEngine
+    elif spec in ENGINES:
+        module, _, attr = ENGINES[spec].partition(":")
+        cls = getattr(importlib.import_module(module), attr)
     elif ":" in spec:
         module, _, attr = spec.partition(":")
         try:
@@ -139,7 +166,7 @@ class EngineProcess:
     ends when it is closed, or when this process goes away (its end of the pipe closes).
     """
 
-    def __init__(self, spec: str = "pocketsphinx", model_path: str | Path | None = None,
+    def __init__(self, spec: str = DEFAULT_ENGINE, model_path: str | Path | None = None,
                  start_timeout_s: float = 60.0) -> None:
         context = multiprocessing.get_context("spawn")  # not a fork of a process full of threads
         self._conn, child = context.Pipe()
@@ -150,7 +177,14 @@ class EngineProcess:
         if not self._conn.poll(start_timeout_s):
             self.close()
             raise InputError(f"--asr {spec}: the recogniser did not start within {start_timeout_s:.0f} s")
-        self.name = self._answer()
+        self.name, self.agreement, self.resumable = self._answer()
+
+    def words(self) -> list[Word]:  # only where the engine is resumable (see `resumable`)
+        self._send("words")
+        return [Word(*w) for w in self._answer()]
+
+    def advance(self, seconds: float, committed: str) -> None:
+        self._send("advance", (seconds, committed))
 
     def begin(self) -> None:
         self._send("begin")
@@ -207,7 +241,7 @@ def _serve_engine(conn, spec: str, model_path) -> None:
     except Exception as err:  # noqa: BLE001 - reported to the parent, which raises it
         conn.send(("error", f"{type(err).__name__}: {err}"))
         return
-    conn.send(("ok", engine.name))
+    conn.send(("ok", (engine.name, int(getattr(engine, "agreement", 1)), resumable(engine))))
     failure = None
     while True:
         try:
@@ -224,12 +258,14 @@ def _serve_engine(conn, spec: str, model_path) -> None:
             elif method == "partial":
                 conn.send(("error", failure) if failure else ("ok", engine.partial()))
                 failure = None
-            elif method == "finish":
-                words = engine.finish()
+            elif method in ("finish", "words"):
+                words = getattr(engine, method)()
                 conn.send(("error", failure) if failure else ("ok", [(w.text, w.start, w.end) for w in words]))
                 failure = None
+            elif method == "advance":
+                engine.advance(*arg)
         except Exception as err:  # noqa: BLE001 - every call goes on; the parent hears of it
             failure = f"{type(err).__name__}: {err}"
-            if method in ("partial", "finish"):
+            if method in ("partial", "finish", "words"):
                 conn.send(("error", failure))
                 failure = None

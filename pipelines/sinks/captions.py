@@ -17,7 +17,8 @@ from .atomic import write_text_atomic
 from ..stages.captioner import Caption
 
 MIN_CUE_S = 0.3  # a cue shorter than this flashes by unread
-MAX_CUE_CHARS = 84  # two lines of 42 characters, the usual limit for subtitles
+LINE_CHARS = 42  # characters a caption line holds, the usual limit for subtitles
+CUE_LINES = 2  # lines a cue holds
 
 
 @dataclass(frozen=True)
@@ -27,10 +28,22 @@ class Cue:
     text: str
 
 
+def wrap(words: Sequence[str], width: int = LINE_CHARS) -> list[str]:
+    """Words into lines of at most `width` characters, greedily (a word longer than that is cut)."""
+    lines: list[str] = []
+    for word in words:
+        for piece in (word[i:i + width] for i in range(0, len(word), width)):
+            if lines and len(lines[-1]) + 1 + len(piece) <= width:
+                lines[-1] += " " + piece
+            else:
+                lines.append(piece)
+    return lines
+
+
 def cues(captions: Iterable[Caption]) -> list[Cue]:
-    """The final captions as cues: the finals of one spoken line joined (split again where longer than
-    MAX_CUE_CHARS), sorted by start; each ends before the next starts and lasts at least MIN_CUE_S where the
-    next one leaves room."""
+    """The final captions as cues: the finals of one spoken line joined, split again where they would take
+    more than CUE_LINES lines of LINE_CHARS characters (the lines joined by a line break), sorted by start;
+    each ends before the next starts and lasts at least MIN_CUE_S where the next one leaves room."""
     finals = sorted((c for c in captions if c.kind == "final" and c.text.strip()), key=lambda c: c.start)
     groups: list[list[tuple[str, float, float]]] = []
     for line in dict.fromkeys(c.line for c in finals):
@@ -38,10 +51,12 @@ def cues(captions: Iterable[Caption]) -> list[Cue]:
                  for w in (c.words or (Word(c.text, c.start, c.end),))]
         groups.append([])
         for word in words:
-            if groups[-1] and len(" ".join(w[0] for w in groups[-1] + [word])) > MAX_CUE_CHARS:
+            if groups[-1] and len(wrap([w[0] for w in groups[-1] + [word]])) > CUE_LINES:
                 groups.append([])
             groups[-1].append(word)
-    spans = sorted(((g[0][1], g[-1][2], " ".join(w[0] for w in g)) for g in groups if g), key=lambda x: x[0])
+    # a single word of more than CUE_LINES lines (never in speech) is its own cue, cut to fit
+    spans = sorted(((g[0][1], g[-1][2], "\n".join(wrap([w[0] for w in g])[:CUE_LINES])) for g in groups if g),
+                   key=lambda x: x[0])
     out: list[Cue] = []
     for i, (first, last, text) in enumerate(spans):
         start = max(first, out[-1].end if out else 0.0, 0.0)

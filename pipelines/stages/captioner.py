@@ -12,7 +12,9 @@ closes after `pause_s` of no speech; once it is `soft_line_s` long, at any short
 a breath between phrases); and at `max_line_s` in any case. Speech without pauses still gets finals within
 about a second and a half: once the open line is `soft_line_s` long, the words that end more than `tail_s`
 before the live edge are committed as a final (the engine's own word times say where) and the rest of the
-audio is decoded afresh as the start of the next line.
+audio is decoded afresh as the start of the next line. With an engine whose `agreement` is 2 (Whisper), a word
+is committed only once two successive decodes agree on it (local agreement), and a resumable engine keeps
+its utterance going past the commit, the committed words as its context (see `asr.ResumableEngine`).
 """
 
 from __future__ import annotations
@@ -24,12 +26,15 @@ from typing import Sequence
 
 import numpy as np
 
-from ..asr import EngineProcess, SpeechEngine, Word, make_engine
+from ..asr import DEFAULT_ENGINE, EngineProcess, SpeechEngine, Word, make_engine, resumable
 from ..frames import SAMPLE_RATE, AudioFrame, Event, Frame, LipFeatures
 from ..stage import Stage
 from ..telemetry import StageTelemetry
 
 HOP_S = 0.01
+# line lengths (seconds), by whether the engine commits long speech by local agreement (Whisper) or not
+LINES = {False: {"soft_line_s": 1.2, "short_pause_s": 0.15, "max_line_s": 6.0, "commit_every_s": 0.5},
+         True: {"soft_line_s": 1.0, "short_pause_s": 0.3, "max_line_s": 12.0, "commit_every_s": 0.25}}
 
 
 @dataclass(frozen=True)
@@ -104,20 +109,24 @@ class _Line:
     partial: str = ""
     partial_at: float = -1e9
     checked_at: float = -1e9
+    hypothesis: tuple[str, ...] = ()  # the last commit check's words not committed (local agreement)
 
 
 class Captioner(Stage):
     accepts = (AudioFrame, LipFeatures)
     passthrough = True  # the call goes on without it (see Stage)
 
-    def __init__(self, engine: SpeechEngine | None = None, *, asr: str = "pocketsphinx", asr_model=None,
+    def __init__(self, engine: SpeechEngine | None = None, *, asr: str = DEFAULT_ENGINE, asr_model=None,
                  vad: VoiceActivity | None = None, use_lips: bool = True, pause_s: float = 0.4,
-                 soft_line_s: float = 1.2, short_pause_s: float = 0.15, max_line_s: float = 6.0,
-                 onset_s: float = 0.1, preroll_s: float = 0.3, partial_every_s: float = 0.3,
-                 commit_every_s: float = 0.5, tail_s: float = 0.4, wait_for_lips: bool = False,
+                 soft_line_s: float | None = None, short_pause_s: float | None = None,
+                 max_line_s: float | None = None, onset_s: float = 0.1, preroll_s: float = 0.3,
+                 partial_every_s: float = 0.3, commit_every_s: float | None = None, tail_s: float = 0.4,
+                 wait_for_lips: bool = False,
                  own_process: bool = False, name: str = "captioner") -> None:
         """`own_process`: run the recogniser named by `asr` in a process of its own (live calls: see
-        EngineProcess), not on this stage's thread."""
+        EngineProcess), not on this stage's thread. The line lengths left as None are the engine's (`LINES`):
+        an engine that commits by local agreement (Whisper) gets long lines, since it is more accurate over
+        more context and commits long speech word by word anyway."""
         super().__init__(name)
         self.own_process = own_process and engine is None
         # from a file with video: recognise each hop once the lips of its time are in, so the lips' part in
@@ -129,10 +138,12 @@ class Captioner(Stage):
         self.engine, self.spec = engine, (asr, asr_model)
         self.vad = vad or VoiceActivity()
         self.use_lips = use_lips
-        self.pause_s, self.max_line_s, self.onset_s = pause_s, max_line_s, onset_s
-        self.soft_line_s, self.short_pause_s = soft_line_s, short_pause_s
+        self.pause_s, self.onset_s = pause_s, onset_s
+        self._lines_asked = {"soft_line_s": soft_line_s, "short_pause_s": short_pause_s, "max_line_s": max_line_s,
+                             "commit_every_s": commit_every_s}
+        self.soft_line_s = self.short_pause_s = self.max_line_s = self.commit_every_s = None
         self.partial_every_s = partial_every_s
-        self.commit_every_s, self.tail_s = commit_every_s, tail_s
+        self.tail_s = tail_s
         self._preroll: deque[tuple[float, np.ndarray]] = deque(maxlen=max(1, round(preroll_s / HOP_S)))
         self._onset = 0  # consecutive speech hops while no line is open
         self._line: _Line | None = None
@@ -212,6 +223,10 @@ class Captioner(Stage):
         return out
 
     def _hop(self, samples: np.ndarray, t0: float, t1: float) -> list[Caption]:
+        if self.max_line_s is None:  # the engine is there now: its line lengths where none were asked for
+            lines = LINES[int(getattr(self.engine, "agreement", 1)) > 1]
+            for key, value in self._lines_asked.items():
+                setattr(self, key, lines[key] if value is None else value)
         speech = self.vad.audio(samples, t0)
         line = self._line
         if line is None:
@@ -248,15 +263,32 @@ class Captioner(Stage):
         return []
 
     def _commit(self, line: _Line, t1: float) -> list[Caption]:
-        """The words of the open line that end `tail_s` before now as a final; the rest decoded again."""
+        """The words of the open line that end `tail_s` before now (and, with local agreement, that the last
+        check heard too) as a final; the rest decoded again (or, by a resumable engine, decoded on)."""
         line.checked_at = t1
-        words = self.engine.finish()
+        goes_on = resumable(self.engine)
+        words = self.engine.words() if goes_on else self.engine.finish()
         keep = [w for w in words if line.start + w.end <= t1 - self.tail_s]
+        if int(getattr(self.engine, "agreement", 1)) > 1:
+            agreed = 0
+            for new, old in zip(keep, line.hypothesis):
+                if _plain(new.text) != old:
+                    break
+                agreed += 1
+            keep = keep[:agreed]
+            line.hypothesis = tuple(_plain(w.text) for w in words[agreed:])
         cut = round(keep[-1].end * SAMPLE_RATE) if keep else 0
-        audio = np.concatenate(line.audio)[cut:]
-        line.audio, line.start, line.partial = [audio], line.start + cut / SAMPLE_RATE, ""
-        self.engine.begin()
-        self.engine.accept(audio)
+        if goes_on:
+            if not keep:
+                return []
+            self.engine.advance(cut / SAMPLE_RATE, " ".join(w.text for w in keep))
+            line.audio = [np.concatenate(line.audio)[cut:]]
+        else:
+            audio = np.concatenate(line.audio)[cut:]
+            line.audio = [audio]
+            self.engine.begin()
+            self.engine.accept(audio)
+        line.start, line.partial = line.start + cut / SAMPLE_RATE, ""
         if not keep:
             return []
         return [self._final([w.shifted(line.start - cut / SAMPLE_RATE) for w in keep], t1)]
@@ -273,3 +305,8 @@ class Captioner(Stage):
         self.telemetry.lines += 1
         return Caption("final", " ".join(w.text for w in words), words[0].start, words[-1].end, emitted,
                        self._lines, tuple(words))
+
+
+def _plain(word: str) -> str:
+    """A word as local agreement compares it: case and punctuation aside."""
+    return "".join(ch for ch in word.lower() if ch.isalnum() or ch == "'")

@@ -26,7 +26,7 @@ def finals(emitted) -> list[tuple[str, float, float]]:
 def test_same_captions_as_on_a_thread_and_the_decoding_costs_the_caller_nothing(two_sentences):  # noqa: F811
     audio, _ = two_sentences
     on_thread = finals(caption(audio, [], PocketSphinxEngine()))
-    engine = EngineProcess()
+    engine = EngineProcess("pocketsphinx")
     try:
         apart = finals(caption(audio, [], engine))
         engine.begin()
@@ -47,7 +47,7 @@ def test_same_captions_as_on_a_thread_and_the_decoding_costs_the_caller_nothing(
 def test_errors_of_the_child_are_raised_in_the_caller():
     with pytest.raises(InputError, match="cannot load it"):
         EngineProcess("no_such_package.asr:Engine")
-    engine = EngineProcess()
+    engine = EngineProcess("pocketsphinx")
     engine._process.kill()
     engine._process.join(10)
     with pytest.raises(RuntimeError, match="process ended"):

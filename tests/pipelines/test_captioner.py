@@ -19,7 +19,7 @@ from avcall.models.data.align import normalise
 from avcall.pipelines.asr import PocketSphinxEngine, Word, make_engine
 from avcall.pipelines.errors import InputError
 from avcall.pipelines.frames import SAMPLE_RATE, Event, LipFeatures, VideoFrame
-from avcall.pipelines.sinks.captions import CaptionSink, cues, srt as to_srt, webvtt as to_webvtt
+from avcall.pipelines.sinks.captions import CaptionSink, cues, srt as to_srt, webvtt as to_webvtt, wrap
 from avcall.pipelines.stages.caption_burner import CaptionBurner
 from avcall.pipelines.stages.captioner import Caption, VoiceActivity
 
@@ -149,7 +149,7 @@ def test_caption_files_parse_in_order_without_overlap(tmp_path):
         asyncio.run(sink.process(Event(pts=c.emitted, kind="caption", data=c.to_json())))
     asyncio.run(sink.flush())
     vtt = webvtt.read(str(tmp_path / "captions.vtt"))
-    assert [c.text for c in vtt] == ["first part", "second line", "x" * 50, "y" * 50]
+    assert [c.text for c in vtt] == ["first part", "second line", "x" * 42 + "\n" + "x" * 8, "y" * 42 + "\n" + "y" * 8]
     subs = list(srt.parse((tmp_path / "captions.srt").read_text()))
     assert [s.content for s in subs] == [c.text for c in vtt]
     starts = [c.start_in_seconds for c in vtt]
@@ -157,6 +157,44 @@ def test_caption_files_parse_in_order_without_overlap(tmp_path):
     assert all(a.end_in_seconds <= b.start_in_seconds for a, b in zip(vtt, vtt[1:]))
     assert all(a.end <= b.start for a, b in zip(subs, subs[1:]))
     assert to_webvtt([]) == "WEBVTT\n" and to_srt([]) == "" and cues([]) == []
+
+
+def test_a_long_utterance_is_cued_two_lines_of_42_at_most(tmp_path):
+    """A minute of speech without a pause (many finals of one spoken line, words of every length): the .vtt
+    (webvtt-py) and the .srt (srt) have cues of at most two lines of 42 characters, in time order, never
+    overlapping, and together every word in order."""
+    rng = np.random.default_rng(3)
+    vocabulary = "a an the of meeting budget tomorrow morning please call back friday international " \
+                 "responsibilities characteristically incomprehensibilities I".split()
+    spoken, finals, t = [], [], 0.0
+    for piece in range(20):  # commits of one long line, as the captioner sends them
+        words = []
+        for _ in range(int(rng.integers(3, 9))):
+            text = str(rng.choice(vocabulary))
+            length = 0.08 * len(text) + 0.1
+            words.append(Word(text, t, t + length))
+            t += length + float(rng.uniform(0.0, 0.15))
+        spoken += [w.text for w in words]
+        finals.append(Caption("final", " ".join(w.text for w in words), words[0].start, words[-1].end,
+                              words[-1].end + 0.5, 1, tuple(words)))
+    sink = CaptionSink(tmp_path)
+    for c in finals:
+        asyncio.run(sink.process(Event(pts=c.emitted, kind="caption", data=c.to_json())))
+    asyncio.run(sink.flush())
+    vtt = list(webvtt.read(str(tmp_path / "captions.vtt")))
+    subs = list(srt.parse((tmp_path / "captions.srt").read_text()))
+    assert len(vtt) == len(subs) > 10
+    for cue, sub in zip(vtt, subs):
+        lines = cue.text.split("\n")
+        assert 1 <= len(lines) <= 2 and all(0 < len(x) <= 42 for x in lines), lines
+        assert sub.content == cue.text
+        assert cue.start_in_seconds < cue.end_in_seconds
+    assert all(a.end_in_seconds <= b.start_in_seconds for a, b in zip(vtt, vtt[1:]))
+    assert all(a.end <= b.start for a, b in zip(subs, subs[1:]))
+    assert " ".join(c.text.replace("\n", " ") for c in vtt).split() == spoken
+    # a cue is full before the next begins: its words and the next one's first would not fit two lines
+    for a, b in zip(vtt, vtt[1:]):
+        assert len(wrap(a.text.split() + b.text.split()[:1])) > 2
 
 
 def test_a_second_engine_is_a_configuration_change(monkeypatch):
@@ -191,7 +229,7 @@ def test_a_second_engine_is_a_configuration_change(monkeypatch):
     with pytest.raises(InputError, match="cannot load"):
         make_engine("no_such_module:Engine")
     with pytest.raises(InputError, match="expected one of"):
-        make_engine("whisper")
+        make_engine("no-such-engine")
     with pytest.raises(InputError, match="does not implement"):
         make_engine("builtins:object")
 

