@@ -257,7 +257,7 @@ def write_report(path: Path, *, call: Call | None, enhanced: np.ndarray | None, 
 
 
 def run_demo(outdir: Path = Path("avcall-demo"), clip: Path | None = None) -> str:
-    from avcall.export.runtime import weights_path
+    from avcall.export.runtime import shipped
     from avcall.pipelines.suppressors import DEFAULT, available
 
     began = time.monotonic()
@@ -285,7 +285,7 @@ def run_demo(outdir: Path = Path("avcall-demo"), clip: Path | None = None) -> st
         enhanced, _ = sf.read(outdir / "enhanced.wav", dtype="float32")  # lined up with the input
     captions = _caption_texts(outdir / "captions.vtt")
     avatar_strip = None
-    if weights_path("talking_face.onnx").is_file():
+    if shipped("talking_face.onnx"):
         steps.set_postfix_str("the talking face")
         avatar_strip = make_avatar(clip, outdir, enhance)
     steps.set_postfix_str("scoring and writing the report")

@@ -101,7 +101,7 @@ def build_stages(cfg: ProcessConfig, *, clock: SessionClock, video_size: tuple[i
     stages: list[Stage] = []
     if video_size is not None:
         stages.append(FaceTracker(max_faces=cfg.max_faces, model_path=cfg.face_model))
-        if cfg.max_faces >= 2 and has_audio and _judge_shipped():
+        if cfg.max_faces >= 2 and has_audio and judge_shipped():
             from avcall.pipelines.stages.active_speaker import ActiveSpeaker
 
             stages.append(ActiveSpeaker())  # of several faces, the one speaking
@@ -124,7 +124,7 @@ def build_stages(cfg: ProcessConfig, *, clock: SessionClock, video_size: tuple[i
         from avcall.pipelines.stages.speech_enhancer import SpeechEnhancer
 
         stages.append(SpeechEnhancer(suppressor, clock=clock if live else None, compensate_delay=not live))
-    if video_size is not None and has_audio and _judge_shipped():
+    if video_size is not None and has_audio and judge_shipped():
         from avcall.pipelines.stages.sync_monitor import SyncMonitor
 
         stages.append(SyncMonitor())  # the call's audio-video offset, in telemetry
@@ -231,19 +231,20 @@ def _warn_damaged_input(incidents: dict) -> None:
             return
 
 
-def _judge_shipped() -> bool:
-    from avcall.export.runtime import weights_path
+def judge_shipped() -> bool:
+    """Whether the sync judge ships (the active speaker and the sync monitor need it)."""
+    from avcall.export.runtime import shipped
     from avcall.models.sync.judge import AUDIO_WEIGHTS, LIPS_WEIGHTS
 
-    return weights_path(LIPS_WEIGHTS).is_file() and weights_path(AUDIO_WEIGHTS).is_file()
+    return shipped(LIPS_WEIGHTS) and shipped(AUDIO_WEIGHTS)
 
 
 def emotion_shipped() -> bool:
     """Whether the emotion nets ship (the served page's opt-in and the demo's timeline need them)."""
-    from avcall.export.runtime import weights_path
+    from avcall.export.runtime import shipped
     from avcall.models.emotion.runtime import FACE, VOICE
 
-    return weights_path(FACE).is_file() and weights_path(VOICE).is_file()
+    return shipped(FACE) and shipped(VOICE)
 
 
 def open_enhancer(name: str):

@@ -311,10 +311,9 @@ class Server:
         self.enhance_modes = ("off", *backends)
 
     def has_judge(self) -> bool:
-        from avcall.export.runtime import weights_path
-        from avcall.models.sync.judge import AUDIO_WEIGHTS, LIPS_WEIGHTS
+        from avcall.app.process import judge_shipped
 
-        return weights_path(LIPS_WEIGHTS).is_file() and weights_path(AUDIO_WEIGHTS).is_file()
+        return judge_shipped()
 
     def _load_emotion(self) -> None:
         from avcall.app.process import emotion_shipped
@@ -334,10 +333,10 @@ class Server:
 
     def make_avatar_stage(self):
         """A TalkingFace with the bundled portrait, off (None without the voice-to-lips weights)."""
-        from avcall.export.runtime import weights_path
+        from avcall.export.runtime import shipped
         from avcall.models.talking_face.runtime import WEIGHTS
 
-        if not weights_path(WEIGHTS).is_file():
+        if not shipped(WEIGHTS):
             return None
         from avcall.pipelines.stages.talking_face import TalkingFace
 

@@ -226,7 +226,7 @@ def make_loop_clip(folder: Path) -> Path:
 
 
 def _pipeline(clip: Path, cfg: SoakConfig, clock: SessionClock, outputs: Outputs) -> tuple[Pipeline, LoopSource]:
-    from avcall.export.runtime import weights_path
+    from avcall.export.runtime import shipped
     from avcall.pipelines.suppressors import DEFAULT, available
 
     source = LoopSource(clip, clock=clock)
@@ -240,7 +240,7 @@ def _pipeline(clip: Path, cfg: SoakConfig, clock: SessionClock, outputs: Outputs
                         suppressor=open_enhancer(enhance) if enhance else None)
     stages = [Meter("soak_in", clock, {AudioFrame: outputs.audio_in}, keep=(AudioFrame,)), *call.stages,
               Meter("soak_out", clock, {AudioFrame: outputs.audio, VideoFrame: outputs.video}, keep=(AudioFrame,))]
-    if cfg.avatar and weights_path("talking_face.onnx").is_file():
+    if cfg.avatar and shipped("talking_face.onnx"):
         face = talking_face(None)
         face.accepts = (AudioFrame,)  # beside the call: it hears the voice, the camera's frames are not its own
         stages += [face, Meter("soak_avatar", clock, {VideoFrame: outputs.avatar})]

@@ -24,6 +24,16 @@ def test_process_help_explains_the_outputs():
         assert word in result.stdout
 
 
+def test_enhance_help_names_what_runs_and_only_what_ships():
+    from avcall.pipelines.suppressors import BACKENDS, DEFAULT, available
+
+    for command in ("process", "live"):
+        text = " ".join(run_cli(command, "--help").stdout.split())
+        assert "lip-guided" not in text and "noise suppressor" in text and DEFAULT in text
+        for name in BACKENDS:
+            assert (f"{name} (" in text) == (name in available())
+
+
 def test_devices_answers_in_plain_sentences_without_devices():
     result = run_cli("devices")
     assert result.returncode == 0 and "Traceback" not in result.stderr

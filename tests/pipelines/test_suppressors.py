@@ -91,6 +91,19 @@ def test_streams_share_one_session_per_model():
     np.testing.assert_array_equal(outs[0], outs[2])  # each stream has its own state
 
 
+def test_one_registry_decides_what_ships_for_every_command(monkeypatch, tmp_path):
+    from avcall.app.cli import enhancer_choices
+    from avcall.app.serve import Server, ServeConfig
+
+    monkeypatch.setenv("AVCALL_WEIGHTS_DIR", str(tmp_path))  # none of our own ONNX files: avcall-ao is gone
+    shipped_here = available()
+    assert "avcall-ao" not in shipped_here and shipped_here == [n for n in SHIPPED if n != "avcall-ao"]
+    server = Server(ServeConfig(captions=False))
+    server.load_models()
+    assert server.enhance_modes == ("off", *shipped_here)  # the page offers exactly that
+    assert [n for n in BACKENDS if f"{n} (" in enhancer_choices()] == shipped_here  # and so do the commands
+
+
 def test_reblocker_keeps_a_constant_delay():
     rb = Reblocker(128)
     assert rb.delay == 96  # the least that always has a 10 ms hop ready from 8 ms blocks
