@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from avcall.pipelines.clock import SessionClock
 from avcall.pipelines.errors import AvcallError, InputError
+from avcall.pipelines.load import AudioProbe, LoadShedder
 from avcall.pipelines.runner import Pipeline
 from avcall.pipelines.sinks.atomic import write_text_atomic
 from avcall.pipelines.sinks.lips import LipsSink
@@ -91,6 +92,7 @@ class CallStages:
     stages: list[Stage]
     video_size: tuple[int, int] | None  # the outgoing video's (the portrait's when the avatar replaces the camera)
     fps: Fraction | float
+    shedder: LoadShedder | None = None  # live: what thins the optional work out when the voice falls behind
 
 
 def build_stages(cfg: ProcessConfig, *, clock: SessionClock, video_size: tuple[int, int] | None,
@@ -145,11 +147,17 @@ def build_stages(cfg: ProcessConfig, *, clock: SessionClock, video_size: tuple[i
             from avcall.pipelines.stages.mood import MoodOverlay
 
             stages.append(MoodOverlay())  # over the mesh: the reading drawn in a corner
+    shedder = None
+    if live and has_audio:  # under load the optional work thins out, judged by how late the voice leaves
+        shedder = LoadShedder(clock)
+        for stage in stages:
+            stage.shedder = shedder
+        stages.append(AudioProbe(shedder))
     if live and video_size is not None and has_audio:
         from avcall.pipelines.stages.av_align import AVAlign
 
         stages.append(AVAlign(clock))  # last: the voice leaves as far behind its time as the picture does
-    return CallStages(stages, video_size, fps)
+    return CallStages(stages, video_size, fps, shedder)
 
 
 def talking_face(portrait: Path | None, mode: str = "voice", live: bool = True) -> Stage:

@@ -20,8 +20,10 @@ rendering) is reported beside the skew, not in it: it is the lag of a different 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -34,6 +36,7 @@ import numpy as np
 from avcall.pipelines.clock import SessionClock
 from avcall.pipelines.errors import InputError
 from avcall.pipelines.frames import AudioFrame, Frame, VideoFrame
+from avcall.pipelines.load import AudioProbe
 from avcall.pipelines.runner import Pipeline
 from avcall.pipelines.sinks.atomic import write_atomic, write_text_atomic
 from avcall.pipelines.sources.loop import LoopSource
@@ -46,6 +49,12 @@ FPS = 30
 STALL_S = 0.5  # an output that sends nothing for this long has stalled (a call's outputs come every 10-40 ms)
 WARMUP_S = 120.0  # memory is compared from here on (models and caches settle); at most a quarter of the run
 SAVE_EVERY_S = 60.0  # soak.json is rewritten this often, so a run that dies still leaves its samples
+MAX_LOAD = 16  # busy processes at most: other work beside the call, not a fork bomb
+# one busy process: a core's worth of pure Python until the soak kills it, its parent goes or its time is up
+BUSY = ("import os, sys, time\n"
+        "parent, end = os.getppid(), time.monotonic() + float(sys.argv[1])\n"
+        "while os.getppid() == parent and time.monotonic() < end:\n"
+        "    sum(range(10_000))\n")
 
 
 @dataclass
@@ -56,6 +65,7 @@ class SoakConfig:
     warmup_s: float | None = None  # None: WARMUP_S, or a quarter of the run if that is shorter
     input: Path | None = None  # None: the demo's noisy call, made at FPS
     avatar: bool = True  # the talking face beside the call, when its weights ship
+    load: int = 0  # busy processes beside the call (a laptop with other work on it)
 
 
 # --- the outputs, timed as they leave -------------------------------------------------------------------------
@@ -113,16 +123,35 @@ class Outputs:
 
 
 # --- the process, sampled -----------------------------------------------------------------------------------------
+_LOAD_PIDS: set[str] = set()  # the busy processes: children, but not the call's
+
+
 def _processes() -> list[str]:
     """This process and its children (the recogniser runs in one of its own), as /proc entries."""
     pids = [str(os.getpid())]
     try:
         for task in os.listdir("/proc/self/task"):
             with open(f"/proc/self/task/{task}/children") as children:
-                pids += children.read().split()
+                pids += [pid for pid in children.read().split() if pid not in _LOAD_PIDS]
     except OSError:
         pass
     return pids
+
+
+@contextlib.contextmanager
+def busy_processes(n: int, seconds: float):
+    """`n` processes spinning a core each beside the call, killed on the way out (and gone by themselves
+    after `seconds`, or when this process dies)."""
+    procs = [subprocess.Popen([sys.executable, "-c", BUSY, str(seconds)]) for _ in range(n)]
+    _LOAD_PIDS.update(str(p.pid) for p in procs)
+    try:
+        yield procs
+    finally:
+        for p in procs:
+            p.kill()
+        for p in procs:
+            p.wait()
+        _LOAD_PIDS.difference_update(str(p.pid) for p in procs)
 
 
 def _sum(count) -> float:
@@ -182,7 +211,18 @@ def take_sample(t: float, pipeline: Pipeline, outputs: Outputs, loops: int) -> d
         "video_out_frames": outputs.video.frames, "avatar_frames": outputs.avatar.frames,
         "stalls": outputs.audio.stalls + outputs.video.stalls + outputs.avatar.stalls,
         "loops": loops,
+        "load_level": _load_level(pipeline),
+        "skipped": _skipped(counts),
     }
+
+
+def _load_level(pipeline: Pipeline) -> int | None:
+    """How much optional work the call is shedding now (see pipelines/load.py), None if it never does."""
+    return next((s.shedder.level for s in pipeline.stages if isinstance(s, AudioProbe)), None)
+
+
+def _skipped(counts: dict) -> dict[str, int]:
+    return {kind.removeprefix("shed:"): n for kind, n in counts.items() if kind.startswith("shed:")}
 
 
 def summarise(samples: list[dict], warmup_s: float, outputs: Outputs, pipeline: Pipeline) -> dict:
@@ -209,6 +249,8 @@ def summarise(samples: list[dict], warmup_s: float, outputs: Outputs, pipeline: 
         "stalls": outputs.audio.stalls + outputs.video.stalls + outputs.avatar.stalls,
         "avatar_lag_ms_p50": _median([s["avatar_lag_ms"] for s in samples if s["avatar_lag_ms"] is not None]),
         "loops": samples[-1]["loops"] if samples else 0,
+        "max_load_level": max((s["load_level"] or 0 for s in samples), default=0),
+        "skipped": _skipped(counts),  # optional work shed under load, by kind
         "incidents": counts,
     }
 
@@ -243,6 +285,7 @@ def _pipeline(clip: Path, cfg: SoakConfig, clock: SessionClock, outputs: Outputs
     if cfg.avatar and shipped("talking_face.onnx"):
         face = talking_face(None)
         face.accepts = (AudioFrame,)  # beside the call: it hears the voice, the camera's frames are not its own
+        face.shedder = call.shedder  # ... and its frames thin out with the call's other optional work
         stages += [face, Meter("soak_avatar", clock, {VideoFrame: outputs.avatar})]
     return Pipeline([source], stages, live=True), source
 
@@ -265,7 +308,13 @@ async def soak(cfg: SoakConfig, clip: Path, log=print) -> dict:
     seconds = cfg.minutes * 60
     warmup_s = cfg.warmup_s if cfg.warmup_s is not None else min(WARMUP_S, seconds / 4)
     log(f"avcall soak: {cfg.minutes:g} min of {clip.name} looping at real time through "
-        f"{', '.join(pipeline.describe())}")
+        f"{', '.join(pipeline.describe())}" + (f", {cfg.load} busy process(es) beside it" if cfg.load else ""))
+    with busy_processes(cfg.load, seconds + 600):
+        return await _run(cfg, pipeline, source, outputs, seconds, warmup_s, log)
+
+
+async def _run(cfg: SoakConfig, pipeline: Pipeline, source: LoopSource, outputs: Outputs, seconds: float,
+               warmup_s: float, log) -> dict:
     run = asyncio.ensure_future(pipeline.run())
     samples: list[dict] = []
     while pipeline.last_input is None and not run.done():  # models load first: the clock starts with the call
@@ -299,7 +348,7 @@ def _progress(s: dict) -> str:
     skew = "-" if s["skew_frames"] is None else f"{s['skew_frames']:+.2f}"
     return (f"[{s['t_s'] / 60:5.1f} min] rss {s['rss_mb']:.0f} MB, fds {s['fds']}, threads {s['threads']}, "
             f"skew {skew} frames, dropped {s['frames_dropped']}, audio passed {s['audio_passthrough_samples']}, "
-            f"stalls {s['stalls']}, loops {s['loops']}")
+            f"stalls {s['stalls']}, loops {s['loops']}, load level {s['load_level']}")
 
 
 def _save(out: Path, cfg: SoakConfig, samples: list[dict], summary: dict, final: bool) -> None:
@@ -360,6 +409,8 @@ def plot(samples: list[dict], path: Path) -> bool:
 def run_soak(cfg: SoakConfig) -> dict:
     if cfg.minutes <= 0 or cfg.every_s <= 0:
         raise InputError("--minutes and --every must be positive")
+    if not 0 <= cfg.load <= MAX_LOAD:
+        raise InputError(f"--load: 0 to {MAX_LOAD} busy processes")
     with StagedOutput(cfg.out):  # a writable folder, checked before minutes of work
         pass
     with tempfile.TemporaryDirectory(prefix="avcall-soak-") as scratch:
@@ -385,11 +436,13 @@ def add_parser(commands) -> None:
     p.add_argument("--input", type=Path, help="the call to loop, any file `avcall process` takes (default: the "
                    "demo's noisy call, made on the spot)")
     p.add_argument("--no-avatar", action="store_true", help="leave the talking face out")
+    p.add_argument("--load", type=int, default=0, metavar="N", help="run N busy processes (a core each) beside "
+                   f"the call, as other work on a laptop; killed at the end (at most {MAX_LOAD}, default 0)")
 
 
 def cmd_soak(args) -> int:
     s = run_soak(SoakConfig(minutes=args.minutes, out=args.out, every_s=args.every, warmup_s=args.warmup,
-                            input=args.input, avatar=not args.no_avatar))
+                            input=args.input, avatar=not args.no_avatar, load=args.load))
     print(f"soak: {s['minutes']} min, rss growth {s['rss_growth_pct']}% after {s['warmup_s']:.0f} s, "
           f"max skew {s['max_skew_frames']} frames, audio samples dropped {s['audio_samples_dropped']}, "
           f"stalls {s['stalls']}, video frames dropped {s['frames_dropped']}; wrote {args.out / 'soak.json'}")

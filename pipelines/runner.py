@@ -14,6 +14,7 @@ sources' own (camera lost, microphone gaps) and the video frames dropped.
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from typing import Callable, Sequence
 
@@ -59,6 +60,8 @@ class Pipeline:
                 await stage.start()
             for source in self.sources:
                 await source.start()
+            if self.live:
+                _freeze_what_started()
             stage_tasks = [asyncio.create_task(self._run_stage(i), name=f"stage-{s.name}")
                            for i, s in enumerate(self.stages)]
             feed = asyncio.create_task(self._feed(), name="sources")
@@ -175,6 +178,20 @@ class Pipeline:
             stage.telemetry.dropped += 1
             self.incidents.count("frames_dropped")
         return count
+
+
+_frozen = False
+
+
+def _freeze_what_started() -> None:
+    """Once per process, when the first live call has loaded its models: what exists then is moved out of the
+    garbage collector's reach. A full collection walks every object (the libraries' and models' hundreds of
+    thousands): 0.1-0.4 s with the loop held, a stall on a busy machine; frozen, they are never walked again."""
+    global _frozen
+    if not _frozen:
+        _frozen = True
+        gc.collect()
+        gc.freeze()
 
 
 async def _to_the_end(coro) -> None:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, ClassVar, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence, TypeVar
 
 from .frames import Frame
 from .telemetry import NO_INCIDENTS, Incidents, StageTelemetry
+
+if TYPE_CHECKING:
+    from .load import LoadShedder
 
 T = TypeVar("T")
 
@@ -34,6 +37,7 @@ class Stage:
         self.name = name or type(self).__name__
         self.telemetry = StageTelemetry(self.name)
         self.incidents: Incidents = NO_INCIDENTS  # the pipeline gives every stage its run's Incidents
+        self.shedder: LoadShedder | None = None  # a live call's (see load.py): work to skip under load
         self._worker: ThreadPoolExecutor | None = None
 
     async def start(self) -> None:
@@ -48,6 +52,10 @@ class Stage:
 
     async def stop(self) -> None:
         """Release everything; called once on success, error and cancellation alike."""
+
+    def shed(self, work: str) -> bool:
+        """Whether to skip this unit of optional `work` ("overlay", ...) because the call is under load."""
+        return self.shedder is not None and self.shedder.skip(work)
 
     async def in_worker(self, fn: Callable[..., T], *args: Any) -> T:
         if self._worker is None:

@@ -61,7 +61,8 @@ class Annotator(Stage):
         for pts in sorted(self._video.keys() & self._faces.keys()):
             video, obs = self._video.pop(pts), self._faces.pop(pts)
             out.extend(self._orphans_before(pts))
-            if not self.enabled:  # the overlay switched off (the served page's toggle): the frame as it came
+            # the overlay switched off (the served page's toggle) or shed under load: the frame as it came
+            if not self.enabled or self.shed("overlay"):
                 out.append(video)
                 continue
             image = await self.in_worker(draw_face, video.image, obs, self._edges)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -182,6 +182,7 @@ class FaceTracker(Stage):
         self.selector = FaceSelector()
         self._mesh = None
         self._track_score = 0.0
+        self._last: FaceObservation | None = None
 
     async def start(self) -> None:
         if self.model_path is not None:
@@ -199,7 +200,10 @@ class FaceTracker(Stage):
                              f"file ({str(err).splitlines()[0][:100]})") from None
 
     async def process(self, frame: Frame) -> Sequence[Frame]:
-        return [frame, await self.in_worker(self.observe, frame)]
+        if self._last is not None and self.shed("video_analysis"):  # under load: the last face held a frame
+            return [frame, replace(self._last, pts=frame.pts, image_size=frame.size)]
+        self._last = await self.in_worker(self.observe, frame)
+        return [frame, self._last]
 
     def observe(self, frame: VideoFrame) -> FaceObservation:
         """Track the face in one frame (blocking; runs on the stage's worker thread)."""

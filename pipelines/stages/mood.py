@@ -80,7 +80,7 @@ class MoodOverlay(Stage):
                 self._moods.append(Mood.from_event(frame))
             return [frame]
         mood = self.mood_at(frame.pts)
-        if mood is None:
+        if mood is None or self.shed("overlay"):
             return [frame]
         image = await self.in_worker(draw_mood, frame.image, mood)
         return [VideoFrame(pts=frame.pts, image=image, index=frame.index)]

@@ -156,4 +156,6 @@ class TalkingFace(Stage):
         return out
 
     def _draw_voice(self, shown_at: float, lips: np.ndarray) -> list[VideoFrame]:
+        if self.shed("avatar_frames"):  # under load: every other frame (the net still hears every hop)
+            return []
         return self._emit(self.renderer.render(lips.astype(np.float64), shown_at), shown_at)

@@ -36,3 +36,19 @@ def test_a_two_minute_soak(tmp_path):
     assert summary["fd_growth"] == 0  # nothing opened per loop and left open
     assert summary["max_skew_frames"] is not None and summary["rss_growth_pct"] is not None
     assert (tmp_path / "soak.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_load_runs_busy_processes_beside_the_call_and_ends_them():
+    from avcall.app.soak import _processes, busy_processes
+
+    with busy_processes(2, 60) as procs:
+        assert len(procs) == 2 and all(p.poll() is None for p in procs)
+        assert not {str(p.pid) for p in procs} & set(_processes())  # not counted as the call's memory or files
+    assert all(p.poll() is not None for p in procs)
+
+
+def test_load_is_bounded(tmp_path):
+    assert "--load" in run_cli("soak", "--help").stdout
+    result = run_cli("soak", "--minutes", "1", "--load", "99", "--out", str(tmp_path / "out"))
+    assert result.returncode == 2 and "--load" in result.stderr, result.stderr
+    assert not (tmp_path / "out").exists()

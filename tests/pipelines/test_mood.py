@@ -68,11 +68,17 @@ def portrait() -> np.ndarray:
 
 
 class Paced(Frames):
-    """The frames at the pace of their pts, as a camera and a microphone give them."""
+    """The frames at the pace of their pts, as a camera and a microphone give them: the session clock starts
+    with the first frame (a camera stamps its frames with that clock)."""
+
+    clock = None
 
     async def recv(self):
         loop = asyncio.get_running_loop()
-        self.began = getattr(self, "began", loop.time())
+        if not hasattr(self, "began"):
+            self.began = loop.time()
+            if self.clock is not None:
+                self.clock.start = self.began  # loop.time() is time.monotonic()
         if self.frames:
             await asyncio.sleep(max(0.0, self.began + self.frames[0].pts - loop.time()))
         return await super().recv()
@@ -91,9 +97,12 @@ def _call_video(portrait: np.ndarray, emotion: bool) -> list[VideoFrame]:
                for s in range(0, 3 * 16000, 320)]
     frames.sort(key=lambda f: (f.pts, isinstance(f, VideoFrame)))
     cfg = ProcessConfig(input=None, outdir=None, emotion=emotion)
-    call = build_stages(cfg, clock=SessionClock(), video_size=SIZE, fps=Fraction(25), has_audio=True, live=True)
+    clock = SessionClock()
+    call = build_stages(cfg, clock=clock, video_size=SIZE, fps=Fraction(25), has_audio=True, live=True)
     out: list[VideoFrame] = []
-    pipeline = Pipeline([Paced(frames)], call.stages, live=False,
+    source = Paced(frames)
+    source.clock = clock
+    pipeline = Pipeline([source], call.stages, live=False,
                         on_output=lambda f: out.append(f) if isinstance(f, VideoFrame) else None)
     asyncio.run(pipeline.run())
     return out
