@@ -228,6 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--frames", type=int, default=300, help="tracking: frames to time (default 300)")
     b.add_argument("--seconds", type=float, default=10.0,
                    help="enhance, captions: seconds of audio to time; serve: seconds of call (default 10)")
+    b.add_argument("--whole-call", type=Path, metavar="CLIP", help="enhance: also run the whole call over CLIP "
+                   "(tracking, captions, the talking face) with each suppressor and measure its CPU per media second")
     b.add_argument("--backend", metavar="NAME", type=enhancer_arg,
                    help="enhance, captions: only this noise suppressor (default: enhance every one that ships; "
                    f"captions the default, {DEFAULT_ENHANCER})")
@@ -343,7 +345,8 @@ def cmd_bench(args) -> int:
     elif args.what == "serve":
         result = bench_serve(seconds=args.seconds, clip=args.input)
     elif args.what == "enhance":
-        result = bench_enhance(args.input, seconds=args.seconds, backends=[args.backend] if args.backend else None)
+        result = bench_enhance(args.input, seconds=args.seconds, backends=[args.backend] if args.backend else None,
+                               whole_call=args.whole_call)
     else:
         result = bench_tracking(args.input, frames=args.frames)
     print(write_json(result, args.out))
