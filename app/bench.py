@@ -88,7 +88,7 @@ def bench_tracking(video: Path | None, frames: int = 300, warmup: int = 20) -> d
     core = pin_to_one_core()
     images = load_frames(path, frames)
     tracker = FaceTracker(max_faces=2)
-    tracker._mesh = tracker._open()  # the benchmark calls the blocking path directly, on this thread
+    tracker.open()  # the benchmark calls the blocking path directly, on this thread
     try:
         times, found = [], 0
         for i in range(warmup + len(images)):
@@ -101,7 +101,7 @@ def bench_tracking(video: Path | None, frames: int = 300, warmup: int = 20) -> d
                 times.append(elapsed * 1e3)
                 found += lips.present
     finally:
-        tracker._mesh.close()
+        tracker.close()
     t = np.array(times)
     return {
         "benchmark": "tracking",
@@ -360,7 +360,7 @@ def bench_reenact(video: Path | None, seconds: float, size: int) -> dict:
                 break
     with one_core():
         tracker = FaceTracker(max_faces=1)
-        tracker._mesh = tracker._open()
+        tracker.open()
         encoder, decoder, renderer = LandmarkEncoder(), LandmarkDecoder(), PortraitRenderer(size=size)
         vp8 = Vp8Encoder()
         track_t, codec_t, render_t, codec_bytes, vp8_bytes, faces = [], [], [], 0, 0, 0
@@ -385,7 +385,7 @@ def bench_reenact(video: Path | None, seconds: float, size: int) -> dict:
                 payloads, _ = vp8.encode(camera)
                 vp8_bytes += sum(len(p) for p in payloads)
         finally:
-            tracker._mesh.close()
+            tracker.close()
     n = len(images)
     per_frame = float(np.mean(codec_t) + np.mean(render_t))
     codec_kbps = codec_bytes * 8 * fps / n / 1000
@@ -427,11 +427,11 @@ def bench_emotion(audio_path: Path | None = None, seconds: float = 20.0) -> dict
     image = cv2.resize(cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR), (480, 480))
     image = cv2.copyMakeBorder(image, 0, 0, 80, 80, cv2.BORDER_CONSTANT)  # 640x480
     tracker = FaceTracker()
-    tracker._mesh = tracker._open()
+    tracker.open()
     try:
         landmarks = tracker.observe(VideoFrame(pts=0.0, image=image)).landmarks
     finally:
-        tracker._mesh.close()
+        tracker.close()
     frames = [VideoFrame(pts=k / 25, image=image, index=k) for k in range(int(seconds * 25))]
     frames += [FaceObservation(pts=k / 25, present=True, confidence=1.0, landmarks=landmarks)
                for k in range(int(seconds * 25))]

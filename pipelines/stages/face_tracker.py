@@ -185,10 +185,19 @@ class FaceTracker(Stage):
         self._last: FaceObservation | None = None
 
     async def start(self) -> None:
-        if self.model_path is not None:
-            if not self.model_path.is_file():
-                raise InputError(f"--face-model {self.model_path}: no such file")
-        self._mesh = await self.in_worker(self._open)
+        await self.in_worker(self.open)
+
+    def open(self) -> None:
+        """Load the face model (blocking). The stage does it at start, on its worker thread; a tool that calls
+        `observe` directly calls `open` and `close` on its own thread (mediapipe's graphs keep to one)."""
+        if self.model_path is not None and not self.model_path.is_file():
+            raise InputError(f"--face-model {self.model_path}: no such file")
+        self._mesh = self._open()
+
+    def close(self) -> None:
+        if self._mesh is not None:
+            self._mesh.close()
+            self._mesh = None
 
     def _open(self):
         if self.model_path is None:
@@ -230,5 +239,4 @@ class FaceTracker(Stage):
 
     async def stop(self) -> None:
         if self._mesh is not None:
-            await self.in_worker(self._mesh.close)
-            self._mesh = None
+            await self.in_worker(self.close)

@@ -114,7 +114,7 @@ def test_align_face_levels_the_eyes():
 
     image = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
     tracker = FaceTracker()
-    tracker._mesh = tracker._open()
+    tracker.open()
     try:
         for angle in (0, 15):
             m = cv2.getRotationMatrix2D((256, 256), angle, 1.0)
@@ -128,7 +128,7 @@ def test_align_face_levels_the_eyes():
             else:  # the turned face comes out upright: nearly the same crop
                 assert np.corrcoef(upright.ravel(), crop.astype(np.float32).ravel())[0, 1] > 0.7
     finally:
-        tracker._mesh.close()
+        tracker.close()
 
 
 # ---- the live stage ------------------------------------------------------------------------------------------
@@ -184,11 +184,11 @@ def portrait():
 
     image = cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
     tracker = FaceTracker()
-    tracker._mesh = tracker._open()
+    tracker.open()
     try:
         obs = tracker.observe(VideoFrame(pts=0.0, image=image))
     finally:
-        tracker._mesh.close()
+        tracker.close()
     return image, obs.landmarks
 
 

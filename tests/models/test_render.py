@@ -70,11 +70,11 @@ def track_video(path) -> tuple[list, list]:
     """The mp4 decoded by the pipeline's file source, every video frame through the tracker and lip_features."""
     frames = asyncio.run(read_all(FileSource(path)))
     tracker = FaceTracker()
-    tracker._mesh = tracker._open()
+    tracker.open()
     try:
         lips = [lip_features(tracker.observe(f)) for f in frames if isinstance(f, VideoFrame)]
     finally:
-        tracker._mesh.close()
+        tracker.close()
     return lips, [f for f in frames if isinstance(f, AudioFrame)]
 
 

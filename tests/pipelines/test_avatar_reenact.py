@@ -45,12 +45,12 @@ def driver() -> tuple[PortraitRenderer, object]:
 
 def openings(images: list[np.ndarray]) -> np.ndarray:
     tracker = FaceTracker(max_faces=1)
-    tracker._mesh = tracker._open()
+    tracker.open()
     try:
         return np.array([lip_features(tracker.observe(VideoFrame(pts=i / FPS, image=im, index=i))).opening
                          for i, im in enumerate(images)])
     finally:
-        tracker._mesh.close()
+        tracker.close()
 
 
 def test_process_reenact_moves_the_portrait_with_the_camera_face(driver, tmp_path):
