@@ -212,6 +212,7 @@ def take_sample(t: float, pipeline: Pipeline, outputs: Outputs, loops: int) -> d
         "stalls": outputs.audio.stalls + outputs.video.stalls + outputs.avatar.stalls,
         "loops": loops,
         "load_level": _load_level(pipeline),
+        "loadavg_1min": round(os.getloadavg()[0], 2),  # the machine's, beside --load: what the call shared it with
         "skipped": _skipped(counts),
     }
 
@@ -250,6 +251,7 @@ def summarise(samples: list[dict], warmup_s: float, outputs: Outputs, pipeline: 
         "avatar_lag_ms_p50": _median([s["avatar_lag_ms"] for s in samples if s["avatar_lag_ms"] is not None]),
         "loops": samples[-1]["loops"] if samples else 0,
         "max_load_level": max((s["load_level"] or 0 for s in samples), default=0),
+        "loadavg_1min_median": _median([s["loadavg_1min"] for s in samples]),
         "skipped": _skipped(counts),  # optional work shed under load, by kind
         "incidents": counts,
     }

@@ -64,3 +64,14 @@ def test_the_hold_moves_smoothly_is_capped_and_ends_when_the_camera_does():
     assert stage.hold_s == 0.25 and np.max(lags(out, AudioFrame)) < 0.25 + 0.034  # 250 ms at most (+ a frame gap)
     out, holds, stage = play(2.0, video_lag_s=None)
     assert np.all(holds == 0.0) and np.all(lags(out, AudioFrame)[:-1] < 0.016)  # no camera: nothing held
+
+
+def test_a_late_voice_holds_the_picture_to_it():
+    """On a starved machine the voice comes later than the (shed) picture: the picture waits for it."""
+    out, holds, stage = play(3.0, video_lag_s=0.010, audio_lag_s=0.120)
+    video, audio = lags(out, VideoFrame)[30:], lags(out, AudioFrame)[100:]
+    assert abs(np.median(video) - np.median(audio)) < 0.006  # with the voice (within half a hop)
+    frames = [f.pts for _, f in out if isinstance(f, VideoFrame)]
+    assert frames == sorted(frames) and len(frames) == 90  # every frame, in order
+    out, _, _ = play(3.0, video_lag_s=0.010, audio_lag_s=0.8)
+    assert np.max(lags(out, VideoFrame)[:-5]) < 0.25 + 0.012  # held 250 ms at most
