@@ -171,6 +171,37 @@ register_method("avcall-av-noface", lambda: AvcallEnhancer("avcall-av-noface", "
 register_method("avdcnn", lambda: AvcallEnhancer("avdcnn", "avse_avdcnn.onnx", None))
 
 
+class TargetTalkerMethod:
+    """The shipped chain (`avcall`: the suppressor and the limiter) followed by the lip-guided target-talker
+    extractor (pipelines/target_talker.py, issue 22) through its streaming path. `design`: `separate` (a
+    two-speaker separator, the sync judge selects the face's stream) or `lips` (the separator conditioned on the
+    judge's lip embedding). `use_lips=False`: the same with the lip stream zeroed (the face still there), so the
+    difference is what the lips bring. Weights: $AVCALL_TSE_WEIGHTS (a folder) if set, else models/weights/."""
+
+    needs_lips = True
+
+    def __init__(self, name: str, design: str, use_lips: bool = True) -> None:
+        from avcall.export.runtime import weights_path
+        from avcall.pipelines.target_talker import SEPARATOR, TargetTalker
+
+        folder = os.environ.get("AVCALL_TSE_WEIGHTS")
+        path = Path(folder) / SEPARATOR[design] if folder else weights_path(SEPARATOR[design])
+        if not path.is_file():
+            raise MethodUnavailable(f"{name}: no trained weights ({path})")
+        self.name = name
+        self.chain = SuppressorMethod("avcall", DEFAULT_BACKEND, limit=True)
+        self.extractor = TargetTalker(design, path, use_lips=use_lips)
+
+    def enhance(self, audio, lips, audio_offset):
+        return self.extractor.extract_clip(self.chain.enhance(audio, None, audio_offset), lips, audio_offset)
+
+
+register_method("avcall-tse", lambda: TargetTalkerMethod("avcall-tse", "separate"))
+register_method("avcall-tse-nolips", lambda: TargetTalkerMethod("avcall-tse-nolips", "separate", use_lips=False))
+register_method("avcall-tse2", lambda: TargetTalkerMethod("avcall-tse2", "lips"))
+register_method("avcall-tse2-nolips", lambda: TargetTalkerMethod("avcall-tse2-nolips", "lips", use_lips=False))
+
+
 def build_methods(names: list[str] | None) -> tuple[list[Method], list[str]]:
     """The methods asked for (all registered ones whose packages import, when `names` is None), and notes
     on those left out."""

@@ -1,0 +1,214 @@
+"""Train the extractor's separator on mixtures of real voices, mixed on the device from one packed array.
+
+  python -m avcall.models.tse.train --voices voices.npz --out RUN [--device cuda] [--steps N] [--max-minutes M]
+
+Each step draws `batch` pairs of utterances of two different training speakers (vectorised gather from the
+packed int16 array: random crops, looped where short), sets the second at -5..5 dB under the first and the pair
+at -35..-15 dBFS; a share `single` of the examples has one talker and a faint coloured noise as the second source
+(so that one voice stays in one stream). Design 1 (`--design separate`): loss = -PIT SI-SDR over the two streams.
+Design 2 (`--design lips`, needs `--lips`, the judge's lip embeddings per 40 ms of the av_train utterances):
+stream 0 must be the voice whose lips are given; loss = -SI-SDR of stream 0 and of stream 1.
+Validation: the same fixed batch of held-out speakers (speaker-disjoint, pack.py) every `eval_every` steps; the
+log RUN/train.log is one JSON line per evaluation; RUN/checkpoint.pt every `ckpt_every` steps (run again with
+the same RUN to resume); at the end RUN/model.pt and, with --export, the streaming ONNX (export_onnx).
+Threads: torch.set_num_threads(--threads), 1 by default (a shared CPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .model import FRAME, HOP, Separator, pit_si_sdr, si_sdr
+
+SAMPLE_RATE = 16_000
+VIDEO_FRAME = 640  # samples per 40 ms video frame
+
+
+class Voices:
+    """The packed voices on a device, and batches of mixtures drawn from them there."""
+
+    def __init__(self, path: Path, device: str, val: bool, lips: Path | None = None) -> None:
+        z = np.load(path, allow_pickle=False)
+        keep = z["val"] == val
+        self.audio = torch.from_numpy(z["audio"]).to(device)
+        self.starts = torch.from_numpy(z["starts"][keep]).to(device)
+        self.lengths = torch.from_numpy(z["lengths"][keep]).to(device)
+        self.speaker = torch.from_numpy(z["speaker"][keep].astype(np.int64)).to(device)
+        self.index = np.nonzero(keep)[0]
+        self.device = device
+        self.lip = None
+        if lips is not None:  # (utterances, max_frames, 64) padded, with a per-utterance flag
+            zl = np.load(lips)
+            has = zl["has"][keep]
+            self.lip = torch.from_numpy(zl["emb"][keep].astype(np.float32)).to(device)
+            self.lip_rows = torch.from_numpy(np.nonzero(has)[0]).to(device)
+
+    def batch(self, n: int, samples: int, gen: torch.Generator, single: float = 0.15):
+        dev = self.device
+        u = len(self.starts)
+        if self.lip is not None:
+            a = self.lip_rows[torch.randint(len(self.lip_rows), (n,), generator=gen, device=dev)]
+        else:
+            a = torch.randint(u, (n,), generator=gen, device=dev)
+        b = torch.randint(u, (n,), generator=gen, device=dev)
+        for _ in range(8):  # another speaker for the second voice
+            same = self.speaker[a] == self.speaker[b]
+            if not bool(same.any()):
+                break
+            b = torch.where(same, torch.randint(u, (n,), generator=gen, device=dev), b)
+        ar = torch.arange(samples, device=dev)
+
+        def crop(idx, offset=None):
+            length = self.lengths[idx]
+            if offset is None:
+                span = torch.clamp(length - samples, min=1)
+                offset = (torch.rand(n, generator=gen, device=dev) * span).long()
+            pos = self.starts[idx, None] + (offset[:, None] + ar[None]) % length[:, None]
+            return self.audio[pos].float() / 32768.0, offset
+
+        s1, off1 = crop(a)
+        s2, _ = crop(b)
+        # the second voice -5..5 dB under the first; a share with one talker and a faint coloured noise instead
+        rms = lambda x: x.pow(2).mean(-1, keepdim=True).clamp_min(1e-10).sqrt()
+        s1 = s1 / rms(s1)
+        s2 = s2 / rms(s2)
+        snr = (torch.rand(n, 1, generator=gen, device=dev) * 10 - 5)
+        s2 = s2 * 10 ** (-snr / 20)
+        lone = torch.rand(n, 1, generator=gen, device=dev) < single
+        noise = torch.randn(n, samples, generator=gen, device=dev)
+        pole = torch.rand(n, 1, generator=gen, device=dev) * 0.95
+        noise = noise + pole * torch.roll(noise, 1, -1)
+        noise = noise / rms(noise) * 10 ** (-(15 + 15 * torch.rand(n, 1, generator=gen, device=dev)) / 20)
+        s2 = torch.where(lone, noise, s2)
+        level = 10 ** ((-35 + 20 * torch.rand(n, 1, generator=gen, device=dev)) / 20)
+        mix_rms = rms(s1 + s2)
+        s1, s2 = s1 / mix_rms * level, s2 / mix_rms * level
+        cond = None
+        if self.lip is not None:
+            frames = (off1[:, None] + ar[None, ::FRAME]) // VIDEO_FRAME  # the video frame of each 5 ms frame
+            frames = frames.clamp(max=self.lip.shape[1] - 1)
+            cond = self.lip[a[:, None], frames]  # (n, F, 64)
+        return s1 + s2, torch.stack([s1, s2], 1), cond
+
+
+def export_onnx(model: Separator, path: Path) -> None:
+    """One 10 ms hop per call: mix (1, 160), state (1, H, S)[, lips (1, 2, 64)] -> streams (1, 2, 160), state."""
+    model = model.eval().cpu()
+    mix = torch.zeros(1, HOP)
+    state = model.initial_state(1)
+    args, names = (mix, state), ["mix", "state"]
+    if model.cond_dim:
+        args, names = (mix, state, torch.zeros(1, HOP // FRAME, model.cond_dim)), ["mix", "state", "lips"]
+    torch.onnx.export(model, args, str(path), input_names=names, output_names=["streams", "state_out"],
+                      opset_version=17, dynamo=False)
+
+
+def evaluate(model, data: Voices, batch) -> dict:
+    model.eval()
+    with torch.no_grad():
+        mix, refs, cond = batch
+        ests, _ = model(mix, cond=cond)
+        if model.cond_dim:
+            value = si_sdr(refs[:, 0], ests[:, 0])
+        else:
+            value, _ = pit_si_sdr(refs, ests)
+        base = si_sdr(refs[:, 0], mix)
+    model.train()
+    return {"val_si_sdr": float(value.mean()), "val_si_sdri": float((value - base).mean())}
+
+
+def run(a) -> dict:
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(a.seed)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    dev = a.device
+    cond_dim = 64 if a.design == "lips" else 0
+    train = Voices(a.voices, dev, val=False, lips=a.lips)
+    val = Voices(a.voices, dev, val=True, lips=a.lips)
+    samples = int(a.seconds * SAMPLE_RATE) // HOP * HOP
+    vgen = torch.Generator(device=dev).manual_seed(1234)
+    val_batch = val.batch(a.val_batch, samples, vgen, single=0.0)
+    model = Separator(cond_dim=cond_dim).to(dev)
+    opt = torch.optim.Adam(model.parameters(), lr=a.lr)
+    step, ckpt = 0, out / "checkpoint.pt"
+    if ckpt.exists():
+        state = torch.load(ckpt, map_location=dev)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        step = state["step"]
+    elif a.init:
+        own = model.state_dict()
+        got = {k: v for k, v in torch.load(a.init, map_location=dev).items() if k in own and own[k].shape == v.shape}
+        model.load_state_dict(got, strict=False)
+    gen = torch.Generator(device=dev).manual_seed(a.seed * 100003 + step)
+    log = open(out / "train.log", "a")
+    began, last = time.time(), []
+    while step < a.steps:
+        lr = a.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, step / a.steps)))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        mix, refs, cond = train.batch(a.batch, samples, gen)
+        ests, _ = model(mix, cond=cond)
+        if cond_dim:
+            value = (si_sdr(refs[:, 0], ests[:, 0]) + si_sdr(refs[:, 1], ests[:, 1])) / 2
+        else:
+            value, _ = pit_si_sdr(refs, ests)
+        loss = -value.clamp(max=30).mean()
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        opt.step()
+        step += 1
+        last.append(-loss.item())
+        if step % a.eval_every == 0 or step == a.steps:
+            row = {"step": step, "train_si_sdr": round(float(np.mean(last)), 3), "lr": lr,
+                   "minutes": round((time.time() - began) / 60, 2)} | evaluate(model, val, val_batch)
+            last = []
+            log.write(json.dumps(row) + "\n")
+            log.flush()
+        if step % a.ckpt_every == 0 or step == a.steps:
+            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step}, ckpt)
+        if a.max_minutes and time.time() - began > 60 * a.max_minutes:
+            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step}, ckpt)
+            break
+    torch.save(model.state_dict(), out / "model.pt")
+    result = {"step": step, **evaluate(model, val, val_batch)}
+    if a.export:
+        export_onnx(model, out / ("tse_lips.onnx" if cond_dim else "tse_sep.onnx"))
+    log.write(json.dumps({"done": result}) + "\n")
+    log.close()
+    return result
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="train the target-talker extractor's separator")
+    p.add_argument("--voices", type=Path, required=True)
+    p.add_argument("--lips", type=Path, default=None)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--design", choices=("separate", "lips"), default="separate")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--steps", type=int, default=4000)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--seconds", type=float, default=1.5)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--val-batch", type=int, default=16)
+    p.add_argument("--eval-every", type=int, default=50)
+    p.add_argument("--ckpt-every", type=int, default=100)
+    p.add_argument("--max-minutes", type=float, default=0.0)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--init", type=Path, default=None)
+    p.add_argument("--export", action="store_true")
+    return p
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(parser().parse_args())))
