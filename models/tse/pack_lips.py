@@ -6,7 +6,8 @@ last five grid frames), plus every voice of pack.py as the competing talkers.
   python -m avcall.models.tse.pack_lips --voices voices.npz --out voices_lips.npz [--clips-per-grid 8]
 
 Writes voices.npz's arrays with the av_train clips appended (untrimmed, so the lips stay aligned) and
-  emb (utterances, frames, 64) float16, zero for the voices without a face; has (utterances,) bool.
+  emb (frames of all faces, 64) float16, emb_start (utterances,) where each face's rows begin, has (utterances,)
+  bool (False: a voice without a face, a competing talker only).
 Validation: speaker-disjoint as pack.py (GRID s1 always in training; its dev clip GRID_bbaf2n is then not an
 independent figure for design 2, and EDTalk_uncrop_Obama's speaker is left out).
 """
@@ -91,14 +92,16 @@ def main(argv=None) -> int:
         val.append(is_val(name) and "GRID" not in r["dataset"])
         embs.append((len(starts) - 1, lip_embeddings(m.track, float(m.audio_offset), len(x), judge)))
     frames = max(len(e) for _, e in embs)
-    emb = np.zeros((len(starts), frames, 64), np.float16)
     has = np.zeros(len(starts), bool)
+    emb_start = np.zeros(len(starts), np.int64)
+    at_e = 0
     for i, e in embs:
-        emb[i, :len(e)] = e
-        has[i] = True
+        has[i], emb_start[i] = True, at_e
+        at_e += len(e)
+    emb = np.concatenate([e for _, e in embs]).astype(np.float16)
     np.savez(a.out, audio=np.concatenate(audio), starts=np.array(starts, np.int64), lengths=np.array(lengths, np.int64),
              speaker=np.array(speaker, np.int32), speakers=np.array(names).astype(str), val=np.array(val, bool),
-             emb=emb, has=has)
+             emb=emb, emb_start=emb_start, has=has)
     print({"faces": int(has.sum()), "faces_val": int((has & np.array(val)).sum()), "frames": frames,
            "minutes_faces": sum(lengths[i] for i, _ in embs) / 16000 / 60})
     return 0

@@ -37,17 +37,23 @@ class Voices:
     def __init__(self, path: Path, device: str, val: bool, lips: Path | None = None) -> None:
         z = np.load(path, allow_pickle=False)
         keep = z["val"] == val
-        self.audio = torch.from_numpy(z["audio"]).to(device)
+        self.audio = torch.from_numpy(z["audio"]).to(device)  # int16, or 8-bit mu-law codes (pack.compact)
+        self.table = torch.from_numpy(z["mulaw"]).to(device) if "mulaw" in z.files else None
         self.starts = torch.from_numpy(z["starts"][keep]).to(device)
         self.lengths = torch.from_numpy(z["lengths"][keep]).to(device)
         self.speaker = torch.from_numpy(z["speaker"][keep].astype(np.int64)).to(device)
         self.index = np.nonzero(keep)[0]
         self.device = device
         self.lip = None
-        if lips is not None:  # (utterances, max_frames, 64) padded, with a per-utterance flag
+        if lips is not None:  # the faces' lip embeddings, one row per 40 ms (pack_lips), padded per utterance
             zl = np.load(lips)
             has = zl["has"][keep]
-            self.lip = torch.from_numpy(zl["emb"][keep].astype(np.float32)).to(device)
+            emb, first = zl["emb"].astype(np.float32), zl["emb_start"][keep]
+            frames = -(-self.lengths.cpu().numpy() // VIDEO_FRAME)
+            padded = np.zeros((len(has), int(frames[has].max()) if has.any() else 1, emb.shape[1]), np.float32)
+            for i in np.nonzero(has)[0]:
+                padded[i, :frames[i]] = emb[first[i]:first[i] + frames[i]]
+            self.lip = torch.from_numpy(padded).to(device)
             self.lip_rows = torch.from_numpy(np.nonzero(has)[0]).to(device)
 
     def batch(self, n: int, samples: int, gen: torch.Generator, single: float = 0.15):
@@ -71,7 +77,8 @@ class Voices:
                 span = torch.clamp(length - samples, min=1)
                 offset = (torch.rand(n, generator=gen, device=dev) * span).long()
             pos = self.starts[idx, None] + (offset[:, None] + ar[None]) % length[:, None]
-            return self.audio[pos].float() / 32768.0, offset
+            codes = self.audio[pos]
+            return (self.table[codes.long()] if self.table is not None else codes.float() / 32768.0), offset
 
         s1, off1 = crop(a)
         s2, _ = crop(b)
@@ -116,10 +123,10 @@ def evaluate(model, data: Voices, batch) -> dict:
         mix, refs, cond = batch
         ests, _ = model(mix, cond=cond)
         if model.cond_dim:
-            value = si_sdr(refs[:, 0], ests[:, 0])
-        else:
+            value, base = si_sdr(refs[:, 0], ests[:, 0]), si_sdr(refs[:, 0], mix)
+        else:  # both streams, each against the mixture
             value, _ = pit_si_sdr(refs, ests)
-        base = si_sdr(refs[:, 0], mix)
+            base = (si_sdr(refs[:, 0], mix) + si_sdr(refs[:, 1], mix)) / 2
     model.train()
     return {"val_si_sdr": float(value.mean()), "val_si_sdri": float((value - base).mean())}
 
