@@ -6,7 +6,7 @@ enhancer and the captioner), tells the `LoadShedder` how late each hop leaves it
 the shedder smooths that and keeps a level:
 
   0  everything is done
-  1  the avatar renders every other frame; the emotion reader skips its hops (the last reading stays)
+  1  the avatar renders every other frame; the emotion reader every other hop (2 readings a second)
   2  ... and the overlay (mesh, lips, mood) is not drawn: the frames go out as they came
   3  ... and the face tracker looks at every other video frame (the face found in the last one is held)
 
@@ -29,7 +29,7 @@ from .stage import Stage
 from .telemetry import NO_INCIDENTS, Incidents
 
 # work the call can live without: (the level from which it is skipped, skip 1 in `every`)
-WORK = {"avatar_frames": (1, 2), "emotion": (1, 1), "overlay": (2, 1), "video_analysis": (3, 2)}
+WORK = {"avatar_frames": (1, 2), "emotion": (1, 2), "overlay": (2, 1), "video_analysis": (3, 2)}
 TOP = max(level for level, _ in WORK.values())
 
 

@@ -142,7 +142,7 @@ class EmotionReader(Stage):
             self._next_at = now + self.hop_s
         if now >= self._next_at and (not self.live or self._pending is None):
             self._next_at = max(self._next_at + self.hop_s, now)
-            if not self.shed("emotion"):  # under load the hop is skipped: the last reading stays on screen
+            if not self.shed("emotion"):  # under load every other hop is skipped (the reading stays on screen)
                 self._due.append((now, self._window() if now - self._voice_at <= self.hold_s else None))
         # a due hop is read once the face of its time is in (or need not be waited for)
         while self._due and (not self.wait_for_face or self._seen_until >= self._due[0][0] - EPS
