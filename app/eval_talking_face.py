@@ -22,6 +22,7 @@ own accuracy on the untouched real clips shifted by +-2, +-5, +-10 frames (`avca
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -30,8 +31,10 @@ from tqdm import tqdm
 
 from .evaluate import check_data_dir, talking_face_clips, write_report
 
-METHODS = ("avcall-voice", "avcall-reenact", "phoneme-oracle", "static")
-BY_VOICE = ("avcall-voice", "phoneme-oracle")  # the methods whose mouth follows the voice, not the picture
+METHODS = ("avcall-voice", "avcall-voice-candidate", "avcall-reenact", "phoneme-oracle", "static")
+# the methods whose mouth follows the voice, not the picture
+BY_VOICE = ("avcall-voice", "avcall-voice-candidate", "phoneme-oracle")
+CANDIDATE_ENV = "AVCALL_TALKING_FACE_CANDIDATE"  # a voice-to-lips .onnx scored beside the shipped one
 SIDE_BY_SIDE = 3  # clips written as real | avatar by the voice | avatar by the face, beside the report
 
 
@@ -187,8 +190,13 @@ def oracle_track(audio: np.ndarray, text: str, n: int):
     return LipModel.load().track(timing, n, np.random.default_rng(0), artefacts=False)
 
 
+def source_of(clip: str) -> str:
+    """GRID, LRS2 (read speech to the camera) or the kind of recording the clip's name starts with."""
+    return clip.split("_")[0]
+
+
 def evaluate_talking_face(data: Path, out: Path, progress: bool = True, measure=None,
-                          side_by_side_clips: int = SIDE_BY_SIDE) -> dict:
+                          side_by_side_clips: int = SIDE_BY_SIDE, candidate: Path | None = None) -> dict:
     from avcall.models.data.realclips import transcribed_clips
     from avcall.models.sync.judge import SyncJudge
     from avcall.models.talking_face.runtime import VoiceToLipsStream
@@ -199,6 +207,8 @@ def evaluate_talking_face(data: Path, out: Path, progress: bool = True, measure=
     clips = talking_face_clips(data)
     texts = {c.path.name: c.text for c in transcribed_clips(data)}
     judge, net, avatar = SyncJudge(), VoiceToLipsStream(), AvatarRoundTrip()
+    candidate = candidate or (Path(os.environ[CANDIDATE_ENV]) if os.environ.get(CANDIDATE_ENV) else None)
+    other = VoiceToLipsStream(candidate) if candidate else None
     rows = []
     for k, path in enumerate(tqdm(clips, desc="talking face", disable=not progress)):
         real, audio = clip_signals(path, measure)
@@ -206,18 +216,22 @@ def evaluate_talking_face(data: Path, out: Path, progress: bool = True, measure=
         own = judge.judge(real.lips, real.opening, real.width, real.face_present, audio)
         tracks = {}
         began = time.perf_counter()
-        tracks["avcall-voice"] = net.clip(audio)
+        tracks["avcall-voice"] = net.clip(audio, frames=n)
         fps = len(tracks["avcall-voice"].lips) / max(time.perf_counter() - began, 1e-9)
+        if other is not None:
+            tracks["avcall-voice-candidate"] = other.clip(audio, frames=n)
         tracks["avcall-reenact"], codec_bytes, motion = reenact_track(real)
         rendered = {"avcall-voice": avatar.frames(tracks["avcall-voice"].lips),
                     "avcall-reenact": avatar.frames(avatar.renderer.neutral_shape + motion)}
+        if other is not None:
+            rendered["avcall-voice-candidate"] = avatar.frames(tracks["avcall-voice-candidate"].lips)
         if k < side_by_side_clips:
             side_by_side(out.parent / f"{out.stem}_side_by_side" / f"{path.stem}.mp4", path, rendered, audio)
         if path.name in texts:
             tracks["phoneme-oracle"] = oracle_track(audio, texts[path.name], n)
         tracks["static"] = static_track(n)
         for method, track in tracks.items():
-            row = {"clip": path.name, "method": method, **judged(judge, real, track, audio, own, method in BY_VOICE),
+            row = {"clip": path.name, "source": source_of(path.name), "method": method, **judged(judge, real, track, audio, own, method in BY_VOICE),
                    "real_confidence": round(own.confidence, 4), "fps": fps if method == "avcall-voice" else None,
                    "codec_kbps": codec_bytes * 8 * real.fps / 1000 if method == "avcall-reenact" else None}
             if method in rendered:  # what a viewer sees: the portrait's mouth, tracked
@@ -247,10 +261,23 @@ def evaluate_talking_face(data: Path, out: Path, progress: bool = True, measure=
                 "lip_feature_r": mean("rendered_lip_feature_r"),
                 "sync_offset_frames": mean("rendered_sync_offset_frames"),
                 "in_sync_share": float(np.mean([r["rendered_in_sync"] for r in sel]))}
-    report = {"meta": {"data": str(data), "clips": len(clips),
+    by_source = {}
+    for method in METHODS:
+        for source in sorted({r["source"] for r in rows}):
+            sel = [r for r in rows if r["method"] == method and r["source"] == source]
+            if sel:
+                def mean_of(key, sel=sel):
+                    values = [r[key] for r in sel if r.get(key) is not None]
+                    return float(np.mean(values)) if values else None
+                by_source.setdefault(method, {})[source] = {
+                    "n": len(sel), "mouth_open_r": mean_of("mouth_open_r"),
+                    "mouth_open_r_synced": mean_of("mouth_open_r_synced"),
+                    "rendered_mouth_open_r": mean_of("rendered_mouth_open_r"),
+                    "in_sync_share": float(np.mean([r["in_sync"] for r in sel]))}
+    report = {"meta": {"data": str(data), "clips": len(clips), "candidate": str(candidate) if candidate else None,
                        "note": "each method's figures are of the lip features that drive the renderer; under "
                                "`rendered`, of the rendered portrait run back through the tracker"},
-              "summary": summary, "judge": judge_accuracy(clips, judge, measure), "rows": rows}
+              "summary": summary, "by_source": by_source, "judge": judge_accuracy(clips, judge, measure), "rows": rows}
     write_report(out, report)
     return report
 

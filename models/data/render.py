@@ -9,8 +9,9 @@ renderer finds the portrait's face mesh once, and for every frame
   the crop's border stay fixed,
 - warps the lower face by a piecewise-affine warp over a Delaunay triangulation of the control points
   (inverse mapping, cv2.remap, on the lower-face box only),
-- paints the inner mouth where the lips part: a dark red-brown interior, upper teeth just below the upper lip,
-  faint lower teeth, soft edges,
+- paints the inner mouth where the lips part: a dark red interior (no black hole), the upper row of teeth
+  under the upper lip, the lower row above the lower lip once the lips part well, the tongue's pink behind
+  it, soft edges,
 - adds blinks (every 2-6 s, ~170 ms: the upper lids warped onto the lower lids) and a slow, small head
   motion (similarity transform: +-2 px, +-1.5 deg, +-1.5 % at 256 px), all deterministic for a seed.
 
@@ -444,24 +445,32 @@ class PortraitRenderer:
         skin = self._skin
         lum = float(skin.mean())
         bright = np.clip(lum / 150.0, 0.55, 1.0)
-        # Interior: dark red-brown, darkest in the middle of a wide opening, warmer near the lips.
-        deep = np.array([22, 22, 48], np.float32)
-        warm = np.array([45, 50, 110], np.float32)
-        depth = np.clip(np.minimum(below_up, above_low) / 0.08, 0, 1) * (0.5 + 0.5 * np.clip(gap / 0.2, 0, 1))
+        # Interior: a dark red mouth (never a black hole), deepest in the middle of a wide opening, warmer
+        # near the lips and the cheeks.
+        deep = np.array([34, 32, 78], np.float32)
+        warm = np.array([58, 62, 132], np.float32)
+        depth = np.clip(np.minimum(below_up, above_low) / 0.08, 0, 1) * (0.4 + 0.6 * np.clip(gap / 0.25, 0, 1))
         interior = warm + (deep - warm) * depth[..., None]
-        tongue = np.clip(1 - above_low / 0.07, 0, 1) * np.clip(gap / 0.25, 0, 1) * 0.6
-        interior = interior + (np.array([70, 80, 150], np.float32) - interior) * tongue[..., None]
-        # Upper teeth: an off-white band under the upper lip, shaded towards the corners and downwards.
-        teeth_h = 0.09
+        # Tongue: a pink mass resting behind the lower teeth, its top a soft arch, lit from the front.
+        tongue_top = 0.03 + 0.45 * gap * (1 - 0.5 * across ** 2)
+        tongue = (1 - _smoothstep(above_low, tongue_top - 0.02, tongue_top + 0.01)) * _smoothstep(gap, 0.05, 0.14)
+        tongue_colour = np.array([96, 104, 186], np.float32) * bright
+        lit = 0.8 + 0.2 * np.clip(1 - above_low / np.maximum(tongue_top, 1e-3), 0, 1)
+        interior = interior + (tongue_colour * lit[..., None] - interior) * (0.85 * tongue * (1 - across ** 3))[..., None]
         teeth = np.array([212, 228, 240], np.float32) * bright
+        gaps = 0.5 + 0.5 * np.cos(2 * np.pi * (u - (left + right) / 2) / 0.075)  # the lines between teeth
+        # Upper teeth: an off-white row under the upper lip, shaded towards the corners and downwards.
+        teeth_h = 0.09
         t_up = _smoothstep(below_up, -0.01, 0.012) * (1 - _smoothstep(below_up, teeth_h - 0.015, teeth_h))
         t_up = t_up * (1 - _smoothstep(across, 0.55, 0.95))
-        shade = 1 - 0.2 * np.clip(below_up / teeth_h, 0, 1) - 0.3 * across ** 2
-        # Lower teeth: faint, just above the lower lip, visible only once the mouth is well open.
-        t_low = (1 - _smoothstep(above_low, 0.015, 0.045)) * (1 - _smoothstep(across, 0.4, 0.8)) * 0.45
-        t_low = t_low * _smoothstep(gap, 0.08, 0.2)
+        shade = (1 - 0.2 * np.clip(below_up / teeth_h, 0, 1) - 0.3 * across ** 2) * (1 - 0.07 * gaps ** 8)
+        # Lower teeth: a row above the lower lip, moving with the jaw, shown once the lips part well.
+        low_h = 0.055
+        t_low = _smoothstep(above_low, -0.008, 0.01) * (1 - _smoothstep(above_low, low_h - 0.012, low_h))
+        t_low = t_low * (1 - _smoothstep(across, 0.45, 0.85)) * 0.9 * _smoothstep(gap, 0.05, 0.13)
+        low_shade = (0.82 - 0.25 * across ** 2 - 0.1 * np.clip(above_low / low_h, 0, 1)) * (1 - 0.08 * gaps ** 8)
         colour = interior + (teeth * shade[..., None] - interior) * t_up[..., None]
-        colour = colour + (teeth * 0.8 - colour) * (t_low * (1 - t_up))[..., None]
+        colour = colour + (teeth * low_shade[..., None] - colour) * (t_low * (1 - t_up))[..., None]
         # A thin shadow right under the upper lip and at the corners.
         edge = np.exp(-(below_up / 0.01) ** 2) * 0.35 + 0.5 * across ** 4
         colour = colour * (1 - np.clip(edge, 0, 0.8))[..., None]

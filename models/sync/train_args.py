@@ -6,8 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def add_arguments(p, *, batch: int = 128, shipped: str = "sync_lips.onnx and sync_audio.onnx") -> None:
-    p.add_argument("--corpus", type=Path, required=True, help="corpus folder from `avcall corpus make`")
+def add_arguments(p, *, batch: int = 128, shipped: str = "sync_lips.onnx and sync_audio.onnx",
+                  corpus_required: bool = True) -> None:
+    p.add_argument("--corpus", type=Path, required=corpus_required, help="corpus folder from `avcall corpus make`")
     p.add_argument("--out", type=Path, required=True, help="run folder (checkpoint.pt, train.log, model.pt); resumes")
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--batch", type=int, default=batch)

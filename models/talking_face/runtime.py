@@ -40,11 +40,17 @@ class VoiceToLipsStream:
         out, self.state = self.session.run(None, {"features": feats[None], "state_in": self.state})
         return out[0, 0]
 
-    def clip(self, audio: np.ndarray):
-        """A LipTrack at 25 fps for a whole clip (frame i at i / 25 s of the audio)."""
+    def clip(self, audio: np.ndarray, frames: int | None = None):
+        """A LipTrack at 25 fps for a whole clip (frame i at i / 25 s of the audio): `frames` frames (a video's
+        count; the voice taken as silent past its end), or as many as the audio starts, ceil(seconds * 25)."""
         from ..data.example import LipTrack
 
-        feats = voice_features(np.concatenate([np.asarray(audio, np.float32), np.zeros(LOOKAHEAD * HOP, np.float32)]))
+        audio = np.asarray(audio, np.float32)
+        if frames is None:
+            frames = -(-len(audio) // (HOP * HOPS_PER_VIDEO))
+        need = frames * HOP * HOPS_PER_VIDEO  # hop 4i - 1 ends at frame i's moment + 40 ms: covered
+        audio = np.concatenate([audio[:need], np.zeros(max(need - len(audio), 0), np.float32)])
+        feats = voice_features(np.concatenate([audio, np.zeros(LOOKAHEAD * HOP, np.float32)]))
         out, _ = self.session.run(None, {"features": feats[None], "state_in": np.zeros(self.state_shape, np.float32)})
         hops = out[0, LOOKAHEAD:]
         idx = np.clip(np.arange(len(hops) // HOPS_PER_VIDEO) * HOPS_PER_VIDEO - 1, 0, max(len(hops) - 1, 0))

@@ -210,7 +210,6 @@ def val_opening_r(model: VoiceToLips, batch) -> float:
 def export(run: Path, out_dir: Path, metrics: dict | None = None) -> dict:
     """talking_face.onnx (features, state_in -> lips, state_out), parity with torch on a whole clip and hop by hop."""
     from ...export.onnx_export import REAL_VOICE_CREDITS, corpus_info, write_manifest_entry
-    from ...export.runtime import create_session
 
     state = torch.load(run / "model.pt")
     config = state["config"]
@@ -219,6 +218,27 @@ def export(run: Path, out_dir: Path, metrics: dict | None = None) -> dict:
     model.eval()
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / WEIGHTS
+    error, stream_error = export_onnx(model, path)
+    corpus = corpus_info(config["corpus"])
+    credits = ["avcall voice-to-lips GRU (this repository, Apache-2.0)",
+               "Training voices, lips and noise: the corpus named under `corpus` (avcall corpus make)"]
+    entry = write_manifest_entry(
+        path, recipe=f"avcall train talking-face --corpus {config['corpus']} --out {config['out']} --steps "
+        f"{config['steps']} --batch {config['batch']} --hidden {config['hidden']} --viseme-weight "
+        f"{config['viseme_weight']} --seed {config['seed']} --export",
+        corpus=corpus, metrics=(metrics or {}) | dict(state["metrics"]) | {"parity_max_abs": error,
+                                                                          "streaming_max_abs": stream_error},
+        credits=credits + (REAL_VOICE_CREDITS if corpus.get("real_voices") else []),
+        latency_ms=1000 * LOOKAHEAD * 160 / 16_000 + 25.0, manifest=out_dir / "manifest.json",
+        extra={"arch": "VoiceToLips", "role": "voice -> lip features", "lookahead_ms": LOOKAHEAD * 10})
+    return entry
+
+
+def export_onnx(model: VoiceToLips, path: Path) -> tuple[float, float]:
+    """The net as ONNX (features, state_in -> lips, state_out); raises unless it equals torch on a whole clip
+    (1e-4) and hop by hop equals the whole clip (1e-5). Returns both errors."""
+    from ...export.runtime import create_session
+
     feats = torch.from_numpy(voice_features(np.random.default_rng(0).normal(0, 0.1, 50 * 160).astype(np.float32)))[None]
     torch.onnx.export(model, (feats, model.initial_state()), str(path), input_names=["features", "state_in"],
                       output_names=["lips", "state_out"], dynamic_axes={"features": {1: "hops"}, "lips": {1: "hops"}},
@@ -235,24 +255,27 @@ def export(run: Path, out_dir: Path, metrics: dict | None = None) -> dict:
     error = float(np.abs(want.numpy() - whole).max())
     stream_error = float(np.abs(np.concatenate(steps, 1) - whole).max())
     if error > 1e-4 or stream_error > 1e-5:
-        raise RuntimeError(f"{WEIGHTS}: parity failed (torch {error}, streaming {stream_error})")
-    corpus = corpus_info(config["corpus"])
-    credits = ["avcall voice-to-lips GRU (this repository, Apache-2.0)",
-               "Training voices, lips and noise: the corpus named under `corpus` (avcall corpus make)"]
-    entry = write_manifest_entry(
-        path, recipe=f"avcall train talking-face --corpus {config['corpus']} --out {config['out']} --steps "
-        f"{config['steps']} --batch {config['batch']} --hidden {config['hidden']} --viseme-weight "
-        f"{config['viseme_weight']} --seed {config['seed']} --export",
-        corpus=corpus, metrics=(metrics or {}) | dict(state["metrics"]) | {"parity_max_abs": error,
-                                                                          "streaming_max_abs": stream_error},
-        credits=credits + (REAL_VOICE_CREDITS if corpus.get("real_voices") else []),
-        latency_ms=1000 * LOOKAHEAD * 160 / 16_000 + 25.0, manifest=out_dir / "manifest.json",
-        extra={"arch": "VoiceToLips", "role": "voice -> lip features", "lookahead_ms": LOOKAHEAD * 10})
-    return entry
+        raise RuntimeError(f"{path.name}: parity failed (torch {error}, streaming {stream_error})")
+    return error, stream_error
 
 
 def run(args) -> dict:
     from ...export.runtime import weights_dir
+
+    if getattr(args, "real", None):
+        from .real import RealConfig, export_real, track_clips, train_real
+
+        tracks = args.tracks or args.out / "tracks"
+        log = (lambda _: None) if args.quiet else print
+        track_clips(args.real, tracks, log=log)
+        result = train_real(RealConfig(tracks=tracks, out=args.out, steps=args.steps, batch=args.batch,
+                                       hidden=args.hidden, seed=args.seed, eval_every=args.ckpt_every,
+                                       max_minutes=args.max_minutes, grid_share=args.grid_share), log=log)
+        if args.export:
+            export_real(args.out, weights_dir(), args.real, tracks)
+        return result
+    if args.corpus is None:
+        raise SystemExit("avcall train talking-face: --corpus or --real is needed")
 
     result = train(TalkConfig(corpus=args.corpus, out=args.out, steps=args.steps, batch=args.batch, hidden=args.hidden,
                               seed=args.seed, ckpt_every=args.ckpt_every, max_minutes=args.max_minutes,

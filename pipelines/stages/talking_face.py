@@ -44,6 +44,8 @@ class TalkingFace(Stage):
         self.renderer = self.encoder = self.decoder = None
         self._index = 0
         self._last_pts = -np.inf  # frames leave in pts order, whichever mode drew them
+        self._heard_until = -np.inf  # the end of the voice heard so far
+        self._until = np.inf  # no frame for a moment at or past this (the end of the voice, once it is over)
         self.mode = mode
 
     @property
@@ -88,9 +90,25 @@ class TalkingFace(Stage):
         return [frame, *await self.in_worker(self._hear, frame)]
 
     async def flush(self) -> Sequence[Frame]:
+        if self.mode == "voice" and self.net is not None:
+            return await self.in_worker(self._finish_voice)
         if self.mode != "reenact" or not self._pending:
             return []
         return await self.in_worker(self._resolve, np.inf)
+
+    def _finish_voice(self) -> list[VideoFrame]:
+        """The voice's last frames: the net hears LOOKAHEAD hops ahead of the frame it draws, so at the end of
+        the voice silence is fed past it until every moment before the end has its frame (a voice of d seconds
+        gives ceil(25 d) frames, as many as a video of its length)."""
+        from avcall.models.talking_face.features import LOOKAHEAD
+
+        if not np.isfinite(self._heard_until):
+            return []
+        end, self._until = self._heard_until, self._heard_until
+        try:
+            return self._hear(AudioFrame(pts=end, samples=np.zeros((LOOKAHEAD + HOPS_PER_FRAME) * 160, np.float32)))
+        finally:
+            self._until = np.inf
 
     def _emit(self, image: np.ndarray, pts: float) -> list[VideoFrame]:
         if pts <= self._last_pts + 1e-6:
@@ -126,12 +144,16 @@ class TalkingFace(Stage):
         from avcall.models.talking_face.features import LOOKAHEAD
 
         out = []
+        if not np.isfinite(self._until):
+            self._heard_until = max(self._heard_until, audio.pts + len(audio.samples) / SAMPLE_RATE)
         for i in range(0, len(audio.samples) - 159, 160):
             row = self.net.step(audio.samples[i:i + 160])
             shown_at = audio.pts + (i + 160) / SAMPLE_RATE - LOOKAHEAD * 0.01  # the moment these lips belong to
             if shown_at < -1e-6 or round(shown_at * 100) % HOPS_PER_FRAME:  # frames on the 25 fps grid
                 continue
             shown_at = round(shown_at * FPS) / FPS
+            if shown_at >= self._until - 1e-6:
+                continue
             lips = row[:80].reshape(40, 2) + self.net.mean
             if self.mode == "voice":
                 out += self._draw_voice(shown_at, lips)

@@ -24,9 +24,14 @@ def test_two_real_clips(shared_data, tmp_path):
     for name in ("speech", "noise", "MANIFEST.tsv"):
         (data / name).symlink_to(shared_data / name)
     out = tmp_path / "out" / "report.json"
-    report = evaluate_talking_face(data, out, progress=False, side_by_side_clips=1)
+    shipped = weights_path("talking_face.onnx")  # scored again as the candidate: the same figures side by side
+    report = evaluate_talking_face(data, out, progress=False, side_by_side_clips=1, candidate=shipped)
     s = report["summary"]
     assert list(s) == list(METHODS) and s["phoneme-oracle"]["n"] == 2
+    for key in ("mouth_open_r", "lip_feature_r", "sync_offset_frames", "in_sync_share"):
+        assert s["avcall-voice-candidate"][key] == s["avcall-voice"][key]
+    assert set(report["by_source"]["avcall-voice"]) == {"GRID", "LRS2"}
+    assert report["by_source"]["avcall-voice"]["GRID"]["n"] == 1
     assert s["avcall-reenact"]["mouth_open_r"] > 0.9 and s["avcall-reenact"]["codec_kbps"] < 8
     assert s["avcall-reenact"]["rendered"]["mouth_open_r"] > 0.6  # the portrait's own mouth follows the face
     assert "rendered" in s["avcall-voice"] and "rendered" not in s["static"]
@@ -34,7 +39,7 @@ def test_two_real_clips(shared_data, tmp_path):
     assert json.loads(out.read_text())["summary"] == json.loads(json.dumps(s))
     [video] = (out.parent / "report_side_by_side").iterdir()
     with av.open(str(video)) as c:
-        assert (c.streams.video[0].width, c.streams.video[0].height) == (3 * 256, 256)
+        assert (c.streams.video[0].width, c.streams.video[0].height) == (4 * 256, 256)  # real | voice | reenact | candidate
         assert [s.type for s in c.streams] == ["video", "audio"]
 
 
