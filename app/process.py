@@ -17,14 +17,13 @@ import json
 import signal
 import sys
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
 from tqdm import tqdm
 
+from avcall.pipelines.call import CallConfig, Transport, build_call
 from avcall.pipelines.clock import SessionClock
 from avcall.pipelines.errors import AvcallError, InputError
-from avcall.pipelines.load import AudioProbe, LoadShedder
 from avcall.pipelines.runner import Pipeline
 from avcall.pipelines.sinks.atomic import write_text_atomic
 from avcall.pipelines.sinks.lips import LipsSink
@@ -35,10 +34,6 @@ from avcall.pipelines.sinks.window import WindowSink
 from avcall.pipelines.sources.camera import CameraSource
 from avcall.pipelines.sources.file import FileSource
 from avcall.pipelines.sources.microphone import MicrophoneSource
-from avcall.pipelines.stage import Stage
-from avcall.pipelines.stages.annotate import Annotator
-from avcall.pipelines.stages.face_tracker import FaceTracker
-from avcall.pipelines.stages.lip_features import LipFeatureExtractor
 
 from .outputs import StagedOutput
 
@@ -85,86 +80,11 @@ class ProcessResult:
     telemetry: dict
 
 
-@dataclass
-class CallStages:
-    """The stages of a call between its sources and its sinks, and the outgoing video they make."""
-
-    stages: list[Stage]
-    video_size: tuple[int, int] | None  # the outgoing video's (the portrait's when the avatar replaces the camera)
-    fps: Fraction | float
-    shedder: LoadShedder | None = None  # live: what thins the optional work out when the voice falls behind
-
-
-def build_stages(cfg: ProcessConfig, *, clock: SessionClock, video_size: tuple[int, int] | None,
-                 fps: Fraction | float, has_audio: bool, live: bool, suppressor=None) -> CallStages:
-    """The processing stages of a call, in order: what `process` runs between its sources and sinks, and
-    what `avcall soak` runs for hours. `suppressor`: the enhancer's (see `open_enhancer`), None for no
-    enhancement; `live`: frames come at real time (a late frame passes by rather than waits)."""
-    stages: list[Stage] = []
-    if video_size is not None:
-        stages.append(FaceTracker(max_faces=cfg.max_faces, model_path=cfg.face_model))
-        if cfg.max_faces >= 2 and has_audio and judge_shipped():
-            from avcall.pipelines.stages.active_speaker import ActiveSpeaker
-
-            stages.append(ActiveSpeaker())  # of several faces, the one speaking
-    if cfg.emotion:  # beside the tracker: it needs the frame with its face observation; the voice as recorded
-        from avcall.pipelines.stages.emotion import EmotionReader
-
-        # from a file each hop waits for the face of its time (the audio skips the tracker and runs ahead)
-        stages.append(EmotionReader(live=live, wait_for_face=not live and video_size is not None))
-    if video_size is not None:
-        stages.append(LipFeatureExtractor())
-    captioner = None
-    if cfg.captions or cfg.burn_captions:
-        from avcall.pipelines.stages.captioner import Captioner
-
-        captioner = Captioner(asr=cfg.asr, asr_model=cfg.asr_model, own_process=live,
-                              wait_for_lips=not live and video_size is not None)
-        if cfg.captions_from == "raw":  # before the enhancer: it hears the voice as recorded
-            stages.append(captioner)
-    if suppressor is not None:
-        from avcall.pipelines.stages.speech_enhancer import SpeechEnhancer
-
-        stages.append(SpeechEnhancer(suppressor, clock=clock if live else None, compensate_delay=not live))
-    if video_size is not None and has_audio and judge_shipped():
-        from avcall.pipelines.stages.sync_monitor import SyncMonitor
-
-        stages.append(SyncMonitor())  # the call's audio-video offset, in telemetry
-    if captioner is not None and cfg.captions_from != "raw":
-        stages.append(captioner)
-    if cfg.burn_captions and video_size is not None:
-        from avcall.pipelines.stages.caption_burner import CaptionBurner
-
-        stages.append(CaptionBurner(live=live))
-    if cfg.avatar:
-        from avcall.pipelines.stages.talking_face import FPS as AVATAR_FPS
-
-        stages.append(talking_face(cfg.portrait, cfg.avatar, live=live))
-        video_size, fps = (256, 256), (AVATAR_FPS if cfg.avatar == "voice" else fps)
-    elif video_size is not None:
-        stages.append(Annotator())
-        if cfg.emotion:
-            from avcall.pipelines.stages.mood import MoodOverlay
-
-            stages.append(MoodOverlay())  # over the mesh: the reading drawn in a corner
-    shedder = None
-    if live and has_audio:  # under load the optional work thins out, judged by how late the voice leaves
-        shedder = LoadShedder(clock)
-        for stage in stages:
-            stage.shedder = shedder
-        stages.append(AudioProbe(shedder))
-    if live and video_size is not None and has_audio:
-        from avcall.pipelines.stages.av_align import AVAlign
-
-        stages.append(AVAlign(clock))  # last: the voice leaves as far behind its time as the picture does
-    return CallStages(stages, video_size, fps, shedder)
-
-
-def talking_face(portrait: Path | None, mode: str = "voice", live: bool = True) -> Stage:
-    from avcall.models.data.render import load_portrait
-    from avcall.pipelines.stages.talking_face import TalkingFace
-
-    return TalkingFace(load_portrait(portrait) if portrait else None, mode=mode, live=live)
+def call_config(cfg: ProcessConfig, suppressor=None) -> CallConfig:
+    """The call `cfg` asks for (its I/O aside), with the enhancer's suppressor opened by the caller."""
+    return CallConfig(max_faces=cfg.max_faces, face_model=cfg.face_model, enhance=suppressor, captions=cfg.captions,
+                      burn_captions=cfg.burn_captions, asr=cfg.asr, asr_model=cfg.asr_model,
+                      captions_from=cfg.captions_from, avatar=cfg.avatar, portrait=cfg.portrait, emotion=cfg.emotion)
 
 
 async def process(cfg: ProcessConfig, *, progress: bool = True) -> ProcessResult:
@@ -180,8 +100,7 @@ async def process(cfg: ProcessConfig, *, progress: bool = True) -> ProcessResult
             raise InputError("--enhance: there is no audio to enhance (" +
                              (f"{cfg.input} has no audio track)" if cfg.input else "give --mic)"))
         live = cfg.input is None
-        call = build_stages(cfg, clock=clock, video_size=video_size, fps=fps, has_audio=has_audio, live=live,
-                            suppressor=suppressor)
+        call = build_call(call_config(cfg, suppressor), Transport(clock, video_size, fps, has_audio, live))
         lips = LipsSink(tmp / "lips.npz")
         stages = [*call.stages, Mp4Sink(tmp / "annotated.mp4", video_size=call.video_size, fps=call.fps,
                                         audio=has_audio)]
@@ -237,14 +156,6 @@ def _warn_damaged_input(incidents: dict) -> None:
             print(f"avcall: warning: {event['path']}: the input ends early or is damaged (damaged data at "
                   f"{event['pts']:.2f} s); processed up to {event['reached_s']:.2f} s", file=sys.stderr)
             return
-
-
-def judge_shipped() -> bool:
-    """Whether the sync judge ships (the active speaker and the sync monitor need it)."""
-    from avcall.export.runtime import shipped
-    from avcall.models.sync.judge import AUDIO_WEIGHTS, LIPS_WEIGHTS
-
-    return shipped(LIPS_WEIGHTS) and shipped(AUDIO_WEIGHTS)
 
 
 def emotion_shipped() -> bool:

@@ -100,61 +100,47 @@ class Peer:
         self.control = RateLimit(CONTROL_RATE, CONTROL_BURST)
         self.messages_dropped = 0  # data-channel messages over the rate limit
         self.audio_out = self.video_out = None
+        self.call = None  # the call's stages, from the one builder (pipelines/call.py)
         self.enhancer = self.annotator = self.level_in = self.level_out = self.face = self.sync = None
         self.emotion = None  # the EmotionReader, off until the page opts in ("Read my mood")
         self.avatar = None  # the TalkingFace, "off" until the page picks a mode
 
     # --- the pipeline ---------------------------------------------------------------------------------
     def build(self) -> None:
+        """The peer's call from the one builder (pipelines/call.py), between the WebRTC tracks and the page."""
+        from avcall.pipelines.call import CallConfig, Transport, build_call
         from avcall.pipelines.frames import SAMPLE_RATE
         from avcall.pipelines.runner import Pipeline
         from avcall.pipelines.sinks.webrtc import (EventChannelSink, OutgoingAudioTrack, OutgoingVideoTrack,
                                                    TrackSink)
         from avcall.pipelines.sources.webrtc import WebRTCAudioSource, WebRTCVideoSource
-        from avcall.pipelines.stages.annotate import Annotator
-        from avcall.pipelines.stages.face_tracker import FaceTracker
-        from avcall.pipelines.stages.lip_features import LipFeatureExtractor
-        from avcall.pipelines.stages.taps import FacePresence, LevelMeter
 
-        sources, stages = [], []
-        self.level_in, self.level_out, self.face = LevelMeter("level_in"), LevelMeter("level_out"), FacePresence()
-        if "video" in self.tracks:
+        server, sources, audio_sink = self.server, [], None
+        video = "video" in self.tracks
+        if video:
             sources.append(WebRTCVideoSource(self.tracks["video"], self.clock))
             self.video_out = OutgoingVideoTrack()
-            self.annotator = Annotator()
-            self.annotator.enabled = self.overlay
-            stages += [FaceTracker(max_faces=1), LipFeatureExtractor(), self.face]
+        suppressor = server.open_enhancer() if "audio" in self.tracks else None
         if "audio" in self.tracks:
             audio_in = WebRTCAudioSource(self.tracks["audio"], self.clock)
             sources.append(audio_in)
-            stages.append(self.level_in)
-            self.enhancer = self.server.make_enhancer_stage(self.clock)
-            lag = self.enhancer.backend.delay / SAMPLE_RATE if self.enhancer is not None else 0.0
+            lag = suppressor.delay / SAMPLE_RATE if suppressor is not None else 0.0  # its content lags its pts
             self.audio_out = OutgoingAudioTrack(self.clock, audio_in.arrivals, content_lag_s=lag)
-            if self.server.cfg.captions:  # on the voice as received: see ProcessConfig.captions_from
-                from avcall.pipelines.stages.captioner import Captioner
-
-                stages.append(Captioner(own_process=True))
-            if self.enhancer is not None:
-                self.enhancer.mode = self.enhance_mode
-                stages.append(self.enhancer)
-        if self.video_out is not None and "audio" in self.tracks and self.server.has_judge():
-            from avcall.pipelines.stages.sync_monitor import SyncMonitor
-
-            self.sync = SyncMonitor()
-            stages.append(self.sync)
-        if self.video_out is not None:
-            stages.append(self.annotator)
-        if self.audio_out is not None:
-            stages += [self.level_out, TrackSink(self.audio_out)]
-        if self.video_out is not None:
-            # after the voice has gone out: drawing a face never holds the audio back
-            self.avatar = self.server.make_avatar_stage()
-            stages += [s for s in (self.avatar, TrackSink(self.video_out)) if s is not None]
-        self.emotion = self.server.make_emotion_stage()
-        if self.emotion is not None:  # right after the tracker: it needs each frame with its face observation
-            stages.insert(1 if "video" in self.tracks else 0, self.emotion)
-        stages.append(EventChannelSink(self.send))  # every event: captions, emotion readings
+            audio_sink = TrackSink(self.audio_out)
+        cfg = CallConfig(max_faces=1, enhance=suppressor, enhance_mode=self.enhance_mode,
+                         captions=server.cfg.captions, emotion=server.emotion_models is not None, emotion_on=False,
+                         emotion_models=server.emotion_models, avatar="off" if video and server.has_avatar() else None,
+                         overlay=self.overlay, meters=True)
+        # the browser's camera size is known only from its frames: any size stands for "there is video"
+        call = build_call(cfg, Transport(self.clock, (0, 0) if video else None, 30, "audio" in self.tracks,
+                                         live=True, audio_out=audio_sink))
+        self.call = call
+        self.enhancer, self.annotator, self.emotion, self.avatar = (call.roles.get(r) for r in
+                                                                    ("enhancer", "overlay", "emotion", "avatar"))
+        self.level_in, self.level_out, self.face, self.sync = (call.roles.get(r) for r in
+                                                               ("level_in", "level_out", "face", "sync"))
+        stages = [*call.stages, *([TrackSink(self.video_out)] if video else []),
+                  EventChannelSink(self.send)]  # every event: captions, emotion readings
         self.pipeline = Pipeline(sources, stages, live=True)
         for track in (self.audio_out, self.video_out):
             if track is not None:
@@ -294,7 +280,7 @@ class Server:
         self.closing: set[Peer] = set()  # peers on their way out
         self.enhance_modes = ("off",)  # what the page's selector offers: "off" and the backends that ship
         self.enhancer_note = ""
-        self._emotion_models = None  # the emotion nets' sessions, for all peers
+        self.emotion_models = None  # the emotion nets' sessions, for all peers
 
     # --- shared models ----------------------------------------------------------------------------------
     def load_models(self) -> None:
@@ -310,10 +296,20 @@ class Server:
         open_suppressor(backends[0])  # weights checked and sessions made once, before the first call
         self.enhance_modes = ("off", *backends)
 
-    def has_judge(self) -> bool:
-        from avcall.app.process import judge_shipped
+    def has_avatar(self) -> bool:
+        """Whether the talking face ships (the page's "send" picker offers the portrait)."""
+        from avcall.export.runtime import shipped
+        from avcall.models.talking_face.runtime import WEIGHTS
 
-        return judge_shipped()
+        return shipped(WEIGHTS)
+
+    def open_enhancer(self):
+        """A new stream of the default suppressor (its sessions shared by all peers), None without one."""
+        if len(self.enhance_modes) < 2:
+            return None
+        from avcall.pipelines.suppressors import open_suppressor
+
+        return open_suppressor(self.enhance_modes[1])
 
     def _load_emotion(self) -> None:
         from avcall.app.process import emotion_shipped
@@ -321,35 +317,7 @@ class Server:
         if emotion_shipped():
             from avcall.models.emotion.runtime import EmotionModels
 
-            self._emotion_models = EmotionModels()
-
-    def make_emotion_stage(self):
-        """An EmotionReader over the shared nets, switched off (None without the weights)."""
-        if self._emotion_models is None:
-            return None
-        from avcall.pipelines.stages.emotion import EmotionReader
-
-        return EmotionReader(self._emotion_models, enabled=False)
-
-    def make_avatar_stage(self):
-        """A TalkingFace with the bundled portrait, off (None without the voice-to-lips weights)."""
-        from avcall.export.runtime import shipped
-        from avcall.models.talking_face.runtime import WEIGHTS
-
-        if not shipped(WEIGHTS):
-            return None
-        from avcall.pipelines.stages.talking_face import TalkingFace
-
-        return TalkingFace(None, mode="off")
-
-    def make_enhancer_stage(self, clock: SessionClock):
-        """A SpeechEnhancer over the default backend (its sessions shared by all peers), None without one."""
-        if len(self.enhance_modes) < 2:
-            return None
-        from avcall.pipelines.stages.speech_enhancer import SpeechEnhancer
-        from avcall.pipelines.suppressors import open_suppressor
-
-        return SpeechEnhancer(open_suppressor(self.enhance_modes[1]), clock=clock)
+            self.emotion_models = EmotionModels()
 
     # --- routes -------------------------------------------------------------------------------------------
     def app(self) -> web.Application:

@@ -1,7 +1,7 @@
 """`avcall soak`: the whole call for minutes or hours at real time, sampled as it goes.
 
 A looping call (the demo's noisy call, made at 30 fps, or `--input`) plays at real time through the stages
-`process` builds for a call (`build_stages`: tracking, lip features, captions, the enhancer, the sync monitor,
+every call is built with (`build_call`: tracking, lip features, captions, the enhancer, the sync monitor,
 the overlay, and whatever stage joins the builder later), with the talking face rendered beside them when its
 weights ship. Every `every_s` seconds a sample records the resident memory, open file descriptors and threads
 of the process and its children (the recogniser's), each stage's latency p50/p95 (its telemetry's recent
@@ -33,6 +33,7 @@ from typing import Sequence
 
 import numpy as np
 
+from avcall.pipelines.call import Transport, build_call, talking_face
 from avcall.pipelines.clock import SessionClock
 from avcall.pipelines.errors import InputError
 from avcall.pipelines.frames import AudioFrame, Frame, VideoFrame
@@ -43,7 +44,7 @@ from avcall.pipelines.sources.loop import LoopSource
 from avcall.pipelines.stage import Stage
 
 from .outputs import StagedOutput
-from .process import ProcessConfig, build_stages, open_enhancer, talking_face
+from .process import ProcessConfig, call_config, open_enhancer
 
 FPS = 30
 STALL_S = 0.5  # an output that sends nothing for this long has stalled (a call's outputs come every 10-40 ms)
@@ -280,8 +281,8 @@ def _pipeline(clip: Path, cfg: SoakConfig, clock: SessionClock, outputs: Outputs
     enhance = DEFAULT if DEFAULT in available() else None  # the default noise suppressor, when it ships
     call_cfg = every_stage_that_ships(ProcessConfig(input=clip, outdir=cfg.out, enhance=enhance, captions=True))
     video_size = (info.width, info.height) if info.has_video else None
-    call = build_stages(call_cfg, clock=clock, video_size=video_size, fps=info.fps, has_audio=True, live=True,
-                        suppressor=open_enhancer(enhance) if enhance else None)
+    call = build_call(call_config(call_cfg, open_enhancer(enhance) if enhance else None),
+                      Transport(clock, video_size, info.fps, has_audio=True, live=True))
     stages = [Meter("soak_in", clock, {AudioFrame: outputs.audio_in}, keep=(AudioFrame,)), *call.stages,
               Meter("soak_out", clock, {AudioFrame: outputs.audio, VideoFrame: outputs.video}, keep=(AudioFrame,))]
     if cfg.avatar and shipped("talking_face.onnx"):

@@ -85,9 +85,9 @@ class Paced(Frames):
 
 
 def _call_video(portrait: np.ndarray, emotion: bool) -> list[VideoFrame]:
-    """The live path's stages (`build_stages`, as `avcall live` builds them) over 3 s of the portrait and a
+    """The live path's stages (`build_call`, as `avcall live` builds them) over 3 s of the portrait and a
     quiet room, at real time; the video frames that come out (none dropped: the queues wait)."""
-    from avcall.app.process import ProcessConfig, build_stages
+    from avcall.pipelines.call import CallConfig, Transport, build_call
     from avcall.pipelines.clock import SessionClock
     from avcall.pipelines.runner import Pipeline
 
@@ -96,9 +96,8 @@ def _call_video(portrait: np.ndarray, emotion: bool) -> list[VideoFrame]:
     frames += [AudioFrame(pts=s / 16000, samples=rng.normal(0, 3e-4, 320).astype(np.float32))
                for s in range(0, 3 * 16000, 320)]
     frames.sort(key=lambda f: (f.pts, isinstance(f, VideoFrame)))
-    cfg = ProcessConfig(input=None, outdir=None, emotion=emotion)
     clock = SessionClock()
-    call = build_stages(cfg, clock=clock, video_size=SIZE, fps=Fraction(25), has_audio=True, live=True)
+    call = build_call(CallConfig(emotion=emotion), Transport(clock, SIZE, Fraction(25), has_audio=True, live=True))
     out: list[VideoFrame] = []
     source = Paced(frames)
     source.clock = clock

@@ -1,0 +1,190 @@
+"""One call, built once: the stages between a call's sources and its sinks, in order, for every transport.
+
+`avcall process` (a file, or the local camera and microphone), `avcall live`, `avcall soak`, the demo and
+each peer of `avcall serve` all ask `build_call(config, transport)`; a new stage is added here, once.
+
+    face tracker -> active speaker -> emotion -> lip features -> [meters in] -> captioner (raw voice)
+    -> enhancer -> sync monitor -> captioner (enhanced voice) -> caption burner -> overlay (+ mood)
+    -> [meters out] -> [the audio's way out] -> talking face -> load probe -> A/V align
+
+What the transport changes, and why:
+- live (camera, microphone, WebRTC, a looped file at real time): late frames pass by rather than wait, the
+  captioner decodes in its own process, the enhancer keeps its delay (and says so), and a load shedder thins
+  the optional work out when the voice falls behind;
+- offline (a file as fast as it decodes): stages wait for the lips and faces of each hop's time, and the
+  enhancer takes its delay off so the outputs line up with the input;
+- `audio_out` (the served call's outgoing audio track): the voice leaves before the picture work (the overlay
+  is drawn before it, the talking face after), so drawing never holds the voice back; the browser plays the
+  two tracks with its own jitter buffers, so no A/V alignment is done here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+from .clock import SessionClock
+from .load import AudioProbe, LoadShedder
+from .stage import Stage
+from .suppressors.base import Suppressor
+
+
+@dataclass
+class CallConfig:
+    """What the call does (where it comes from and goes to is the transport's and the caller's)."""
+
+    max_faces: int = 2
+    face_model: Path | None = None
+    enhance: Suppressor | None = None  # a stream of the noise suppressor (opened by the caller: one line if not)
+    enhance_mode: str | None = None  # None: the suppressor runs; "off": there, faded out, until switched on
+    captions: bool = False
+    burn_captions: bool = False
+    asr: str = "pocketsphinx"
+    asr_model: Path | None = None
+    captions_from: str = "raw"  # "raw": the voice as recorded; "enhanced": after the enhancer
+    # "voice" / "reenact": the outgoing video is the portrait; "off": the talking face is there, switched off
+    avatar: str | None = None
+    portrait: Path | None = None
+    emotion: bool = False
+    emotion_on: bool = True  # False: the emotion reader is there, switched off until a control turns it on
+    emotion_models: object | None = None  # shared nets (a server's, for all its peers); None: opened per call
+    overlay: bool = True  # the mesh and lips drawn on the outgoing camera video
+    meters: bool = False  # level meters in and out and the face-presence tap (the served page's panel)
+
+
+@dataclass
+class Transport:
+    clock: SessionClock
+    video_size: tuple[int, int] | None  # the incoming video's, None without video
+    fps: Fraction | float
+    has_audio: bool
+    live: bool  # frames come at real time (a late frame passes by rather than waits)
+    audio_out: Stage | None = None  # the voice's way out, placed before the picture work (the served call)
+
+
+@dataclass
+class Call:
+    stages: list[Stage]
+    video_size: tuple[int, int] | None  # the outgoing video's (the portrait's when the avatar replaces the camera)
+    fps: Fraction | float
+    shedder: LoadShedder | None = None  # live: what thins the optional work out when the voice falls behind
+    roles: dict[str, Stage] = field(default_factory=dict)  # stages a controller talks to, by role
+
+    def describe(self) -> list[str]:
+        """The call as a printable list: each stage in order, with what it takes."""
+        return [f"{i:2d}. {s.name} ({type(s).__name__}): "
+                f"{', '.join(t.__name__ for t in s.accepts) or 'every frame'}" for i, s in enumerate(self.stages, 1)]
+
+
+def judge_shipped() -> bool:
+    """Whether the sync judge ships (the active speaker and the sync monitor need it)."""
+    from avcall.export.runtime import shipped
+    from avcall.models.sync.judge import AUDIO_WEIGHTS, LIPS_WEIGHTS
+
+    return shipped(LIPS_WEIGHTS) and shipped(AUDIO_WEIGHTS)
+
+
+def talking_face(portrait: Path | None, mode: str = "voice", live: bool = True) -> Stage:
+    from avcall.models.data.render import load_portrait
+
+    from .stages.talking_face import TalkingFace
+
+    return TalkingFace(load_portrait(portrait) if portrait else None, mode=mode, live=live)
+
+
+def build_call(cfg: CallConfig, transport: Transport) -> Call:
+    """The call's stages, in order (see the module's docstring)."""
+    t = transport
+    video, live = t.video_size is not None, t.live
+    stages: list[Stage] = []
+    roles: dict[str, Stage] = {}
+
+    def add(stage: Stage, role: str | None = None) -> Stage:
+        stages.append(stage)
+        if role:
+            roles[role] = stage
+        return stage
+
+    if video:
+        from .stages.face_tracker import FaceTracker
+
+        add(FaceTracker(max_faces=cfg.max_faces, model_path=cfg.face_model))
+        if cfg.max_faces >= 2 and t.has_audio and judge_shipped():
+            from .stages.active_speaker import ActiveSpeaker
+
+            add(ActiveSpeaker())  # of several faces, the one speaking
+    if cfg.emotion:  # beside the tracker: it needs the frame with its face observation; the voice as recorded
+        from .stages.emotion import EmotionReader
+
+        # from a file each hop waits for the face of its time (the audio skips the tracker and runs ahead)
+        add(EmotionReader(cfg.emotion_models, enabled=cfg.emotion_on, live=live,
+                          wait_for_face=not live and video), "emotion")
+    if video:
+        from .stages.lip_features import LipFeatureExtractor
+
+        add(LipFeatureExtractor())
+    if cfg.meters:
+        from .stages.taps import FacePresence, LevelMeter
+
+        if video:
+            add(FacePresence(), "face")
+        add(LevelMeter("level_in"), "level_in")
+    captioner = None
+    if (cfg.captions or cfg.burn_captions) and t.has_audio:
+        from .stages.captioner import Captioner
+
+        captioner = Captioner(asr=cfg.asr, asr_model=cfg.asr_model, own_process=live,
+                              wait_for_lips=not live and video)
+        roles["captioner"] = captioner
+        if cfg.captions_from == "raw":  # before the enhancer: it hears the voice as recorded
+            add(captioner)
+    if cfg.enhance is not None and t.has_audio:
+        from .stages.speech_enhancer import SpeechEnhancer
+
+        enhancer = add(SpeechEnhancer(cfg.enhance, clock=t.clock if live else None, compensate_delay=not live),
+                       "enhancer")
+        if cfg.enhance_mode is not None:
+            enhancer.mode = cfg.enhance_mode
+    if video and t.has_audio and judge_shipped():
+        from .stages.sync_monitor import SyncMonitor
+
+        add(SyncMonitor(), "sync")  # the call's audio-video offset, in telemetry
+    if captioner is not None and cfg.captions_from != "raw":
+        add(captioner)
+    if cfg.burn_captions and video:
+        from .stages.caption_burner import CaptionBurner
+
+        add(CaptionBurner(live=live))
+    out_size, fps = t.video_size, t.fps
+    if video and cfg.avatar in (None, "off"):  # the camera's video goes out: the overlay drawn on it
+        from .stages.annotate import Annotator
+
+        add(Annotator(), "overlay").enabled = cfg.overlay
+        if cfg.emotion:
+            from .stages.mood import MoodOverlay
+
+            add(MoodOverlay())  # over the mesh: the reading drawn in a corner
+    if cfg.meters:
+        from .stages.taps import LevelMeter
+
+        add(LevelMeter("level_out"), "level_out")
+    if t.audio_out is not None:
+        add(t.audio_out)
+    if cfg.avatar:
+        from .stages.talking_face import FPS as AVATAR_FPS
+
+        add(talking_face(cfg.portrait, cfg.avatar, live=live), "avatar")
+        if cfg.avatar != "off":
+            out_size, fps = (256, 256), (AVATAR_FPS if cfg.avatar == "voice" else t.fps)
+    shedder = None
+    if live and t.has_audio:  # under load the optional work thins out, judged by how late the voice leaves
+        shedder = LoadShedder(t.clock)
+        for stage in stages:
+            stage.shedder = shedder
+        add(AudioProbe(shedder))
+    if live and video and t.has_audio and t.audio_out is None:
+        from .stages.av_align import AVAlign
+
+        add(AVAlign(t.clock))  # last: the voice leaves as far behind its time as the picture does
+    return Call(stages, out_size, fps, shedder, roles)

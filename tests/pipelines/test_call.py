@@ -1,0 +1,82 @@
+"""One call, built once: the stage lists of process (a file, the local devices), soak and a served peer all come
+from `build_call`, printed and compared; what differs between them is what the transport says."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+from avcall.app.process import ProcessConfig, call_config
+from avcall.pipelines.call import CallConfig, Transport, build_call
+from avcall.pipelines.clock import SessionClock
+from avcall.pipelines.suppressors import DEFAULT, available, open_suppressor
+
+SIZE = (64, 48)
+
+
+def names(stages) -> list[str]:
+    return [s.name for s in stages]
+
+
+def test_file_and_live_calls_differ_only_in_what_live_needs():
+    suppressor = open_suppressor(DEFAULT) if DEFAULT in available() else None
+    cfg = call_config(ProcessConfig(input=None, outdir=Path("out"), captions=True, emotion=True), suppressor)
+    offline = build_call(cfg, Transport(SessionClock(), SIZE, Fraction(25), has_audio=True, live=False))
+    live = build_call(cfg, Transport(SessionClock(), SIZE, Fraction(25), has_audio=True, live=True))
+    print("\n".join(live.describe()))
+    assert names(live.stages) == names(offline.stages) + ["load_probe", "av_align"]
+    assert offline.describe()[0].startswith(" 1. face_tracker (FaceTracker): VideoFrame")
+    first = names(offline.stages)
+    assert first.index("face_tracker") < first.index("emotion") < first.index("lip_features") < first.index("captioner")
+    if suppressor is not None:
+        assert first.index("captioner") < first.index("speech_enhancer")  # captions hear the voice as configured
+        assert offline.roles["enhancer"].compensate_delay and not live.roles["enhancer"].compensate_delay
+    assert live.shedder is not None and offline.shedder is None
+
+
+class FakePeerConnection:
+    def __init__(self) -> None:
+        self.tracks = []
+
+    def addTrack(self, track) -> None:
+        self.tracks.append(track)
+
+
+def test_a_served_peer_runs_the_same_call():
+    from avcall.app.serve import Peer, Server, ServeConfig
+
+    server = Server(ServeConfig())
+    server.load_models()
+    peer = Peer(server, FakePeerConnection(), server.enhance_modes[-1], True)
+    peer.tracks = {"audio": object(), "video": object()}
+    peer.build()
+    served = names(peer.pipeline.stages)
+    cfg = CallConfig(max_faces=1, enhance=server.open_enhancer(), captions=True,
+                     emotion=server.emotion_models is not None, emotion_on=False,
+                     emotion_models=server.emotion_models, avatar="off" if server.has_avatar() else None, meters=True)
+    sink = peer.pipeline.stages[served.index("webrtc_audio_out")]
+    expected = build_call(cfg, Transport(SessionClock(), SIZE, 30, True, live=True, audio_out=sink))
+    print("\n".join(expected.describe()))
+    assert served == names(expected.stages) + ["webrtc_video_out", "data_channel_out"]
+    assert served.index("level_out") + 1 == served.index("webrtc_audio_out")  # the voice leaves, metered
+    if server.has_avatar():
+        assert served.index("webrtc_audio_out") < served.index("talking_face")  # before the face is drawn
+    assert peer.level_in is not None and peer.face is not None and peer.annotator is not None
+    assert "av_align" not in served  # the browser plays the tracks with its own buffers
+
+
+def test_the_soak_runs_the_call_of_process(tmp_path):
+    from avcall.app.soak import Outputs, SoakConfig, _pipeline, make_loop_clip
+
+    clip = make_loop_clip(tmp_path)
+    clock = SessionClock()
+    pipeline, source = _pipeline(clip, SoakConfig(minutes=1, out=tmp_path, avatar=False), clock, Outputs())
+    info = source.info
+    soaked = [n for n in names(pipeline.stages) if not n.startswith("soak_")]
+    from avcall.app.soak import every_stage_that_ships
+
+    enhance = DEFAULT if DEFAULT in available() else None
+    cfg = every_stage_that_ships(ProcessConfig(input=clip, outdir=tmp_path, enhance=enhance, captions=True))
+    expected = build_call(call_config(cfg, open_suppressor(enhance) if enhance else None),
+                          Transport(clock, (info.width, info.height), info.fps, True, live=True))
+    assert soaked == names(expected.stages)
