@@ -15,7 +15,8 @@ judge's windows (5 video frames, 0.2 s) are taken wholly in the past: they delay
 about 0.1 s behind the lips and then the evidence's time constant), never the audio.
 
 Fallback: no face on the current video frame, no decision yet, or one talker (the weaker stream more than
-SINGLE_DB under the stronger, over the last ~0.5 s): the suppressor's output as it came in. Every change (in
+`single_db` under the stronger over the last ~0.5 s, or the two streams' loudness rising and falling together:
+one voice split in two): the suppressor's output as it came in. Every change (in
 or out of extraction, or from one stream to the other) is a linear crossfade of FADE samples; the two streams
 add up to the input (mixture consistency), so the crossfades never jump in level.
 """
@@ -40,6 +41,8 @@ class Tuning:
     switch: float = 0.25  # evidence that selects a stream
     single_db: float = -15.0  # weaker stream under the stronger by more than this: one talker
     level_leak: float = 0.98  # per hop (0.5 s) for the stream levels
+    split_corr: float = 0.8  # the streams' loudness (dB per hop) correlated above this: one voice split in two
+    corr_leak: float = 0.99  # per hop (1 s) for that correlation
 
 
 class _Norm:
@@ -125,6 +128,8 @@ class TargetTalker:
         self.evidence = 0.0
         self.selected: int | None = None
         self.level = np.zeros(2)
+        self.env = np.zeros(5)  # running mean of e0, e1, e0^2, e1^2, e0*e1 (loudness in dB per hop)
+        self.env_n = 0
         self.wet = 0.0  # 0 = the input as it came, 1 = the selected stream
         self.weights = np.array([0.5, 0.5])  # per-stream weights while extracting
         self.face = False
@@ -148,7 +153,12 @@ class TargetTalker:
         streams = streams[0]
         self._keep(streams)
         self.t += HOP
-        self.level = self.tuning.level_leak * self.level + (1 - self.tuning.level_leak) * np.mean(streams ** 2, axis=1)
+        power = np.mean(streams ** 2, axis=1)
+        self.level = self.tuning.level_leak * self.level + (1 - self.tuning.level_leak) * power
+        e0, e1 = 10 * np.log10(power + 1e-10)
+        k = max(1 - self.tuning.corr_leak, 1.0 / (self.env_n + 1))
+        self.env += k * (np.array([e0, e1, e0 * e0, e1 * e1, e0 * e1]) - self.env)
+        self.env_n += 1
         if self.design == "separate":
             self._judge()
         else:
@@ -219,10 +229,17 @@ class TargetTalker:
         power = np.abs(np.fft.rfft(x[idx] * _WIN, axis=1)) ** 2
         return self.norms[k](np.log(power @ _MEL.T + 1e-6))
 
+    def split(self) -> float:
+        """How alike the two streams' loudness moves (the correlation of their dB per hop over about a second):
+        two talkers come and go apart; one voice split across both streams rises and falls in both."""
+        m0, m1, s00, s11, s01 = self.env
+        v0, v1 = s00 - m0 * m0, s11 - m1 * m1
+        return float((s01 - m0 * m1) / np.sqrt(v0 * v1)) if v0 > 1e-6 and v1 > 1e-6 else 1.0
+
     def _mixdown(self, hop: np.ndarray, streams: np.ndarray) -> np.ndarray:
         tu = self.tuning
         strong, weak = max(self.level), min(self.level)
-        two = strong > 0 and 10 * np.log10(weak / strong + 1e-12) > tu.single_db
+        two = strong > 0 and 10 * np.log10(weak / strong + 1e-12) > tu.single_db and self.split() < tu.split_corr
         extracting = self.face and self.selected is not None and two
         target_w = np.eye(2)[self.selected] if self.selected is not None else self.weights
         ramp = (np.arange(1, HOP + 1) / FADE).astype(np.float32)

@@ -153,7 +153,9 @@ def run(a) -> dict:
         step = state["step"]
     elif a.init:
         own = model.state_dict()
-        got = {k: v for k, v in torch.load(a.init, map_location=dev).items() if k in own and own[k].shape == v.shape}
+        init = torch.load(a.init, map_location=dev)
+        init = init.get("model", init)  # a checkpoint.pt or a model.pt
+        got = {k: v for k, v in init.items() if k in own and own[k].shape == v.shape}
         model.load_state_dict(got, strict=False)
     gen = torch.Generator(device=dev).manual_seed(a.seed * 100003 + step)
     log = open(out / "train.log", "a")

@@ -36,7 +36,7 @@ def _voice_like(seconds: float, seed: int = 0) -> np.ndarray:
 
 
 def test_face_lost_falls_back_to_the_input_without_a_click(random_separator):
-    tt = TargetTalker("separate", random_separator, tuning=Tuning(switch=0.0, single_db=-300.0))
+    tt = TargetTalker("separate", random_separator, tuning=Tuning(switch=0.0, single_db=-300.0, split_corr=2.0))
     audio = _voice_like(3.0)
     rng = np.random.default_rng(1)
     lost_hop = 200  # the face goes at 2.0 s
@@ -56,7 +56,7 @@ def test_face_lost_falls_back_to_the_input_without_a_click(random_separator):
 
 
 def test_the_clip_path_is_the_hop_path_and_repeats(random_separator):
-    tt = TargetTalker("separate", random_separator, tuning=Tuning(switch=0.0, single_db=-300.0))
+    tt = TargetTalker("separate", random_separator, tuning=Tuning(switch=0.0, single_db=-300.0, split_corr=2.0))
     audio = _voice_like(1.2, seed=2)
 
     class Track:
