@@ -152,7 +152,9 @@ def package_weights(name: str) -> dict[str, Path]:
 def shared_session(path: str | Path, *, threads: int = 1, prefer_gpu: bool = True) -> ort.InferenceSession:
     """One session per model file per process, shared by every stream that runs it (onnxruntime's `run` is
     safe to call from several threads at once; each stream keeps its own recurrent state)."""
-    key = (str(Path(path).resolve()), int(threads), bool(prefer_gpu))
+    path = Path(path)
+    stat = path.stat() if path.is_file() else None  # a file written anew is a new model
+    key = (str(path.resolve()), stat and (stat.st_mtime_ns, stat.st_size), int(threads), bool(prefer_gpu))
     with _lock:
         session = _sessions.get(key)
     if session is None:

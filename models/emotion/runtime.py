@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 
-from avcall.export.runtime import create_session, require_weights, weights_path
+from avcall.export.runtime import require_weights, shared_session, weights_path
 
 from .labels import CLASSES
 
@@ -25,8 +25,8 @@ class EmotionModels:
     """Sessions for the face and voice nets and the fusion heads, one thread each by default."""
 
     def __init__(self, threads: int = 1) -> None:
-        self.face_session = create_session(require_weights(FACE), threads=threads)
-        self.voice_session = create_session(require_weights(VOICE), threads=threads)
+        self.face_session = shared_session(require_weights(FACE), threads=threads)
+        self.voice_session = shared_session(require_weights(VOICE), threads=threads)
         entry = _manifest_entry(VOICE)
         self.late_w_voice = float(entry.get("late_w_voice", 0.5))
         self.shipped_fusion = str(entry.get("shipped_fusion", "late"))
@@ -61,7 +61,7 @@ class EmotionModels:
                        ).astype(np.float32)
         session = self._fusion.get(method)
         if session is None:
-            session = self._fusion[method] = create_session(require_weights(f"emotion_fusion_{method}.onnx"))
+            session = self._fusion[method] = shared_session(require_weights(f"emotion_fusion_{method}.onnx"))
         segments = max(len(voice[1]) if voice is not None else 1, len(face[1]) if face is not None else 1)
         za = _segments(voice[1] if voice is not None else None, segments, 64)
         zv = _segments(face[1] if face is not None else None, segments, 128)

@@ -36,10 +36,10 @@ class SyncResult:
 
 class SyncJudge:
     def __init__(self, lips_path: str | Path | None = None, audio_path: str | Path | None = None) -> None:
-        from ...export.runtime import create_session, require_weights
+        from ...export.runtime import require_weights, shared_session
 
-        self.lips = create_session(lips_path or require_weights(LIPS_WEIGHTS), threads=1)
-        self.audio = create_session(audio_path or require_weights(AUDIO_WEIGHTS), threads=1)
+        self.lips = shared_session(lips_path or require_weights(LIPS_WEIGHTS), threads=1)
+        self.audio = shared_session(audio_path or require_weights(AUDIO_WEIGHTS), threads=1)
 
     def embed(self, lip_windows: np.ndarray, mel_windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         lips = self.lips.run(None, {"lips": lip_windows})[0] if len(lip_windows) else np.zeros((0, 64), np.float32)

@@ -16,9 +16,9 @@ FPS = 25.0
 
 class VoiceToLipsStream:
     def __init__(self, path: str | Path | None = None, session=None) -> None:
-        from ...export.runtime import create_session, require_weights
+        from ...export.runtime import require_weights, shared_session
 
-        self.session = session or create_session(path or require_weights(WEIGHTS), threads=1)
+        self.session = session or shared_session(path or require_weights(WEIGHTS), threads=1)
         from ..data.lipmodel import LipModel
 
         self.mean = LipModel.load().mean.astype(np.float32)

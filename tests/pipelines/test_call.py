@@ -80,3 +80,37 @@ def test_the_soak_runs_the_call_of_process(tmp_path):
     expected = build_call(call_config(cfg, open_suppressor(enhance) if enhance else None),
                           Transport(clock, (info.width, info.height), info.fps, True, live=True))
     assert soaked == names(expected.stages)
+
+
+def test_three_served_peers_share_one_session_per_model():
+    import asyncio
+
+    from avcall.app.serve import Peer, Server, ServeConfig
+    from avcall.export.runtime import session_count
+
+    server = Server(ServeConfig(captions=False))
+    server.load_models()
+    models = ("speech_enhancer", "sync_monitor", "talking_face", "emotion")
+
+    async def start_models(peer) -> None:
+        for stage in peer.pipeline.stages:
+            if stage.name in models:
+                await stage.start()
+
+    counts, peers = [], []
+    for _ in range(3):
+        peer = Peer(server, FakePeerConnection(), server.enhance_modes[-1], True)
+        peer.tracks = {"audio": object(), "video": object()}
+        peer.build()
+        asyncio.run(start_models(peer))
+        peers.append(peer)
+        counts.append(session_count())
+    assert counts[0] == counts[1] == counts[2] > 0  # the second and third peers opened no session
+    from avcall.export.runtime import _sessions
+    from avcall.pipelines.call import judge_shipped
+
+    opened = {Path(key[0]).name for key in _sessions}
+    assert not judge_shipped() or {"sync_lips.onnx", "sync_audio.onnx"} <= opened  # the judge's too
+    for peer in peers:
+        for stage in peer.pipeline.stages:
+            stage.shutdown_worker()
