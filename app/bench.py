@@ -477,27 +477,28 @@ def bench_emotion(audio_path: Path | None = None, seconds: float = 20.0) -> dict
     }
 
 
-def bench_serve(seconds: float = 20.0, clip: Path | None = None) -> dict:
-    """The served path on loopback: `avcall serve`'s server and an aiortc peer playing a talking-face clip;
-    the server's own measure of the added audio delay (a hop's arrival from the peer to its departure to the
-    encoder, after the jitter buffer) and the stages' service times, from the telemetry on the data channel."""
+def bench_serve(seconds: float = 20.0, clip: Path | None = None, peers: tuple[int, ...] = (1,)) -> dict:
+    """The served path on loopback, N peers at once for each N of `peers`: `avcall serve`'s server and N aiortc
+    peers, each playing a talking-face clip with real WebRTC both ways. Per N: the server's own measure of the
+    added audio delay (a hop's arrival from its peer to its departure to the encoder, after the jitter buffer),
+    the share of hops passed through unenhanced, the audio and video each peer got back against what real time
+    would give, and the server process's CPU per peer."""
+    import resource
     import tempfile
 
     from .demo import write_synthetic_clip, write_talking_portrait
     from .serve import Server, ServeConfig
 
-    async def run(path: Path) -> list[dict]:
-        from aiohttp import ClientSession, web
+    def cpu() -> float:
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        kids = resource.getrusage(resource.RUSAGE_CHILDREN)  # the recognisers' processes
+        return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+    async def one_peer(port: int, path: Path, got: dict) -> list[dict]:
+        from aiohttp import ClientSession
         from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
         from aiortc.contrib.media import MediaPlayer
 
-        server = Server(ServeConfig())
-        server.load_models()
-        runner = web.AppRunner(server.app())
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         player = MediaPlayer(str(path), loop=True)
         for track in (player.audio, player.video):
@@ -506,7 +507,7 @@ def bench_serve(seconds: float = 20.0, clip: Path | None = None) -> dict:
         channel = pc.createDataChannel("avcall")
         telemetry: list[dict] = []
         channel.on("message", lambda m: telemetry.append(json.loads(m)) if '"telemetry"' in m else None)
-        pc.on("track", lambda t: asyncio.ensure_future(_drain(t)))
+        pc.on("track", lambda t: asyncio.ensure_future(_drain(t, got)))
         try:
             await pc.setLocalDescription(await pc.createOffer())
             async with ClientSession() as session:
@@ -517,44 +518,80 @@ def bench_serve(seconds: float = 20.0, clip: Path | None = None) -> dict:
             await asyncio.sleep(seconds)
         finally:
             await pc.close()
-            await runner.cleanup()
         return telemetry
 
+    async def run(path: Path, n: int) -> tuple[list[list[dict]], list[dict], float]:
+        from aiohttp import web
+
+        server = Server(ServeConfig(max_peers=n))
+        server.load_models()
+        runner = web.AppRunner(server.app())
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        got = [{"audio_s": 0.0, "video_frames": 0} for _ in range(n)]
+        began = cpu()
+        try:
+            telemetry = await asyncio.gather(*(one_peer(port, path, got[i]) for i in range(n)))
+        finally:
+            used = cpu() - began
+            await runner.cleanup()
+        return telemetry, got, used
+
+    results = {}
     with tempfile.TemporaryDirectory() as tmp:
         path = clip
         if path is None:
             path = Path(tmp) / "talk.mp4"
             if not write_talking_portrait(path):
                 asyncio.run(write_synthetic_clip(path, seconds))
-        telemetry = asyncio.run(run(path))
-    late = [t for t in telemetry[len(telemetry) // 4:] if t.get("audio_delay_ms") is not None]  # after warm-up
-    if not late:
-        raise InputError("bench serve: no telemetry came back from the server")
-    last = late[-1]
+        for n in peers:
+            telemetry, got, used = asyncio.run(run(path, n))
+            late = [t for per in telemetry for t in per[len(per) // 4:] if t.get("audio_delay_ms") is not None]
+            if not late:
+                raise InputError(f"bench serve: no telemetry came back from the server with {n} peer(s)")
+            passed = [t["incidents"].get("audio_passthrough_samples", 0) for per in telemetry for t in per[-1:]]
+            results[str(n)] = {
+                "added_audio_delay_ms": {"p50": float(np.median([t["audio_delay_ms"] for t in late])),
+                                         "p95": float(np.median([t["audio_delay_p95_ms"] for t in late]))},
+                "audio_back_share": [round(g["audio_s"] / seconds, 3) for g in got],  # 1.0: all of real time
+                "video_back_fps": [round(g["video_frames"] / seconds, 1) for g in got],
+                "audio_passed_through_s": [round(p / 16_000, 2) for p in passed],
+                "cpu_per_peer": used / seconds / n,  # of one core
+                "enhance": late[-1]["enhance"],
+                "face_seen_share": float(np.mean([t["face"] for t in late])),
+                "stages_ms": late[-1]["stages"],
+            }
+    one = results[str(peers[0])]
     return {
         "benchmark": "serve",
-        "what": "avcall serve on 127.0.0.1 with an aiortc peer playing a talking-face clip; added audio delay = "
-                "a 10 ms hop's arrival at the server (after the jitter buffer) to its departure to the Opus "
-                "encoder, enhanced; medians over the run's telemetry after the first quarter",
+        "what": "avcall serve on 127.0.0.1 with N aiortc peers at once, each playing a talking-face clip; added "
+                "audio delay = a 10 ms hop's arrival at the server (after the jitter buffer) to its departure to "
+                "the Opus encoder, enhanced (medians over the run's telemetry after the first quarter); audio and "
+                "video got back by each peer; server CPU (its threads and the recognisers' processes) per peer",
         "seconds": seconds,
-        "added_audio_delay_ms": {"p50": float(np.median([t["audio_delay_ms"] for t in late])),
-                                 "p95": float(np.median([t["audio_delay_p95_ms"] for t in late]))},
+        "peers": results,
+        "added_audio_delay_ms": one["added_audio_delay_ms"],
         "target_ms": SERVE_TARGET_DELAY_MS,
-        "meets_target": bool(np.median([t["audio_delay_ms"] for t in late]) <= SERVE_TARGET_DELAY_MS),
-        "enhance": last["enhance"],
-        "face_seen_share": float(np.mean([t["face"] for t in late])),
-        "stages_ms": last["stages"],
+        "meets_target": bool(one["added_audio_delay_ms"]["p50"] <= SERVE_TARGET_DELAY_MS),
         "cpu": cpu_name(),
+        "cores": os.cpu_count(),
         "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
 
 
-async def _drain(track) -> None:
+async def _drain(track, got: dict | None = None) -> None:
+    """Receive a track to its end, counting what came: seconds of audio, video frames."""
     while True:
         try:
-            await track.recv()
+            frame = await track.recv()
         except Exception:  # noqa: BLE001 - the track ended
             return
+        if got is not None and track.kind == "audio":
+            got["audio_s"] += frame.samples / frame.sample_rate
+        elif got is not None:
+            got["video_frames"] += 1
 
 
 def write_json(result: dict, out: Path | None) -> str:

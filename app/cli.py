@@ -62,6 +62,17 @@ def enhancer_arg(text: str) -> str:
                                      f"{', '.join(available()) or 'none'}, or off")
 
 
+def peer_counts(text: str) -> tuple[int, ...]:
+    """1,2,4 -> (1, 2, 4)."""
+    try:
+        counts = tuple(int(x) for x in text.split(","))
+    except ValueError:
+        counts = ()
+    if not counts or min(counts) < 1 or max(counts) > 16:
+        raise argparse.ArgumentTypeError(f"{text!r}: give peer counts from 1 to 16, e.g. 1,2,4")
+    return counts
+
+
 def device_arg(text: str) -> int | str:
     """A device index (`0`) or a name or path (`default`, `USB Audio`, `clip.mp4`)."""
     return int(text) if text.isdigit() else text
@@ -228,6 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--frames", type=int, default=300, help="tracking: frames to time (default 300)")
     b.add_argument("--seconds", type=float, default=10.0,
                    help="enhance, captions: seconds of audio to time; serve: seconds of call (default 10)")
+    b.add_argument("--peers", type=peer_counts, default=(1,), metavar="N[,N...]",
+                   help="serve: peers at once, one run for each count (default 1)")
     b.add_argument("--whole-call", type=Path, metavar="CLIP", help="enhance: also run the whole call over CLIP "
                    "(tracking, captions, the talking face) with each suppressor and measure its CPU per media second")
     b.add_argument("--backend", metavar="NAME", type=enhancer_arg,
@@ -343,7 +356,7 @@ def cmd_bench(args) -> int:
     elif args.what == "emotion":
         result = bench_emotion(args.input, seconds=args.seconds)
     elif args.what == "serve":
-        result = bench_serve(seconds=args.seconds, clip=args.input)
+        result = bench_serve(seconds=args.seconds, clip=args.input, peers=args.peers)
     elif args.what == "enhance":
         result = bench_enhance(args.input, seconds=args.seconds, backends=[args.backend] if args.backend else None,
                                whole_call=args.whole_call)
