@@ -110,9 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--captions", action="store_true",
                    help="live captions of the (enhanced) voice: writes captions.vtt and captions.srt")
     p.add_argument("--burn-captions", action="store_true", help="... and draw them on annotated.mp4")
-    p.add_argument("--asr", default="pocketsphinx", metavar="ENGINE",
-                   help="caption engine: pocketsphinx (default, ships in the wheel) or package.module:Class "
-                   "implementing avcall.pipelines.asr.SpeechEngine")
+    p.add_argument("--asr", default="whisper", metavar="ENGINE",
+                   help="caption engine: whisper (default: Whisper tiny.en partials on the growing line, finals "
+                   "over the whole of it), two-pass (PocketSphinx partials, Whisper finals), pocketsphinx, or "
+                   "package.module:Class implementing avcall.pipelines.asr.SpeechEngine")
     p.add_argument("--asr-model", type=Path, metavar="PATH", help="model file or folder for the caption engine")
     p.add_argument("--captions-from", choices=["raw", "enhanced"], default="raw",
                    help="what the captioner hears (default raw: with the enhancer shipped now, PocketSphinx "

@@ -204,7 +204,8 @@ def make_avatar(clip: Path, outdir: Path, enhance: str | None) -> str:
 
 def write_report(path: Path, *, call: Call | None, enhanced: np.ndarray | None, captions: list[str],
                  metrics: dict, telemetry: dict, seconds: float, note: str, avatar_strip: str | None = None,
-                 emotion_png: Path | None = None) -> None:
+                 emotion_png: Path | None = None, other_captions: dict[str, str] | None = None) -> None:
+    """`other_captions`: {engine: its captions of the same voice}, shown beside the default engine's."""
     from avcall.models.data.align import normalise
 
     from .eval_captions import edit_alignment
@@ -216,13 +217,15 @@ def write_report(path: Path, *, call: Call | None, enhanced: np.ndarray | None, 
             images.append(spectrogram_png(enhanced, "enhanced by avcall"))
         images.append(spectrogram_png(call.clean, "the clean voice (reference)"))
         parts.append("<h2>Spectrograms</h2>" + "".join(f'<img alt="spectrogram" src="{src}">' for src in images))
+        from avcall.pipelines.asr import DEFAULT_ENGINE
+
         script = " ".join(SCRIPT)
-        heard = " ".join(captions)
-        errors, _ = edit_alignment(normalise(script), normalise(heard))
-        parts.append(f"<h2>Captions</h2><table><tr><th>script</th><td>{html.escape(script)}</td></tr>"
-                     f"<tr><th>captions</th><td>{html.escape(heard) or '<em>none</em>'}</td></tr>"
-                     f"<tr><th>word error rate</th><td>{100 * errors / max(len(normalise(script)), 1):.0f}%</td>"
-                     "</tr></table>")
+        rows = f"<tr><th>script</th><td>{html.escape(script)}</td><td></td></tr>"
+        for engine, heard in {f"{DEFAULT_ENGINE} (the default)": " ".join(captions)} | (other_captions or {}).items():
+            errors, _ = edit_alignment(normalise(script), normalise(heard))
+            rows += (f"<tr><th>{html.escape(engine)}</th><td>{html.escape(heard) or '<em>none</em>'}</td>"
+                     f"<td>{100 * errors / max(len(normalise(script)), 1):.0f}% word errors</td></tr>")
+        parts.append(f"<h2>Captions</h2><table>{rows}</table>")
     if metrics:
         rows = "".join(f"<tr><td>{html.escape(name)}</td><td>{m['si_sdr']:.2f}</td><td>{m['si_sdr_improvement']:+.2f}"
                        f"</td><td>{m['pesq'] if m['pesq'] is not None else '–'}</td>"
@@ -289,6 +292,14 @@ def run_demo(outdir: Path = Path("avcall-demo"), clip: Path | None = None) -> st
         steps.set_postfix_str("the talking face")
         avatar_strip = make_avatar(clip, outdir, enhance)
     steps.set_postfix_str("scoring and writing the report")
+    other_captions = None
+    if call is not None:  # the engine the captions had before, on the same voice, for comparison
+        from avcall.pipelines.asr import make_engine
+
+        from .eval_captions import caption
+
+        emitted = caption(call.noisy, [], make_engine("pocketsphinx"))
+        other_captions = {"pocketsphinx": " ".join(c.text for c, _ in emitted if c.kind == "final")}
     metrics = peer_metrics(call, enhanced[:len(call.noisy)] if enhanced is not None else None) if call else {}
     note = (f"The rendered portrait says two corpus sentences while a second voice talks {SIR_DB:.0f} dB lower and "
             f"street noise plays at {SNR_DB:.0f} dB." if call else f"Input: {clip}.")
@@ -296,7 +307,7 @@ def run_demo(outdir: Path = Path("avcall-demo"), clip: Path | None = None) -> st
         note += f" The {DEFAULT} noise suppressor is not installed (scripts/setup.sh): the voice is not enhanced."
     write_report(outdir / "report.html", call=call, enhanced=enhanced, captions=captions, metrics=metrics,
                  telemetry=telemetry, seconds=time.monotonic() - began, note=note, avatar_strip=avatar_strip,
-                 emotion_png=outdir / "emotion.png" if emotion else None)
+                 emotion_png=outdir / "emotion.png" if emotion else None, other_captions=other_captions)
     steps.update(1)
     steps.close()
     tracker = telemetry["stages"].get("face_tracker", {}).get("service_ms", {})

@@ -5,9 +5,9 @@ of DIR/talking_faces/ (GRID: the file-name grammar, in the manifest; LRS2: the `
 is heard in four conditions built with a fixed seed as `avcall eval enhance` builds them: `clean` (as
 recorded), `noise5dB` and `noise0dB` (a real noise of DIR/noise/) and `talker0dB` (another real utterance of
 DIR/speech/). Each is captioned `raw` and `enhanced` (method `avcall`: what `--enhance` runs, the default noise
-suppressor and the limiter), by the same Captioner the
-live paths run, fed 10 ms at a time, by each engine asked for (`--asr`, default PocketSphinx and the two-pass
-engine, side by side).
+suppressor and the limiter; `--enhancer` names another method of `avcall eval enhance`), by the same Captioner
+the live paths run, fed 10 ms at a time, by each engine asked for (`--asr`; by default PocketSphinx, the
+two-pass engine and Whisper alone, side by side).
 
 - `wer`: word errors (substitutions, deletions, insertions) over the reference words, pooled over the clips,
   after normalising both texts (case, punctuation, numbers as words).
@@ -40,7 +40,7 @@ from .evaluate import (build_methods, check_data_dir, clip_rng, fit_length, load
                        noise_files, scale_to_snr, speech_files, write_report)
 
 CONDITIONS = ("clean", "noise5dB", "noise0dB", "talker0dB")
-ENGINES = ("pocketsphinx", "two-pass")  # compared by default
+ENGINES = ("pocketsphinx", "two-pass", "whisper")  # compared by default
 PATHS = ("raw", "enhanced")
 ENHANCERS = ("avcall",)  # what --enhance runs: the default noise suppressor and the limiter
 
@@ -253,7 +253,7 @@ def format_table(summary: dict) -> str:
 
 def evaluate_captions(data: Path, out: Path, *, seed: int = 0, clips: int | None = None, enhance: bool = True,
                       progress: bool = True, measure=None, engines: tuple[str, ...] = ENGINES,
-                      conditions_only: tuple[str, ...] = CONDITIONS) -> dict:
+                      conditions_only: tuple[str, ...] = CONDITIONS, enhancers: tuple[str, ...] = ENHANCERS) -> dict:
     from avcall.models.data.align import align
     from avcall.pipelines.asr import make_engine
 
@@ -265,7 +265,7 @@ def evaluate_captions(data: Path, out: Path, *, seed: int = 0, clips: int | None
         raise InputError(f"{data / 'noise'}: no noise recording to mix")
     enhancer, why = None, ""
     if enhance:
-        for name in ENHANCERS:
+        for name in enhancers:
             try:
                 enhancer = build_methods([name])[0][0]
                 break
@@ -289,7 +289,8 @@ def evaluate_captions(data: Path, out: Path, *, seed: int = 0, clips: int | None
                 heard, extra = audio, 0.0
                 if path == "enhanced":
                     heard = enhancer.enhance(audio, item.lips, item.audio_offset)
-                    extra = enhancer.suppressor.latency_ms / 1000
+                    suppressor = getattr(enhancer, "suppressor", None)  # a method of eval enhance without one: 0
+                    extra = suppressor.latency_ms / 1000 if suppressor is not None else 0.0
                 for spec in engines:
                     # a fresh decoder each time: PocketSphinx adapts its cepstral mean across utterances, and the
                     # figures must not depend on what was heard before
@@ -319,6 +320,8 @@ def add_arguments(p) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--clips", type=int, help="only the first N clips (a quick look)")
     p.add_argument("--raw-only", action="store_true", help="skip the enhanced path (no enhancer weights needed)")
+    p.add_argument("--enhancer", metavar="METHOD", help="the enhanced path's enhancer, a method of `avcall eval "
+                   "enhance` (default: avcall, what --enhance runs; or dtln, dfn3, rnnoise, ...)")
     p.add_argument("--asr", default=",".join(ENGINES), metavar="ENGINE[,ENGINE...]",
                    help=f"the engines to compare (default {','.join(ENGINES)}; also whisper, or package.module:Class)")
     p.add_argument("--conditions", default=",".join(CONDITIONS), metavar="COND[,COND...]",
@@ -332,7 +335,8 @@ def run(args) -> int:
     report = evaluate_captions(args.data or shared_data_dir(), args.out, seed=args.seed, clips=args.clips,
                                enhance=not args.raw_only, progress=not args.quiet,
                                engines=tuple(e for e in args.asr.split(",") if e),
-                               conditions_only=tuple(c for c in args.conditions.split(",") if c in CONDITIONS))
+                               conditions_only=tuple(c for c in args.conditions.split(",") if c in CONDITIONS),
+                               enhancers=(args.enhancer,) if args.enhancer else ENHANCERS)
     print(format_table(report["summary"]))
     print(f"wrote {args.out}")
     return 0

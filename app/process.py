@@ -56,7 +56,7 @@ class ProcessConfig:
     wav_subtype: str = "PCM_16"  # enhanced.wav's sample format (soundfile's names: PCM_16, FLOAT, ...)
     captions: bool = False  # the Captioner: captions.vtt and captions.srt
     burn_captions: bool = False  # ... and drawn on annotated.mp4
-    asr: str = "pocketsphinx"  # the captioner's engine (or package.module:Class)
+    asr: str = "whisper"  # the captioner's engine (asr.ENGINES, or package.module:Class)
     asr_model: Path | None = None
     # what the captioner hears: the voice as recorded, or after the enhancer. "raw" while the shipped enhancer
     # makes PocketSphinx's word error rate worse, not better (bench/captions_eval.json)

@@ -131,7 +131,7 @@ def _clean_words(words: list[str]) -> list[str]:
 
 ENGINES = {"pocketsphinx": "PocketSphinxEngine", "two-pass": "avcall.pipelines.asr_whisper:TwoPassEngine",
            "whisper": "avcall.pipelines.asr_whisper:WhisperEngine"}
-DEFAULT_ENGINE = "pocketsphinx"
+DEFAULT_ENGINE = "whisper"
 
 
 def make_engine(spec: str = DEFAULT_ENGINE, model_path: str | Path | None = None) -> SpeechEngine:

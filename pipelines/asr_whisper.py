@@ -46,6 +46,7 @@ MIN_WINDOW_S = 10.0  # the encoder's window at least this long (zero padding aft
 MAX_WINDOW_S = 30.0  # the encoder's positions: a longer utterance is decoded from its last 30 s
 TOKENS_PER_S_MAX = 6  # at most this many text tokens per second of audio (plus 10): a runaway decode stops
 PROMPT_TOKENS = 100  # of the committed text given as the prompt
+FIRST_WORD_S = 0.5  # the first word of a window starts at most this long before its end
 
 
 def wheel_model_dir() -> Path:
@@ -156,6 +157,11 @@ class WhisperFinals:
                 continue
             i, j = min(bounds[k], len(jump_times) - 1), min(bounds[k + 1], len(jump_times) - 1)
             start, end = float(jump_times[i]), float(jump_times[j])
+            if out and not any(ch.isalnum() for ch in text):  # punctuation on its own: the word before's
+                out[-1] = Word(out[-1].text + text, out[-1].start, max(out[-1].end, min(end, seconds)))
+                continue
+            if not out:  # the alignment starts the first word where the window starts, silence and all
+                start = max(start, end - FIRST_WORD_S)
             out.append(Word(text, min(start, seconds), min(max(end, start), seconds)))
         return Decoded(out, no_speech, logprob)
 

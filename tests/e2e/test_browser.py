@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from avcall.models.data.align import normalise
 from tests.conftest import needs_emotion_weights
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -138,7 +139,7 @@ def test_the_page_in_chromium(fake_media, served, tmp_path):
             telemetry = driver.execute_script("return window.avcall && window.avcall.telemetry")
             captions = driver.execute_script("return window.avcall ? window.avcall.captions : []") or []
             finals = [c["text"] for c in captions if c.get("kind") == "final"]
-            heard = set(" ".join(finals).split())
+            heard = set(normalise(" ".join(finals)))  # Whisper's captions have case and punctuation
             if state == "connected" and telemetry and telemetry.get("face") and len(WORDS & heard) >= 2:
                 break
             time.sleep(0.5)
@@ -153,7 +154,7 @@ def test_the_page_in_chromium(fake_media, served, tmp_path):
     assert state == "connected"
     assert telemetry and telemetry["face"], telemetry  # the server tracked the face in the page's camera
     assert telemetry["audio_delay_ms"] is not None
-    heard = set(" ".join(finals).split())
+    heard = set(normalise(" ".join(finals)))  # Whisper's captions have case and punctuation
     assert len(WORDS & heard) >= 2, finals  # the clip's words came as captions on the data channel
     # the voice that came back is the enhancer's output on this clip (or the clip itself without weights)
     from avcall.pipelines.suppressors import available, open_suppressor

@@ -33,7 +33,8 @@ def test_the_model_file_is_checked_and_a_damaged_one_is_one_line(tmp_path):
     with pytest.raises(InputError, match=r"model\.bin: missing"):
         check_model(tmp_path)
     (tmp_path / "model.bin").write_bytes(b"not a model")
-    with pytest.raises(InputError, match=r"model\.bin: damaged \(sha256 [0-9a-f]{12}…, expected 1a5afae06a4d…\)") as err:
+    damaged = r"model\.bin: damaged \(sha256 [0-9a-f]{12}…, expected 1a5afae06a4d…\)"
+    with pytest.raises(InputError, match=damaged) as err:
         check_model(tmp_path)
     assert "\n" not in str(err.value)
     with pytest.raises(InputError, match="not a CTranslate2 Whisper model folder"):
