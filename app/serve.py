@@ -227,26 +227,23 @@ class Peer:
             msg = None
         if not isinstance(msg, dict) or msg.get("type") != "control":
             return
+        switch = {}  # what the page asked for, checked here; the stages get it as a control frame
         if msg.get("enhance") in self.server.enhance_modes:
-            self.enhance_mode = msg["enhance"]
-            if self.enhancer is not None:
-                self.enhancer.mode = self.enhance_mode
+            self.enhance_mode = switch["enhance"] = msg["enhance"]
         if isinstance(msg.get("overlay"), bool):
-            self.overlay = msg["overlay"]
-            if self.annotator is not None:
-                self.annotator.enabled = self.overlay
+            self.overlay = switch["overlay"] = msg["overlay"]
         if msg.get("avatar") in AVATAR_MODES:
-            if self.avatar is not None:
-                self.avatar.mode = msg["avatar"]
-            elif msg["avatar"] != "off":
+            switch["avatar"] = msg["avatar"]
+            if self.avatar is None and msg["avatar"] != "off":
                 self.send(json.dumps({"type": "status", "text": "the talking face is not available: no "
                                       "talking-face weights on this server, or no camera track"}))
         if isinstance(msg.get("emotion"), bool):
-            if self.emotion is not None:
-                self.emotion.enabled = msg["emotion"]
-            elif msg["emotion"]:
+            switch["emotion"] = msg["emotion"]
+            if self.emotion is None and msg["emotion"]:
                 self.send(json.dumps({"type": "status", "text": "emotion reading is not available: no emotion "
                                       "weights on this server"}))
+        if switch and self.pipeline is not None:
+            asyncio.ensure_future(self.pipeline.control(switch))
 
     async def close(self) -> None:
         """Closes the peer once, whoever asks first; every caller waits until it is closed (the server's

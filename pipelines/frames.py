@@ -90,6 +90,16 @@ class Event(Frame):
 
 
 @dataclass(frozen=True)
+class Control(Frame):
+    """Control frame: a user's switch (the served page's toggles), by name: "enhance" (a suppressor or "off"),
+    "overlay" (bool), "avatar" ("off", "voice", "reenact"), "emotion" (bool). It overtakes media (it enters
+    each stage's queue at the front) and visits every stage in order; each takes the names it knows
+    (`Stage.on_control`)."""
+
+    values: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class EndOfStream(Frame):
     """Control frame: the sources are done; each stage flushes, then passes it on."""
 

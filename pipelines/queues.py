@@ -43,6 +43,12 @@ class FrameQueue:
                 self._items.append((time.monotonic(), frame))
             self._changed.notify_all()
 
+    async def put_front(self, frame: Frame) -> None:
+        """A control frame: ahead of everything waiting (never dropped, never waits for room)."""
+        async with self._changed:
+            self._items.appendleft((time.monotonic(), frame))
+            self._changed.notify_all()
+
     async def get(self) -> tuple[float, Frame]:
         async with self._changed:
             await self._changed.wait_for(lambda: bool(self._items))

@@ -19,7 +19,7 @@ import time
 from typing import Callable, Sequence
 
 from .errors import AvcallError
-from .frames import AudioFrame, EndOfStream, Frame
+from .frames import AudioFrame, Control, EndOfStream, Frame
 from .queues import FrameQueue
 from .sources.base import Source, SourceEnded
 from .stage import Stage
@@ -77,6 +77,16 @@ class Pipeline:
             await _to_the_end(self._shutdown(tasks))
         return self.telemetry()
 
+    async def control(self, values: dict) -> None:
+        """A user's switch for the call's stages (frames.Control): ahead of the media, stage by stage. Before
+        the run has started (or after it ended) the stages take it at once."""
+        frame = Control(pts=0.0, values=dict(values))
+        if self._queues and self.stages:
+            await self._queues[0].put_front(frame)
+        else:
+            for stage in self.stages:
+                stage.on_control(frame.values)
+
     def end_input(self) -> None:
         """Stop reading the sources; what was read is processed and flushed as at a normal end."""
         self.interrupted = True
@@ -115,6 +125,11 @@ class Pipeline:
                     await self._route(out, i + 1)
                 await self._route_control(frame, i + 1)
                 return
+            if isinstance(frame, Control):
+                stage.on_control(frame.values)
+                if i + 1 < len(self.stages):
+                    await self._queues[i + 1].put_front(frame)
+                continue
             began = time.monotonic()
             if stage.passthrough and self.live and not frame.droppable and began - entered > stage.late_s:
                 self._pass_by(stage, frame, "late_passthrough")

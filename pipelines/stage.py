@@ -46,6 +46,10 @@ class Stage:
     async def process(self, frame: Frame) -> Sequence[Frame]:
         raise NotImplementedError
 
+    def on_control(self, values: dict) -> None:
+        """A user's switch (see frames.Control): take the names this stage knows, ignore the rest. Runs on
+        the event loop between two frames of this stage, so it never races `process`."""
+
     async def flush(self) -> Sequence[Frame]:
         """End of stream: return what is still held back."""
         return ()

@@ -51,6 +51,10 @@ class Annotator(Stage):
         self._faces: dict[float, FaceObservation] = {}
         self.enabled = True
 
+    def on_control(self, values: dict) -> None:
+        if isinstance(values.get("overlay"), bool):
+            self.enabled = values["overlay"]
+
     async def process(self, frame: Frame) -> Sequence[Frame]:
         out: list[Frame] = []
         if isinstance(frame, FaceObservation):

@@ -114,6 +114,10 @@ class EmotionReader(Stage):
         if self.method is None:
             self.method = self.models.shipped_fusion
 
+    def on_control(self, values: dict) -> None:
+        if isinstance(values.get("emotion"), bool):
+            self.enabled = values["emotion"]
+
     async def process(self, frame: Frame) -> Sequence[Frame]:
         if not self.enabled:
             if self._next_at is not None:  # just switched off: forget the call's reading, drop one under way

@@ -131,6 +131,10 @@ class SpeechEnhancer(Stage):
         self.telemetry.delay = 0 if self.compensate_delay else suppressor.delay
         self.telemetry.algorithmic_ms = suppressor.latency_ms
 
+    def on_control(self, values: dict) -> None:
+        if isinstance(values.get("enhance"), str):
+            self.mode = values["enhance"]  # a backend's name or "off": checked by whoever offers the choice
+
     async def process(self, frame: Frame) -> Sequence[Frame]:
         behind = self.clock is not None and self.clock.now() - (frame.pts + frame.duration) > self.max_behind_s
         if frame.sample_rate != SAMPLE_RATE:

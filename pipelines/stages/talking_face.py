@@ -76,6 +76,10 @@ class TalkingFace(Stage):
         self.renderer = PortraitRenderer(self.portrait, size=self.size)
         self.net = self.net or VoiceToLipsStream()
 
+    def on_control(self, values: dict) -> None:
+        if values.get("avatar") in ("off", "voice", "reenact"):
+            self.mode = values["avatar"]
+
     async def process(self, frame: Frame) -> Sequence[Frame]:
         if self.mode == "off":
             return [frame]
