@@ -221,7 +221,8 @@ def write_report(path: Path, *, call: Call | None, enhanced: np.ndarray | None, 
 
         script = " ".join(SCRIPT)
         rows = f"<tr><th>script</th><td>{html.escape(script)}</td><td></td></tr>"
-        for engine, heard in {f"{DEFAULT_ENGINE} (the default)": " ".join(captions)} | (other_captions or {}).items():
+        shown = {f"{DEFAULT_ENGINE} (the default)": " ".join(captions)} | (other_captions or {})
+        for engine, heard in shown.items():
             errors, _ = edit_alignment(normalise(script), normalise(heard))
             rows += (f"<tr><th>{html.escape(engine)}</th><td>{html.escape(heard) or '<em>none</em>'}</td>"
                      f"<td>{100 * errors / max(len(normalise(script)), 1):.0f}% word errors</td></tr>")
