@@ -4,11 +4,11 @@
 # Prepared here (not run in the session that wrote it: no GPU was lent). Before the run, on this machine:
 #   echo /.tse/ >> .git/info/exclude; mkdir -p .tse
 #   python -m avcall.models.tse.pack --out /tmp/tse/voices.npz                       # 413 utterances, 284 speakers
-#   python -m avcall.models.tse.pack --compact-from /tmp/tse/voices.npz --minutes 52 --out .tse/voices_gpu.npz  # ~47 MB
-#   python -m avcall.models.tse.pack_lips --voices /tmp/tse/voices.npz --out /tmp/tse/voices_lips.npz
-#   python -m avcall.models.tse.pack --compact-from /tmp/tse/voices_lips.npz ...  (design 2: see pack_lips)
+#   python -m avcall.models.tse.pack_lips --voices /tmp/tse/voices.npz --out /tmp/tse/voices_lips.npz  # + 93 faces
+#   python -m avcall.models.tse.pack --compact-from /tmp/tse/voices_lips.npz --minutes 44 --out .tse/voices_gpu.npz
 # then the device tool's run with carry [".tse"] and: sh scripts/tse_gpu.sh
-# It trains design 1 (PIT separator) for 6 minutes and, where .tse/voices_lips.npz travelled, design 2 warm-started
+# (one file, under 50 MB: the voices as 8-bit mu-law and the faces' lip embeddings). It trains design 1 (PIT
+# separator) for 6 minutes and, where the packed file holds faces, design 2 warm-started
 # from it for 2.5 minutes; mixing happens on the GPU from the packed array (no loader); each run checkpoints and
 # exports its streaming ONNX into $OUT, which comes back.
 set -e
@@ -20,8 +20,8 @@ python3 -m models.tse.train --voices .tse/voices_gpu.npz --out "$OUT/sep" --devi
   --steps 12000 --max-minutes 6 --eval-every 250 --ckpt-every 1000 --val-batch 64 --lr 2e-3 --threads 4 --export \
   2>&1 | tail -n 40
 cp "$OUT/sep/train.log" "$OUT/sep_train.log"; cp "$OUT/sep/tse_sep.onnx" "$OUT/"
-if [ -f .tse/voices_lips.npz ]; then
-  python3 -m models.tse.train --voices .tse/voices_lips.npz --lips .tse/voices_lips.npz --design lips \
+if python3 -c "import numpy, sys; sys.exit(0 if 'emb' in numpy.load('.tse/voices_gpu.npz').files else 1)"; then
+  python3 -m models.tse.train --voices .tse/voices_gpu.npz --lips .tse/voices_gpu.npz --design lips \
     --out "$OUT/lips" --init "$OUT/sep/model.pt" --device cuda --batch 64 --seconds 3 --steps 4000 --max-minutes 2.5 \
     --eval-every 250 --ckpt-every 1000 --val-batch 32 --lr 1e-3 --threads 4 --export 2>&1 | tail -n 20
   cp "$OUT/lips/train.log" "$OUT/lips_train.log"; cp "$OUT/lips/tse_lips.onnx" "$OUT/"

@@ -108,7 +108,7 @@ def compact(src: Path, out: Path, minutes: float, seed: int = 0) -> dict:
     order = np.random.default_rng(seed).permutation(len(z["starts"]))
     keep, total = [], 0
     for i in order:
-        if z["val"][i] or total < minutes * 60 * SAMPLE_RATE:
+        if z["val"][i] or z.get("has", np.zeros(len(order), bool))[i] or total < minutes * 60 * SAMPLE_RATE:
             keep.append(i)
             total += 0 if z["val"][i] else int(z["lengths"][i])
     keep = sorted(keep)
@@ -119,8 +119,17 @@ def compact(src: Path, out: Path, minutes: float, seed: int = 0) -> dict:
         parts.append(np.round((u + 1) / 2 * 255).astype(np.uint8))
         starts.append(at)
         at += len(seg)
+    lips = {}
+    if "emb" in z:  # pack_lips's faces travel too (design 2), their rows in the kept utterances' order
+        rows = -(-z["lengths"] // 640)
+        has = z["has"][keep]
+        emb = [z["emb"][z["emb_start"][i]:z["emb_start"][i] + rows[i]] for i in keep if z["has"][i]]
+        first = np.zeros(len(keep), np.int64)
+        first[has] = np.concatenate([[0], np.cumsum([len(e) for e in emb])[:-1]])
+        lips = {"emb": np.concatenate(emb), "emb_start": first, "has": has}
     np.savez_compressed(out, audio=np.concatenate(parts), mulaw=mulaw_table(), starts=np.array(starts, np.int64),
-                        lengths=z["lengths"][keep], speaker=z["speaker"][keep], speakers=z["speakers"], val=z["val"][keep])
+                        lengths=z["lengths"][keep], speaker=z["speaker"][keep], speakers=z["speakers"], val=z["val"][keep],
+                        **lips)
     return {"utterances": len(keep), "minutes": at / SAMPLE_RATE / 60, "bytes": out.stat().st_size}
 
 
