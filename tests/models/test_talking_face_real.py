@@ -63,3 +63,30 @@ def test_real_recipe_trains_resumes_and_exports(tmp_path):
     assert "research use" in entry["licence"]
     net = VoiceToLipsStream(tmp_path / "weights" / "talking_face.onnx")
     assert len(net.clip(val[0].audio, frames=101).lips) == 101
+
+
+def test_calibrated_copy_scales_the_output_about_its_mean(tmp_path):
+    """calibrate_onnx: out' = c + g (out - c), streaming kept (state in and out untouched)."""
+    import torch
+
+    from avcall.export.runtime import create_session
+    from avcall.models.talking_face.features import voice_features
+    from avcall.models.talking_face.model import VoiceToLips
+    from avcall.models.talking_face.real import calibrate_onnx
+    from avcall.models.talking_face.train import export_onnx
+
+    _, tracks = fake_tracks(tmp_path)
+    torch.manual_seed(0)
+    model = VoiceToLips(hidden=16).eval()
+    export_onnx(model, tmp_path / "a.onnx")
+    info = calibrate_onnx(tmp_path / "a.onnx", tmp_path / "b.onnx", tracks, most=3.0)
+    assert 1.0 <= info["gain"] <= 3.0 and info["clips"] == 2  # the validation speaker's clip left out
+    a, b = create_session(tmp_path / "a.onnx", threads=1), create_session(tmp_path / "b.onnx", threads=1)
+    feats = voice_features(np.random.default_rng(0).normal(0, 0.1, 4000).astype(np.float32))[None]
+    state = np.zeros((2, 1, 16), np.float32)
+    ya, sa = a.run(None, {"features": feats, "state_in": state})
+    yb, sb = b.run(None, {"features": feats, "state_in": state})
+    assert np.array_equal(sa, sb)
+    dev = yb - ya  # = (g - 1)(ya - c): the same c for every hop
+    centre = ya - dev / (info["gain"] - 1) if info["gain"] > 1 else ya
+    assert np.allclose(centre, centre[:, :1], atol=1e-4)
