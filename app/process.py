@@ -58,8 +58,8 @@ class ProcessConfig:
     burn_captions: bool = False  # ... and drawn on annotated.mp4
     asr: str = "whisper"  # the captioner's engine (asr.ENGINES, or package.module:Class)
     asr_model: Path | None = None
-    # what the captioner hears: the voice as recorded, or after the enhancer. "raw" while the shipped enhancer
-    # makes PocketSphinx's word error rate worse, not better (bench/captions_eval.json)
+    # what the captioner hears: the voice as recorded, or after the enhancer. "raw": Whisper makes fewer errors
+    # on it than after DTLN (bench/captions_eval_raw_vs_enhanced.json, the README)
     captions_from: str = "raw"
     # "voice": the outgoing video is the portrait speaking with the (enhanced) voice; "reenact": the portrait
     # moved by the camera's tracked face through the landmark codec (by the voice while no face is seen)
