@@ -30,6 +30,9 @@ from .stage import Stage
 from .suppressors.base import Suppressor
 
 
+CAPTION_BACKLOG_S = 3.0  # live: audio older than this still waiting for the recogniser is skipped
+
+
 @dataclass
 class CallConfig:
     """What the call does (where it comes from and goes to is the transport's and the caller's)."""
@@ -135,7 +138,7 @@ def build_call(cfg: CallConfig, transport: Transport) -> Call:
         from .stages.captioner import Captioner
 
         captioner = Captioner(asr=cfg.asr, asr_model=cfg.asr_model, own_process=live,
-                              wait_for_lips=not live and video)
+                              wait_for_lips=not live and video, max_backlog_s=CAPTION_BACKLOG_S if live else None)
         roles["captioner"] = captioner
         if cfg.captions_from == "raw":  # before the enhancer: it hears the voice as recorded
             add(captioner)

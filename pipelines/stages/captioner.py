@@ -20,6 +20,7 @@ its utterance going past the commit, the committed words as its context (see `as
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections import deque
 from dataclasses import asdict, dataclass
 from typing import Sequence
@@ -41,6 +42,37 @@ LINES = {False: {"pause_s": 0.4, "preroll_s": 0.3, "soft_line_s": 1.2, "short_pa
                  "commit_every_s": 0.5},
          True: {"pause_s": 0.8, "preroll_s": 1.0, "soft_line_s": 2.0, "short_pause_s": 0.6, "max_line_s": 12.0,
                 "commit_every_s": 0.25}}
+
+
+class _Batch:
+    """Work items ("see", lips) / ("hear", samples, pts) for one worker job; closed once the worker takes it."""
+
+    def __init__(self, items: list[tuple]) -> None:
+        self._items, self._taken = items, False
+        self._lock = threading.Lock()
+
+    def add(self, item: tuple) -> bool:
+        with self._lock:
+            if not self._taken:
+                self._items.append(item)
+            return not self._taken
+
+    def trim(self, max_samples: int) -> int:
+        """Drop the oldest audio past `max_samples` waiting; returns the samples dropped."""
+        with self._lock:
+            if self._taken:
+                return 0
+            waiting = sum(len(i[1]) for i in self._items if i[0] == "hear")
+            dropped = 0
+            while waiting - dropped > max_samples:
+                k = next(j for j, i in enumerate(self._items) if i[0] == "hear")
+                dropped += len(self._items.pop(k)[1])
+            return dropped
+
+    def take(self) -> list[tuple]:
+        with self._lock:
+            self._taken = True
+            return self._items
 
 
 @dataclass(frozen=True)
@@ -127,10 +159,12 @@ class Captioner(Stage):
                  soft_line_s: float | None = None, short_pause_s: float | None = None,
                  max_line_s: float | None = None, onset_s: float = 0.1, preroll_s: float | None = None,
                  partial_every_s: float = 0.3, commit_every_s: float | None = None, tail_s: float = 0.4,
-                 wait_for_lips: bool = False,
-                 own_process: bool = False, name: str = "captioner") -> None:
+                 wait_for_lips: bool = False, own_process: bool = False, max_backlog_s: float | None = None,
+                 name: str = "captioner") -> None:
         """`own_process`: run the recogniser named by `asr` in a process of its own (live calls: see
-        EngineProcess), not on this stage's thread. The line lengths left as None are the engine's (`LINES`):
+        EngineProcess), not on this stage's thread. `max_backlog_s` (live): audio waiting for the recogniser
+        beyond this is skipped, oldest first, and counted (`captions_skipped_samples`): on a starved machine
+        the captions miss some speech rather than fall ever further behind. The line lengths left as None are the engine's (`LINES`):
         an engine that commits by local agreement (Whisper) gets long lines, since it is more accurate over
         more context and commits long speech word by word anyway."""
         super().__init__(name)
@@ -157,6 +191,10 @@ class Captioner(Stage):
         self._line: _Line | None = None
         self._lines = 0
         self._pending: deque[asyncio.Future] = deque()  # work on the worker thread, in arrival order
+        # the work not yet started by the worker: one batch at most, so a slow recogniser leaves one growing
+        # list behind it, not a job per 10 ms hop (thousands of objects a minute for the collector to walk)
+        self._batch: _Batch | None = None
+        self.max_backlog_s = max_backlog_s
 
     async def start(self) -> None:
         if self.engine is None:
@@ -171,7 +209,7 @@ class Captioner(Stage):
         # The audio is passed on at once and recognised behind it on the worker thread (in arrival order):
         # a slow recogniser delays captions, never the voice. Captions go out as their work completes.
         if isinstance(frame, LipFeatures):
-            self._pending.append(asyncio.ensure_future(self.in_worker(self.see, frame)))
+            self._submit(("see", frame))
             self._lips_until = max(self._lips_until, frame.pts)
             while self._held and self._held[0].pts + self._held[0].duration <= self._lips_until:
                 self._hear(self._held.popleft())
@@ -183,7 +221,23 @@ class Captioner(Stage):
         return [frame, *self._completed()]
 
     def _hear(self, frame: AudioFrame) -> None:
-        self._pending.append(asyncio.ensure_future(self.in_worker(self.hear, frame.samples, frame.pts)))
+        self._submit(("hear", frame.samples, frame.pts))
+
+    def _submit(self, item: tuple) -> None:
+        """Into the batch the worker has not started yet, or a new one."""
+        if self._batch is None or not self._batch.add(item):
+            self._batch = _Batch([item])
+            self._pending.append(asyncio.ensure_future(self.in_worker(self._run_batch, self._batch)))
+        elif self.max_backlog_s is not None:
+            skipped = self._batch.trim(round(self.max_backlog_s * SAMPLE_RATE))
+            if skipped:
+                self.incidents.count("captions_skipped_samples", skipped)
+
+    def _run_batch(self, batch: _Batch) -> list[Caption]:
+        out = []
+        for item in batch.take():
+            out += self.see(item[1]) if item[0] == "see" else self.hear(item[1], item[2])
+        return out
 
     async def flush(self) -> Sequence[Frame]:
         while self._held:

@@ -270,3 +270,52 @@ def test_process_writes_caption_files_and_burns_them(tmp_path):
     assert edit_alignment(normalise(FIRST), heard)[0] <= 3, heard
     assert list(srt.parse((out / "captions.srt").read_text()))
     assert not list(Path(out).glob(".avcall-partial-*"))
+
+
+def test_a_slow_recogniser_leaves_one_batch_behind_and_skips_the_oldest_audio_live():
+    """Live, hops waiting for a recogniser that cannot keep up go into one batch (not a job per hop), and
+    audio waiting past max_backlog_s is skipped, oldest first, and counted; what is heard is in order."""
+    import time
+
+    from avcall.pipelines.frames import AudioFrame
+    from avcall.pipelines.stages.captioner import Captioner
+    from avcall.pipelines.telemetry import Incidents
+
+    class Slow:
+        name = "slow"
+
+        def __init__(self):
+            self.heard = []
+
+        def begin(self):
+            pass
+
+        def accept(self, samples):
+            time.sleep(0.002)
+            self.heard.append(len(samples))
+
+        def partial(self):
+            return ""
+
+        def finish(self):
+            return []
+
+    engine = Slow()
+    stage = Captioner(engine, max_backlog_s=0.5)
+    stage.incidents = Incidents()
+    tone = (0.3 * np.sin(np.arange(SAMPLE_RATE) * 0.2)).astype(np.float32)
+
+    async def run():
+        await stage.start()
+        stage.hear = lambda samples, pts, hear=stage.hear: (time.sleep(0.05), hear(samples, pts))[1]  # 5x too slow
+        for k in range(300):  # 3 s of hops arriving at once
+            await stage.process(AudioFrame(pts=k / 100, samples=tone[:160]))
+        pending = len(stage._pending)
+        await stage.flush()
+        stage.shutdown_worker()
+        return pending
+
+    pending = asyncio.run(run())
+    assert pending <= 3  # a batch in work and one growing behind it, not 300 jobs
+    skipped = stage.incidents.summary()["counts"]["captions_skipped_samples"]
+    assert skipped >= (300 - 50 - 1) * 160  # at most 0.5 s waited (and the hop in work): the rest was skipped
