@@ -31,6 +31,14 @@ def shared_data() -> Path:
     return data
 
 
+@pytest.fixture(scope="session")
+def arctic_speech(shared_data) -> np.ndarray:
+    """3 s of a real read utterance (CMU ARCTIC, ../shared/data/speech) as 16 kHz mono float32."""
+    from avcall.app.evaluate import load_audio
+
+    return load_audio(shared_data / "speech" / "pyroomacoustics_cmu_arctic_us_aew_a0001.wav")[: 3 * 16_000]
+
+
 def _non_loopback_ipv4() -> bool:
     out = subprocess.run(["ip", "-4", "-o", "addr", "show"], capture_output=True, text=True).stdout
     return any(" inet " in line and " 127." not in line for line in out.splitlines())

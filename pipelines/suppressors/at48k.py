@@ -17,6 +17,7 @@ _FLOATS = ctypes.POINTER(ctypes.c_float)
 class At48k(Suppressor):
     library_delay_48k: int  # samples at 48 kHz the library's output lags its input by (measured)
     scale: float = 1.0  # what the library wants full scale to be (RNNoise works at 16-bit scale)
+    _state = None  # the library's state for this stream (a pointer), made by `_create`
 
     def __init__(self) -> None:
         self.resampler = Resampler3()
@@ -37,6 +38,22 @@ class At48k(Suppressor):
         return self.resampler.down(self._out / self.scale)
 
     def _reset_library(self) -> None:
+        self.close()
+        self._state = self._create()
+
+    def close(self) -> None:
+        """Free the library's state (also when the stream is garbage-collected)."""
+        if self._state is not None:
+            self._free(self._state)
+            self._state = None
+
+    def __del__(self) -> None:
+        self.close()
+
+    def _create(self):
+        raise NotImplementedError
+
+    def _free(self, state) -> None:
         raise NotImplementedError
 
     def _frame(self, src, dst) -> None:

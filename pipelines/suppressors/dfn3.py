@@ -40,7 +40,6 @@ def _library(path) -> ctypes.CDLL:
 class DFN3(At48k):
     name = "dfn3"
     library_delay_48k = 1440  # the window less a hop, plus two hops of look-ahead
-    _state = None
 
     def __init__(self) -> None:
         files = package_weights("dfn3")
@@ -49,22 +48,18 @@ class DFN3(At48k):
         super().__init__()
         self.reset()
 
-    def _reset_library(self) -> None:
-        self.close()
-        self._state = self.lib.df_create(self.model, ATTENUATION_LIMIT_DB, None)
-        if not self._state:
+    def _create(self):
+        state = self.lib.df_create(self.model, ATTENUATION_LIMIT_DB, None)
+        if not state:
             raise RuntimeError("dfn3: libDF could not load its model")
-        frame = self.lib.df_get_frame_length(self._state)
+        frame = self.lib.df_get_frame_length(state)
         if frame != 480:
+            self.lib.df_free(state)
             raise RuntimeError(f"dfn3: libDF frames are {frame} samples, expected 480")
+        return state
+
+    def _free(self, state) -> None:
+        self.lib.df_free(state)
 
     def _frame(self, src, dst) -> None:
         self.lib.df_process_frame(self._state, src, dst)
-
-    def close(self) -> None:
-        if self._state is not None:
-            self.lib.df_free(self._state)
-            self._state = None
-
-    def __del__(self) -> None:
-        self.close()

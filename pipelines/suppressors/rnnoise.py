@@ -35,24 +35,17 @@ class RNNoise(At48k):
     name = "rnnoise"
     library_delay_48k = 960
     scale = 32768.0
-    _state = None
 
     def __init__(self) -> None:
         self.lib = _library(package_weights("rnnoise")[LIBRARY])
         super().__init__()
         self.reset()
 
-    def _reset_library(self) -> None:
-        self.close()
-        self._state = self.lib.rnnoise_create(None)
+    def _create(self):
+        return self.lib.rnnoise_create(None)
+
+    def _free(self, state) -> None:
+        self.lib.rnnoise_destroy(state)
 
     def _frame(self, src, dst) -> None:
         self.lib.rnnoise_process_frame(self._state, dst, src)
-
-    def close(self) -> None:
-        if self._state is not None:
-            self.lib.rnnoise_destroy(self._state)
-            self._state = None
-
-    def __del__(self) -> None:
-        self.close()

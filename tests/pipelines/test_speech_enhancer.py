@@ -8,9 +8,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
-from scipy.signal import resample_poly
 
 from avcall.export.onnx_export import export_onnx
 from avcall.models.avse.features import HOP, LIP_DIM, N_FREQ, lip_stream, log_power, stft
@@ -38,11 +36,8 @@ def enhancer(weights) -> StreamingEnhancer:
 
 
 @pytest.fixture(scope="module")
-def speech(shared_data) -> np.ndarray:
-    audio, rate = sf.read(str(shared_data / "speech" / "pyroomacoustics_cmu_arctic_us_aew_a0001.wav"),
-                          dtype="float32", always_2d=True)
-    audio = audio.mean(axis=1)
-    return (resample_poly(audio, RATE, rate) if rate != RATE else audio).astype(np.float32)[: 3 * RATE]
+def speech(arctic_speech) -> np.ndarray:
+    return arctic_speech
 
 
 def lip_track(seconds: float, fps: float = 25.0, gone: tuple[float, float] = (1.0, 1.6)) -> LipTrack:

@@ -31,11 +31,8 @@ def needs(name: str):
 
 
 @pytest.fixture(scope="module")
-def speech(shared_data) -> np.ndarray:
-    audio, rate = sf.read(str(shared_data / "speech" / "pyroomacoustics_cmu_arctic_us_aew_a0001.wav"),
-                          dtype="float32", always_2d=True)
-    audio = audio.mean(axis=1)
-    return (resample_poly(audio, RATE, rate) if rate != RATE else audio).astype(np.float32)[: 3 * RATE]
+def speech(arctic_speech) -> np.ndarray:
+    return arctic_speech
 
 
 @pytest.fixture(scope="module")
