@@ -44,6 +44,7 @@ TOKENS_PER_S = 50  # encoder frames: the alignment's time unit
 PAD_S = 1.0  # zero log-mel frames after the audio (instead of up to 30 s): where the decoder finds the end
 MIN_WINDOW_S = 10.0  # the encoder's window at least this long (zero padding after the audio)
 MAX_WINDOW_S = 30.0  # the encoder's positions: a longer utterance is decoded from its last 30 s
+WINDOW_STEP = 100  # log-mel frames: the encoder's window is rounded up to whole seconds
 TOKENS_PER_S_MAX = 6  # at most this many text tokens per second of audio (plus 10): a runaway decode stops
 PROMPT_TOKENS = 100  # of the committed text given as the prompt
 FIRST_WORD_S = 0.5  # the first word of a window starts at most this long before its end
@@ -99,6 +100,14 @@ def load_model(model_path: str | Path | None = None, cpu_threads: int = 1):
         return _MODELS[key]
 
 
+def window_frames(n: int) -> int:
+    """The encoder's window for `n` frames of audio: the audio, PAD_S of zeros, at least MIN_WINDOW_S, rounded
+    up to whole seconds. A few shapes, not one per 10 ms: each new shape kept compute buffers and kernels of
+    its own, and the recogniser's memory grew all day (7 MB a minute in a 30-minute soak)."""
+    width = max(n + int(PAD_S * FRAMES_PER_S), int(MIN_WINDOW_S * FRAMES_PER_S))
+    return min(-(-width // WINDOW_STEP) * WINDOW_STEP, int(MAX_WINDOW_S * FRAMES_PER_S))
+
+
 @dataclass
 class Decoded:
     words: list[Word]
@@ -124,8 +133,7 @@ class WhisperFinals:
             return Decoded([], 1.0, 0.0)
         features = self.model.feature_extractor(audio)
         n = min(features.shape[1], int((MAX_WINDOW_S - PAD_S) * FRAMES_PER_S))
-        width = min(max(n + int(PAD_S * FRAMES_PER_S), int(MIN_WINDOW_S * FRAMES_PER_S)), 3000)
-        padded = np.zeros((1, features.shape[0], width), np.float32)
+        padded = np.zeros((1, features.shape[0], window_frames(n)), np.float32)
         padded[0, :, :n] = features[:, :n]
         encoded = self.model.model.encode(ctranslate2.StorageView.from_array(padded))
         tok = self.tokenizer

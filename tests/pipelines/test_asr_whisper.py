@@ -123,3 +123,11 @@ def test_a_real_recording_is_captioned_with_its_key_words():
     assert {"reports", "north", "people"} <= set(finals), finals
     assert any(c.kind == "partial" for c in emitted)
     assert all(a.start <= b.start for a, b in zip(emitted, emitted[1:]) if a.kind == b.kind == "final")
+
+
+def test_the_encoder_sees_a_few_window_shapes_not_one_per_hop():
+    from avcall.pipelines.asr_whisper import MAX_WINDOW_S, window_frames
+
+    widths = {window_frames(n) for n in range(0, int(MAX_WINDOW_S * 100))}
+    assert len(widths) <= 21 and all(w % 100 == 0 for w in widths)  # whole seconds, 10 s to 30 s
+    assert all(window_frames(n) >= n + 100 for n in range(0, 2900))  # the audio and a second of padding fit
