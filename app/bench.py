@@ -486,7 +486,7 @@ def bench_serve(seconds: float = 20.0, clip: Path | None = None, peers: tuple[in
     import resource
     import tempfile
 
-    from .demo import write_synthetic_clip, write_talking_portrait
+    from .demo import DEMO_LINE, write_synthetic_clip, write_talking_portrait
     from .serve import Server, ServeConfig
 
     def cpu() -> float:
@@ -542,10 +542,10 @@ def bench_serve(seconds: float = 20.0, clip: Path | None = None, peers: tuple[in
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         path = clip
-        if path is None:
+        if path is None:  # as long as the run: aiortc's player does not loop a clip's audio
             path = Path(tmp) / "talk.mp4"
-            if not write_talking_portrait(path):
-                asyncio.run(write_synthetic_clip(path, seconds))
+            if not write_talking_portrait(path, [DEMO_LINE] * (int(seconds // 4) + 2)):
+                asyncio.run(write_synthetic_clip(path, seconds + 2))
         for n in peers:
             telemetry, got, used = asyncio.run(run(path, n))
             late = [t for per in telemetry for t in per[len(per) // 4:] if t.get("audio_delay_ms") is not None]
