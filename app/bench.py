@@ -271,8 +271,8 @@ def bench_captions(audio_path: Path | None = None, seconds: float = 30.0, backen
     both = [a + b for a, b in zip(enhance_t, caption_t)]
     return {
         "benchmark": "captions",
-        "what": "per 10 ms hop: the default noise suppressor then the Captioner (voice activity, PocketSphinx "
-                "partials and finals), on one CPU core",
+        "what": "per 10 ms hop: the default noise suppressor then the Captioner with the default engine (voice "
+                "activity, partials and finals), on one CPU core",
         "input": source,
         "audio_seconds": audio_s,
         "enhancer": {"backend": backend} | _ms_stats(enhance_t, audio_s) if enhancer else None,
