@@ -21,9 +21,9 @@ import numpy as np
 from avcall.pipelines.errors import InputError
 from avcall.pipelines.sources.file import probe
 from avcall.pipelines.stages.face_tracker import FaceTracker
-from avcall.pipelines.stages.lip_features import lip_features
+from avcall.pipelines.face.mesh import lip_features
 
-from .shared_data import shared_data_dir
+from avcall.models.data.shared_data import shared_data_dir
 
 BENCH_SIZE = (640, 480)
 DEFAULT_CLIP = "talking_faces/EDTalk_uncrop_Obama.mp4"  # in ../shared/data: a real face, 450x450, 25 fps
@@ -291,9 +291,9 @@ def bench_avatar(audio_path: Path | None = None, seconds: float = 10.0, size: in
     """The talking face on one core: each 10 ms hop through the voice-to-lips net, a 256x256 portrait frame
     rendered every fourth hop (25 fps). End to end, the mouth shows a sound after the net's look-ahead, the
     hop it arrives in and the frame's rendering."""
-    from avcall.models.data.render import PortraitRenderer
-    from avcall.models.talking_face.features import LOOKAHEAD
-    from avcall.models.talking_face.runtime import VoiceToLipsStream
+    from avcall.pipelines.face.render import PortraitRenderer
+    from avcall.pipelines.nets.voice_to_lips import LOOKAHEAD
+    from avcall.pipelines.nets.voice_to_lips import VoiceToLipsStream
 
     from .evaluate import one_core
 
@@ -338,8 +338,8 @@ def bench_reenact(video: Path | None, seconds: float, size: int) -> dict:
     import av
     from aiortc.codecs.vpx import DEFAULT_BITRATE, MAX_BITRATE, MIN_BITRATE, Vp8Encoder
 
-    from avcall.models.data.render import PortraitRenderer
-    from avcall.models.talking_face.codec import LandmarkDecoder, LandmarkEncoder
+    from avcall.pipelines.face.render import PortraitRenderer
+    from avcall.pipelines.face.codec import LandmarkDecoder, LandmarkEncoder
     from avcall.pipelines.frames import VideoFrame
 
     from .evaluate import one_core

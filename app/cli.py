@@ -223,16 +223,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_soak_parser(commands)
 
+    from .worker import add_parser as add_worker_parser
+
+    add_worker_parser(commands)
+
+    from .cluster import add_parser as add_cluster_parser
+
+    add_cluster_parser(commands)
+
     b = commands.add_parser("bench", help="measure speed and write JSON",
                             description="Benchmarks (not tests): speed measured here, written as JSON.")
-    b.add_argument("what", choices=["tracking", "enhance", "captions", "serve", "avatar", "emotion"],
+    b.add_argument("what", choices=["tracking", "enhance", "captions", "serve", "avatar", "emotion", "cluster"],
                    help="tracking: face mesh + lip "
                    "features per 640x480 frame on one CPU core; enhance: every noise suppressor hop by hop, its "
                    "real-time factor on one CPU core and its delay; captions: the noise suppressor "
                    "and the captioner together, hop by hop on one core, and whether they keep up; serve: the "
                    "served path on loopback with an aiortc peer, its added audio delay; avatar: the talking "
                    "face, voice to rendered frame on one core; emotion: the emotion stage's cost per 250 ms hop "
-                   "on one core")
+                   "on one core; cluster: calls through Janus and Ray workers on this machine (calls held at "
+                   "real time, added delay through the SFU, failover time)")
     b.add_argument("--input", type=Path, help="tracking: video of a face (default: a clip of ../shared/data); "
                    "enhance, captions: speech audio (default: an utterance of ../shared/data/speech)")
     b.add_argument("--video", type=Path, help="avatar: a video of a face that drives the reenacted portrait "
@@ -247,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--backend", metavar="NAME", type=enhancer_arg,
                    help="enhance, captions: only this noise suppressor (default: enhance every one that ships; "
                    f"captions the default, {DEFAULT_ENHANCER})")
+    b.add_argument("--calls", type=int, default=1, metavar="N", help="cluster: participants at once (default 1)")
     b.add_argument("-o", "--out", type=Path, help="write the JSON here as well as printing it")
     return parser
 
@@ -350,6 +360,11 @@ def cmd_bench(args) -> int:
     from .bench import (bench_avatar, bench_captions, bench_emotion, bench_enhance, bench_serve, bench_tracking,
                         write_json)
 
+    if args.what == "cluster":
+        from .bench_cluster import bench_cluster
+
+        print(write_json(bench_cluster(calls=args.calls, seconds=args.seconds), args.out))
+        return 0
     if args.what == "captions":
         result = bench_captions(args.input, seconds=args.seconds, backend=args.backend)
     elif args.what == "avatar":
@@ -395,6 +410,18 @@ def cmd_eval(args) -> int:
     return run(args)
 
 
+def cmd_worker(args) -> int:
+    from .worker import cmd_worker as run
+
+    return run(args)
+
+
+def cmd_cluster(args) -> int:
+    from .cluster import cmd_cluster as run
+
+    return run(args)
+
+
 def cmd_soak(args) -> int:
     from .soak import cmd_soak as run
 
@@ -404,7 +431,8 @@ def cmd_soak(args) -> int:
 COMMANDS = {"train": cmd_train, "demo": cmd_demo, "process": cmd_process, "serve": cmd_serve, "live": cmd_live, "sync": cmd_sync,
             "devices": cmd_devices,
             "bench": cmd_bench,
-            "corpus": cmd_corpus, "eval": cmd_eval, "soak": cmd_soak}
+            "corpus": cmd_corpus, "eval": cmd_eval, "soak": cmd_soak, "worker": cmd_worker,
+            "cluster": cmd_cluster}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from avcall.pipelines.errors import InputError
 
-from .shared_data import shared_data_dir
+from avcall.models.data.shared_data import shared_data_dir
 
 
 def default_real_voices() -> Path | None:
@@ -59,7 +59,7 @@ def add_parser(commands) -> None:
     f = sub.add_parser("fit-lips", help="fit the lip-shape model on the real talking faces",
                        description="Fit the lip model (mean mouth, modes, viseme targets, timing) on the "
                        "tracker's output for the transcribed talking faces in ../shared/data and write "
-                       "models/data/lip_model.json.")
+                       "pipelines/face/lip_model.json.")
     f.add_argument("--out", type=Path, help="where to write the model (default: the shipped lip_model.json)")
 
 
@@ -155,7 +155,7 @@ def _import(args) -> int:
 
 def _fit(args) -> int:
     from avcall.models.data.fit_lips import fit
-    from avcall.models.data.lipmodel import MODEL_PATH
+    from avcall.pipelines.face.lip_model import MODEL_PATH
 
     data = shared_data_dir()
     if data is None:

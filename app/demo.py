@@ -64,7 +64,7 @@ def _voice(voice_id: str):
 
 def _speak(voice, lines, gap_s: float = 0.6):
     """The lines said one after another with `gap_s` between them: (audio, Timing), 0.5 s lead-in."""
-    from avcall.models.data.phonemes import Phone, Timing
+    from avcall.pipelines.face.phonemes import Phone, Timing
     from avcall.models.data.tts import synthesize
 
     audio, phones, t = [np.zeros(SAMPLE_RATE // 2, np.float32)], [], 0.5
@@ -80,9 +80,9 @@ def write_talking_portrait(path: Path, text: str = DEMO_LINE, audio_fn=None, fps
     """The bundled portrait saying `text` (a line, or lines with pauses between them) at `fps` (default: the
     corpus's 25); False when no text-to-speech engine is installed. `audio_fn(clean)` may change the
     soundtrack (the demo adds a talker and noise)."""
-    from avcall.models.data.example import LIP_FPS
-    from avcall.models.data.lipmodel import LipModel
-    from avcall.models.data.render import render_video
+    from avcall.pipelines.face.lip_track import LIP_FPS
+    from avcall.pipelines.face.lip_model import LipModel
+    from avcall.pipelines.face.render import render_video
 
     voice = _voice("flite:slt")
     if voice is None:
@@ -129,7 +129,7 @@ def spectrogram_png(audio: np.ndarray, title: str) -> str:
     """A log spectrogram as an inline PNG (data URL), drawn with OpenCV (no plotting library needed)."""
     import cv2
 
-    from avcall.models.avse.features import stft
+    from avcall.pipelines.nets.enhancer_features import stft
 
     power = np.abs(stft(audio)).T ** 2  # (freq, time)
     db = 10 * np.log10(power + 1e-10)

@@ -330,7 +330,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from .shared_data import shared_data_dir
+    from avcall.models.data.shared_data import shared_data_dir
 
     report = evaluate_captions(args.data or shared_data_dir(), args.out, seed=args.seed, clips=args.clips,
                                enhance=not args.raw_only, progress=not args.quiet,

@@ -10,7 +10,7 @@ from avcall.models.emotion.evaluate import evaluate_emotion, format_table
 from avcall.pipelines.errors import InputError
 from avcall.pipelines.sinks.atomic import write_text_atomic
 
-from .shared_data import shared_data_dir
+from avcall.models.data.shared_data import shared_data_dir
 
 
 def add_arguments(p) -> None:
@@ -36,7 +36,7 @@ def stage_on_clip(path: Path) -> dict:
 
     import numpy as np
 
-    from avcall.models.emotion.labels import CLASSES
+    from avcall.pipelines.nets.emotion import CLASSES
     from avcall.pipelines.runner import Pipeline
     from avcall.pipelines.sources.file import FileSource
     from avcall.pipelines.stages.emotion import EmotionReader

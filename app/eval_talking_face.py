@@ -80,8 +80,8 @@ def _lagged(real, fake, offset: int):
 
 
 def static_track(n: int):
-    from avcall.models.data.example import LipTrack
-    from avcall.models.data.lipmodel import LipModel
+    from avcall.pipelines.face.lip_track import LipTrack
+    from avcall.pipelines.face.lip_model import LipModel
 
     mean = LipModel.load().mean.astype(np.float32)
     return LipTrack(np.repeat(mean[None], n, 0), np.zeros(n, np.float32), np.ones(n, np.float32), np.ones(n, bool),
@@ -91,9 +91,9 @@ def static_track(n: int):
 def reenact_track(real):
     """The tracked lips after the landmark codec's round trip, its bytes a frame, and the decoded motion (what
     moves the portrait)."""
-    from avcall.models.data.example import LipTrack
-    from avcall.models.data.lipmodel import shape_measures
-    from avcall.models.talking_face.codec import LandmarkDecoder, LandmarkEncoder
+    from avcall.pipelines.face.lip_track import LipTrack
+    from avcall.pipelines.face.lip_model import shape_measures
+    from avcall.pipelines.face.codec import LandmarkDecoder, LandmarkEncoder
 
     encoder, decoder = LandmarkEncoder(), LandmarkDecoder()
     lips, motion, sent = [], [], 0
@@ -116,7 +116,7 @@ class AvatarRoundTrip:
     viewer of the rendered portrait sees its mouth do."""
 
     def __init__(self) -> None:
-        from avcall.models.data.render import PortraitRenderer
+        from avcall.pipelines.face.render import PortraitRenderer
         from avcall.pipelines.stages.face_tracker import FaceTracker
 
         self.renderer = PortraitRenderer()
@@ -127,9 +127,9 @@ class AvatarRoundTrip:
         return [self.renderer.render(shape, i / 25.0) for i, shape in enumerate(shapes)]
 
     def retrack(self, images: list[np.ndarray]):
-        from avcall.models.data.example import LipTrack
+        from avcall.pipelines.face.lip_track import LipTrack
         from avcall.pipelines.frames import VideoFrame
-        from avcall.pipelines.stages.lip_features import lip_features
+        from avcall.pipelines.face.mesh import lip_features
 
         feats = [lip_features(self.tracker.observe(VideoFrame(pts=i / 25.0, image=im, index=i)))
                  for i, im in enumerate(images)]
@@ -146,7 +146,7 @@ def side_by_side(path: Path, clip: Path, avatars: dict[str, list[np.ndarray]], a
     import av
     import cv2
 
-    from avcall.models.data.render import write_mp4
+    from avcall.pipelines.face.render import write_mp4
 
     from .bench import letterbox
 
@@ -184,7 +184,7 @@ def judged(judge, real, track, audio: np.ndarray, own, by_voice: bool) -> dict:
 
 def oracle_track(audio: np.ndarray, text: str, n: int):
     from avcall.models.data.align import align
-    from avcall.models.data.lipmodel import LipModel
+    from avcall.pipelines.face.lip_model import LipModel
 
     timing = align(audio, text)
     return LipModel.load().track(timing, n, np.random.default_rng(0), artefacts=False)
@@ -198,10 +198,11 @@ def source_of(clip: str) -> str:
 def evaluate_talking_face(data: Path, out: Path, progress: bool = True, measure=None,
                           side_by_side_clips: int = SIDE_BY_SIDE, candidate: Path | None = None) -> dict:
     from avcall.models.data.realclips import transcribed_clips
-    from avcall.models.sync.judge import SyncJudge
-    from avcall.models.talking_face.runtime import VoiceToLipsStream
+    from avcall.pipelines.nets.sync_judge import SyncJudge
+    from avcall.pipelines.nets.voice_to_lips import VoiceToLipsStream
 
-    from .sync import clip_signals, judge_accuracy
+    from avcall.models.data.measure import clip_signals
+    from .sync import judge_accuracy
 
     data = check_data_dir(data)
     clips = talking_face_clips(data)

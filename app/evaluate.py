@@ -32,7 +32,7 @@ from avcall.pipelines.suppressors import DEFAULT as DEFAULT_BACKEND
 
 if TYPE_CHECKING:
     import numpy as np
-    from avcall.models.data.example import LipTrack
+    from avcall.pipelines.face.lip_track import LipTrack
 
 SAMPLE_RATE = 16_000
 CONDITIONS = {
@@ -147,7 +147,7 @@ class AvcallEnhancer:
 
     def __init__(self, name: str, av: str | None, ao: str | None, use_lips: bool = True) -> None:
         from avcall.export.runtime import weights_path
-        from avcall.models.avse.runtime_enhancer import StreamingEnhancer
+        from avcall.pipelines.nets.enhancer import StreamingEnhancer
 
         paths = [weights_path(f) if f else None for f in (av, ao)]
         missing = [str(p) for p in paths if p is not None and not p.is_file()]
@@ -772,7 +772,7 @@ def add_parser(commands) -> None:
 
 
 def cmd_eval(args) -> int:
-    from .shared_data import shared_data_dir
+    from avcall.models.data.shared_data import shared_data_dir
 
     if args.eval_command == "emotion":
         from .eval_emotion import run

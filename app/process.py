@@ -161,7 +161,7 @@ def _warn_damaged_input(incidents: dict) -> None:
 def emotion_shipped() -> bool:
     """Whether the emotion nets ship (the served page's opt-in and the demo's timeline need them)."""
     from avcall.export.runtime import shipped
-    from avcall.models.emotion.runtime import FACE, VOICE
+    from avcall.pipelines.nets.emotion import FACE, VOICE
 
     return shipped(FACE) and shipped(VOICE)
 

@@ -296,7 +296,7 @@ class Server:
     def has_avatar(self) -> bool:
         """Whether the talking face ships (the page's "send" picker offers the portrait)."""
         from avcall.export.runtime import shipped
-        from avcall.models.talking_face.runtime import WEIGHTS
+        from avcall.pipelines.nets.voice_to_lips import WEIGHTS
 
         return shipped(WEIGHTS)
 
@@ -312,7 +312,7 @@ class Server:
         from avcall.app.process import emotion_shipped
 
         if emotion_shipped():
-            from avcall.models.emotion.runtime import EmotionModels
+            from avcall.pipelines.nets.emotion import EmotionModels
 
             self.emotion_models = EmotionModels()
 

@@ -10,29 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
+from avcall.models.data.measure import clip_signals
 from avcall.pipelines.errors import InputError
 
 SHIFTS = (0, -2, 2, -5, 5, -10, 10)
 FRAME_S = 0.04  # one video frame at 25 fps
-
-
-def clip_signals(path: Path, measure=None):
-    """(lip track at 25 fps, audio at 16 kHz on the video's clock) of a talking-face file."""
-    if measure is None:
-        from avcall.models.data.measure import measure_video as measure
-    m = measure(Path(path))
-    track = m.track
-    if abs(track.fps - 25.0) > 0.01:  # the judge works at 25 fps: nearest frame
-        from avcall.models.data.example import LipTrack
-
-        idx = np.minimum(np.round(np.arange(int(len(track.lips) * 25.0 / track.fps)) * track.fps / 25.0).astype(int),
-                         len(track.lips) - 1)
-        track = LipTrack(track.lips[idx], track.opening[idx], track.width[idx], track.face_present[idx],
-                         track.confidence[idx], 25.0)
-    audio = np.asarray(m.audio, np.float32)
-    lead = int(round(float(m.audio_offset) * 16_000))  # audio sample 0 sits at audio_offset on the video clock
-    audio = np.concatenate([np.zeros(lead, np.float32), audio]) if lead > 0 else audio[-lead:]
-    return track, audio
 
 
 def shift_audio(audio: np.ndarray, frames: int) -> np.ndarray:
@@ -44,7 +26,7 @@ def shift_audio(audio: np.ndarray, frames: int) -> np.ndarray:
 
 
 def judge_file(path: Path, judge=None, measure=None):
-    from avcall.models.sync.judge import SyncJudge
+    from avcall.pipelines.nets.sync_judge import SyncJudge
 
     judge = judge or SyncJudge()
     track, audio = clip_signals(path, measure)
@@ -55,7 +37,7 @@ def judge_file(path: Path, judge=None, measure=None):
 
 def judge_accuracy(clips: list[Path], judge=None, measure=None) -> dict:
     """The judge on each clip shifted by SHIFTS: rows, and the share within one frame of the truth."""
-    from avcall.models.sync.judge import SyncJudge
+    from avcall.pipelines.nets.sync_judge import SyncJudge
 
     judge = judge or SyncJudge()
     rows = []
@@ -79,10 +61,10 @@ def lip_tracks_by_face(frames_bgr: list[np.ndarray], fps: float, max_faces: int 
     faces matched to the tracks' last positions; a new face opens a track)."""
     import cv2
 
-    from avcall.models.data.example import LipTrack
+    from avcall.pipelines.face.lip_track import LipTrack
     from avcall.pipelines.frames import FaceObservation
     from avcall.pipelines.stages.face_tracker import _LegacyFaceMesh
-    from avcall.pipelines.stages.lip_features import lip_features
+    from avcall.pipelines.face.mesh import lip_features
 
     mesh = _LegacyFaceMesh(max_faces)
     slots: list[dict] = []  # {"x": centre, "rows": {frame: LipFeatures}}

@@ -31,7 +31,7 @@ import onnx
 import torch
 from torch import nn
 
-from avcall.models.avse.features import HOP, LIP_DIM, N_FREQ, WINDOW, log_power, stft
+from avcall.pipelines.nets.enhancer_features import HOP, LIP_DIM, N_FREQ, WINDOW, log_power, stft
 from avcall.models.avse.model import Enhancer
 
 from .runtime import create_session, weights_path
@@ -108,7 +108,7 @@ def export_onnx(model: nn.Module, path: str | Path, *, metadata: dict | None = N
     proto = onnx.load(str(tmp))
     onnx.checker.check_model(proto)
     if lip_mean is None and model.use_lips:
-        from avcall.models.data.lipmodel import LipModel
+        from avcall.pipelines.face.lip_model import LipModel
 
         lip_mean = LipModel.load().mean
     meta = {"avcall.model": "avse", "arch": type(model).__name__, "use_lips": str(model.use_lips),

@@ -83,13 +83,13 @@ class Call:
 def judge_shipped() -> bool:
     """Whether the sync judge ships (the active speaker and the sync monitor need it)."""
     from avcall.export.runtime import shipped
-    from avcall.models.sync.judge import AUDIO_WEIGHTS, LIPS_WEIGHTS
+    from avcall.pipelines.nets.sync_judge import AUDIO_WEIGHTS, LIPS_WEIGHTS
 
     return shipped(LIPS_WEIGHTS) and shipped(AUDIO_WEIGHTS)
 
 
 def talking_face(portrait: Path | None, mode: str = "voice", live: bool = True) -> Stage:
-    from avcall.models.data.render import load_portrait
+    from avcall.pipelines.face.render import load_portrait
 
     from .stages.talking_face import TalkingFace
 

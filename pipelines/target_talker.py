@@ -87,7 +87,7 @@ class _LipStream:
         self.rows.append(row)
 
     def window(self) -> np.ndarray | None:
-        from avcall.models.sync.features import WINDOW
+        from avcall.pipelines.nets.sync_features import WINDOW
 
         last = self.rows[-WINDOW:]
         if len(last) < WINDOW or any(r is None for r in last):
@@ -102,7 +102,7 @@ class TargetTalker:
     def __init__(self, design: str = "separate", weights: str | Path | None = None, judge=None,
                  tuning: Tuning | None = None, use_lips: bool = True) -> None:
         from avcall.export.runtime import create_session, require_weights
-        from avcall.models.sync.judge import SyncJudge
+        from avcall.pipelines.nets.sync_judge import SyncJudge
 
         self.design = design
         self.session = create_session(weights or require_weights(SEPARATOR[design]), threads=1)
@@ -114,7 +114,7 @@ class TargetTalker:
         self.reset()
 
     def reset(self) -> None:
-        from avcall.models.sync.features import N_MELS
+        from avcall.pipelines.nets.sync_features import N_MELS
 
         self.state = np.zeros(self._state_shape, np.float32)
         self.t = 0  # samples pushed
@@ -188,7 +188,7 @@ class TargetTalker:
 
     def _judge(self) -> None:
         """Each grid frame g whose audio window is complete: lips of g-4..g against each stream's voice."""
-        from avcall.models.sync.features import AUDIO_PER_VIDEO, N_FFT, WINDOW
+        from avcall.pipelines.nets.sync_features import AUDIO_PER_VIDEO, N_FFT, WINDOW
 
         tu = self.tuning
         while (self.judged + 1) * VIDEO_FRAME + N_FFT // 2 <= self.t and self.judged < self.grid:
@@ -218,7 +218,7 @@ class TargetTalker:
                 self.selected = 1
 
     def _mel(self, k: int, first: int, frames: int) -> np.ndarray | None:
-        from avcall.models.sync.features import HOP as MEL_HOP, N_FFT, _MEL, _WIN
+        from avcall.pipelines.nets.sync_features import HOP as MEL_HOP, N_FFT, _MEL, _WIN
 
         a = first * MEL_HOP - N_FFT // 2 - self.hist_at
         b = (first + frames - 1) * MEL_HOP + N_FFT // 2 - self.hist_at

@@ -15,8 +15,8 @@ import cv2
 import numpy as np
 
 from avcall.app.demo import DEMO_LINE, _speak, _voice
-from avcall.models.data.render import PortraitRenderer
-from avcall.models.talking_face.runtime import VoiceToLipsStream
+from avcall.pipelines.face.render import PortraitRenderer
+from avcall.pipelines.nets.voice_to_lips import VoiceToLipsStream
 
 # (phone, word): shut and open mouths in the order the line says them
 PICKS = (("ae", "can"), ("m", "me"), ("aw", "now"), ("sil", "(pause)"), ("ay", "I"), ("v", "video"),

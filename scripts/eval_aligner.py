@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 from avcall.models.data.align import SAMPLE_RATE, align, normalise, recognise, warm_up
-from avcall.models.data.phonemes import SILENCE, Timing
+from avcall.pipelines.face.phonemes import SILENCE, Timing
 from scipy.signal import resample_poly
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,9 +15,9 @@ import av
 import cv2
 import numpy as np
 
-from avcall.app.sync import clip_signals
-from avcall.models.data.render import PortraitRenderer
-from avcall.models.talking_face.runtime import VoiceToLipsStream
+from avcall.models.data.measure import clip_signals
+from avcall.pipelines.face.render import PortraitRenderer
+from avcall.pipelines.nets.voice_to_lips import VoiceToLipsStream
 
 CLIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "talking_faces" / "GRID_lbax4n.mpg"
 TILE = (160, 120)  # width, height of each mouth tile
@@ -34,7 +34,7 @@ def mouth_crop(image: np.ndarray, centre: np.ndarray, half: int) -> np.ndarray:
 def main() -> None:
     from avcall.pipelines.frames import VideoFrame
     from avcall.pipelines.stages.face_tracker import FaceTracker
-    from avcall.pipelines.stages.lip_features import LIP_INDICES
+    from avcall.pipelines.face.mesh import LIP_INDICES
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--clip", type=Path, default=CLIP)

@@ -13,7 +13,7 @@ import av
 import numpy as np
 import pytest
 
-from avcall.app.shared_data import shared_data_dir
+from avcall.models.data.shared_data import shared_data_dir
 from avcall.export.runtime import weights_path
 
 # the emotion nets are exported by `avcall train emotion --export`; until then their tests say why they wait

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .features import LIP_DIM, N_FREQ
+from avcall.pipelines.nets.enhancer_features import LIP_DIM, N_FREQ
 from .model import MASK_MAX
 
 CONTEXT = 5

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .features import LIP_DIM, N_FREQ
+from avcall.pipelines.nets.enhancer_features import LIP_DIM, N_FREQ
 
 MASK_MAX = 1.2
 

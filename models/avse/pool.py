@@ -15,11 +15,12 @@ import numpy as np
 import soundfile as sf
 
 from ...pipelines.frames import SAMPLE_RATE
-from ..data.example import LIP_FPS, example_names, read_example
+from avcall.pipelines.face.lip_track import LIP_FPS
+from ..data.example import example_names, read_example
 from ..data.mix import Recipe, fit_length
 from ..data.noise import NOISE_KINDS, layer_second_kind, make_noise, mix_at_snr
 from ..data.rooms import random_room, reverberate
-from .features import HOP, lip_stream
+from avcall.pipelines.nets.enhancer_features import HOP, lip_stream
 
 
 @dataclass

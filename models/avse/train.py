@@ -20,8 +20,8 @@ import torch
 from tqdm import tqdm
 
 from ...pipelines.errors import InputError
-from ..data.lipmodel import LipModel
-from .features import HOP, WINDOW
+from avcall.pipelines.face.lip_model import LipModel
+from avcall.pipelines.nets.enhancer_features import HOP, WINDOW
 from .avdcnn import AVDCNN
 from .model import Enhancer
 from .pool import Mixer, Utterance, load_pool, pool_from_corpus

@@ -44,7 +44,7 @@ import unicodedata
 
 import numpy as np
 
-from .phonemes import SILENCE, Phone, Timing, Word, arpabet
+from avcall.pipelines.face.phonemes import SILENCE, Phone, Timing, Word, arpabet
 
 SAMPLE_RATE = 16000
 FRAME_S = 0.01  # PocketSphinx's frame rate is 100 per second

@@ -22,30 +22,11 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from ...pipelines.face.lip_track import LIP_FPS, LipTrack
 from ...pipelines.frames import SAMPLE_RATE
 
-LIP_FPS = 25.0
 CHANNELS = ("mixture", "target", "interferer", "noise", "target_dry")
 FULL_SCALE = 32767
-
-
-@dataclass
-class LipTrack:
-    """Per video frame at LIP_FPS: the normalised lip shape (T, 40, 2) and the tracker's derived values."""
-
-    lips: np.ndarray
-    opening: np.ndarray
-    width: np.ndarray
-    face_present: np.ndarray
-    confidence: np.ndarray
-    fps: float = LIP_FPS
-
-    @property
-    def pts(self) -> np.ndarray:
-        return np.arange(len(self.lips)) / self.fps
-
-    def __len__(self) -> int:
-        return len(self.lips)
 
 
 @dataclass

@@ -14,10 +14,10 @@ from typing import Callable
 
 import numpy as np
 
-from .example import LipTrack
-from .lipmodel import LipModel, dominance_weights, shape_measures
+from avcall.pipelines.face.lip_track import LipTrack
+from avcall.pipelines.face.lip_model import LipModel, dominance_weights, shape_measures
 from .measure import measure_video
-from .phonemes import VISEMES, Timing
+from avcall.pipelines.face.phonemes import VISEMES, Timing
 from .realclips import transcribed_clips
 
 K_MODES = 6

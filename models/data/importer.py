@@ -14,7 +14,8 @@ import numpy as np
 
 from ...pipelines.errors import InputError
 from ...pipelines.frames import SAMPLE_RATE
-from .example import LIP_FPS, Example, LipTrack, write_example
+from avcall.pipelines.face.lip_track import LIP_FPS, LipTrack
+from .example import Example, write_example
 from .make import check_new_folder
 from .measure import measure_video
 

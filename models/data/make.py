@@ -21,7 +21,7 @@ import numpy as np
 
 from ...pipelines.errors import InputError, OutputError
 from .example import save_lip_track, write_example
-from .lipmodel import LipModel
+from avcall.pipelines.face.lip_model import LipModel
 from .mix import Plan, Recipe, VoicePool, make_example, pick_source
 from .tts import available_voices
 from .voices import real_utterances, stable_seed
@@ -93,7 +93,7 @@ def _make(plan: Plan):
     s = _worker_state
     example, clean = make_example(plan, s["pool"], s["lips"], s["recipe"])
     if plan.video:
-        from .render import load_portrait, render_video
+        from avcall.pipelines.face.render import load_portrait, render_video
 
         if "portrait_image" not in s:
             s["portrait_image"] = load_portrait(s["portrait"]) if s["portrait"] else None

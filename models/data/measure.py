@@ -14,8 +14,9 @@ from ...pipelines.frames import LIP_POINTS, AudioFrame, VideoFrame
 from ...pipelines.sources.base import SourceEnded
 from ...pipelines.sources.file import FileSource
 from ...pipelines.stages.face_tracker import FaceTracker
-from ...pipelines.stages.lip_features import lip_features
-from .example import LipTrack, cache_root, load_lip_track, save_lip_track
+from avcall.pipelines.face.mesh import lip_features
+from avcall.pipelines.face.lip_track import LipTrack
+from .example import cache_root, load_lip_track, save_lip_track
 
 
 @dataclass
@@ -78,3 +79,18 @@ def measure_video(path: str | Path, cache: bool = True) -> MeasuredVideo:
         save_lip_track(lips_file, measured.track)
         np.savez(audio_file, audio=measured.audio, offset=measured.audio_offset)
     return measured
+
+
+def clip_signals(path: Path, measure=None):
+    """(lip track at 25 fps, audio at 16 kHz on the video's clock) of a talking-face file."""
+    m = (measure or measure_video)(Path(path))
+    track = m.track
+    if abs(track.fps - 25.0) > 0.01:  # the judge works at 25 fps: nearest frame
+        idx = np.minimum(np.round(np.arange(int(len(track.lips) * 25.0 / track.fps)) * track.fps / 25.0).astype(int),
+                         len(track.lips) - 1)
+        track = LipTrack(track.lips[idx], track.opening[idx], track.width[idx], track.face_present[idx],
+                         track.confidence[idx], 25.0)
+    audio = np.asarray(m.audio, np.float32)
+    lead = int(round(float(m.audio_offset) * 16_000))  # audio sample 0 sits at audio_offset on the video clock
+    audio = np.concatenate([np.zeros(lead, np.float32), audio]) if lead > 0 else audio[-lead:]
+    return track, audio

@@ -9,10 +9,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...pipelines.frames import SAMPLE_RATE
-from .example import LIP_FPS, Example, LipTrack
-from .lipmodel import LipModel, Speaker
+from avcall.pipelines.face.lip_track import LIP_FPS, LipTrack
+from .example import Example
+from avcall.pipelines.face.lip_model import LipModel, Speaker
 from .noise import NOISE_KINDS, layer_second_kind, make_noise, mix_at_snr
-from .phonemes import Phone, Timing
+from avcall.pipelines.face.phonemes import Phone, Timing
 from .rooms import random_room, reverberate
 from .tts import Voice
 from .voices import (SOURCES, Augment, RealUtterance, Utterance, sentences, speak_real, speak_tts,

@@ -12,7 +12,7 @@ import soundfile as sf
 
 from ...pipelines.frames import SAMPLE_RATE
 from .example import CHANNELS, load_lip_track
-from .lipmodel import LipModel, shape_measures
+from avcall.pipelines.face.lip_model import LipModel, shape_measures
 
 SNR_BINS = (-5, 0, 5, 10, 15, 20)
 
@@ -104,7 +104,7 @@ def corpus_stats(corpus: Path, realism: bool = True, round_trip_videos: int = 8,
 def realism_report(corpus: Path, max_videos: int, log: Callable[[str], None]) -> dict:
     """How well the corpus's lips match reality: the lip model on the real transcribed clips, and the
     rendered videos run back through the tracker."""
-    from ...app.shared_data import shared_data_dir
+    from avcall.models.data.shared_data import shared_data_dir
 
     out: dict = {}
     data = shared_data_dir()

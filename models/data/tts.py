@@ -27,7 +27,7 @@ from scipy.signal import resample_poly
 
 from ...pipelines.errors import InputError
 from ...pipelines.frames import SAMPLE_RATE
-from .phonemes import SILENCE, Phone, Timing, arpabet
+from avcall.pipelines.face.phonemes import SILENCE, Phone, Timing, arpabet
 
 FLITE_VOICES = ("kal", "kal16", "awb", "rms", "slt")
 FESTIVAL_VOICES = ("kal_diphone", "ked_diphone", "cmu_us_slt_arctic_hts")

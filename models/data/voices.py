@@ -20,7 +20,7 @@ from scipy.signal import lfilter, resample_poly
 
 from ...pipelines.frames import SAMPLE_RATE
 from .example import cache_root
-from .phonemes import Phone, Timing, Word
+from avcall.pipelines.face.phonemes import Phone, Timing, Word
 from .tts import Voice, synthesize, to_16k
 
 SENTENCES_PATH = Path(__file__).with_name("sentences.txt")

@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import soundfile as sf
 
-from .features import SAMPLE_RATE, WINDOW_SAMPLES, voice_window, voiced_mean
-from .labels import CLASSES
+from avcall.pipelines.nets.emotion_features import SAMPLE_RATE, WINDOW_SAMPLES, voice_window, voiced_mean
+from avcall.pipelines.nets.emotion import CLASSES
 
 N = len(CLASSES)
 

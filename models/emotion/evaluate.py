@@ -24,7 +24,8 @@ from avcall.pipelines.errors import InputError
 from avcall.pipelines.sinks.atomic import write_text_atomic
 
 from .data import clip_windows, group_indices, load_audio, load_face, scores, speaker_means, speech_span, window_ends
-from .labels import CLASSES, read_labels
+from avcall.pipelines.nets.emotion import CLASSES
+from .labels import read_labels
 
 CONDITIONS = ("clean", "noise5dB", "face_missing", "voice_missing")
 N = len(CLASSES)
@@ -62,8 +63,8 @@ def pairs(voice_keys: list[str], face_keys: list[str], seed: int, per_item: int 
 
 def evaluate_emotion(data: Path, split: str, out: Path, *, seed: int = 0, fallback: bool = True,
                      plots: bool = True, progress: bool = True) -> dict:
-    from .features import face_input, normalise
-    from .runtime import METHODS, EmotionModels
+    from avcall.pipelines.nets.emotion_features import face_input, normalise
+    from avcall.pipelines.nets.emotion import METHODS, EmotionModels
 
     items = [i for i in read_labels(data) if i.split == split]
     faces = [i for i in items if i.modality == "face_image"]

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .features import FACE_SIZE, N_MELS, WINDOW_FRAMES
+from avcall.pipelines.nets.emotion_features import FACE_SIZE, N_MELS, WINDOW_FRAMES
 from .nets import FaceNet, Fusion, VoiceNet
 
 FACE, VOICE = "emotion_face.onnx", "emotion_voice.onnx"

@@ -1,8 +1,8 @@
-"""The 7 emotion classes, their place on the valence-arousal plane, and the labelled data's layout.
+"""The labelled data's layout (the classes themselves are `avcall.pipelines.nets.emotion.CLASSES`).
 
 A data folder is laid out like ../shared/data/emotion_labelled: `labels.tsv` (file, modality, emotion,
 speaker, dataset, split, ...) and the files it names. Real audio-visual data adds a `pair` column: the
-recording a face image and a voice clip were both taken from. No torch here: the runtime imports it.
+recording a face image and a voice clip were both taken from.
 """
 
 from __future__ import annotations
@@ -11,23 +11,9 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 
 from avcall.pipelines.errors import InputError
-
-CLASSES: tuple[str, ...] = ("neutral", "happy", "sad", "angry", "fearful", "disgust", "surprise")
-
-# Russell's circumplex, roughly where each class sits (valence, arousal in [-1, 1]); a reading's valence and
-# arousal are these weighted by its probabilities.
-CIRCUMPLEX = np.array([
-    (0.0, 0.0),     # neutral
-    (0.8, 0.5),     # happy
-    (-0.7, -0.4),   # sad
-    (-0.6, 0.8),    # angry
-    (-0.6, 0.7),    # fearful
-    (-0.7, 0.3),    # disgust
-    (0.3, 0.8),     # surprise
-], np.float32)
+from avcall.pipelines.nets.emotion import CLASSES
 
 
 @dataclass(frozen=True)
@@ -60,8 +46,3 @@ def read_labels(folder: Path) -> list[Item]:
                                   row.get("speaker", ""), row.get("dataset", ""), row.get("split", ""),
                                   row.get("pair") or ""))
     return items
-
-
-def valence_arousal(probs: np.ndarray) -> tuple[float, float]:
-    v, a = np.asarray(probs, np.float32) @ CIRCUMPLEX
-    return float(v), float(a)

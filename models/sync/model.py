@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .features import AUDIO_PER_VIDEO, LIP_DIM, N_MELS, WINDOW
+from avcall.pipelines.nets.sync_features import AUDIO_PER_VIDEO, LIP_DIM, N_MELS, WINDOW
 
 EMBED = 64
 

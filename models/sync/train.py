@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from ..avse.pool import pool_from_corpus
 from ..data.noise import NOISE_KINDS, make_noise, mix_at_snr
-from .features import AUDIO_PER_VIDEO, WINDOW, lip_frames, log_mel
+from avcall.pipelines.nets.sync_features import AUDIO_PER_VIDEO, WINDOW, lip_frames, log_mel
 from .model import AudioEncoder, LipEncoder
 
 SHIFTS = (-10, -5, -2, 0, 2, 5, 10)
@@ -167,8 +167,8 @@ def export(run: Path, out_dir: Path, metrics: dict | None = None) -> dict:
     """The two encoders as ONNX (dynamic batch) beside each other, with parity checked and manifest entries."""
     from ...export.onnx_export import REAL_VOICE_CREDITS, corpus_info, write_manifest_entry
     from ...export.runtime import create_session
-    from .features import LIP_DIM, N_MELS
-    from .judge import AUDIO_WEIGHTS, LIPS_WEIGHTS
+    from avcall.pipelines.nets.sync_features import LIP_DIM, N_MELS
+    from avcall.pipelines.nets.sync_judge import AUDIO_WEIGHTS, LIPS_WEIGHTS
 
     state = torch.load(run / "model.pt")
     lip_enc, audio_enc = LipEncoder(), AudioEncoder()

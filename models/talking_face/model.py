@@ -10,9 +10,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..data.phonemes import VISEMES
-from ..sync.features import N_MELS
-from .features import IN_DIM, OUT_DIM
+from avcall.pipelines.face.phonemes import VISEMES
+from avcall.pipelines.nets.sync_features import N_MELS
+from avcall.pipelines.nets.voice_to_lips import IN_DIM, OUT_DIM
 
 
 class VoiceToLips(nn.Module):

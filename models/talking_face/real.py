@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .features import LOOKAHEAD, OUT_DIM, lip_targets
+from avcall.pipelines.nets.voice_to_lips import LOOKAHEAD, OUT_DIM
+from .features import lip_targets
 
 # speaker-disjoint validation: one or two speakers of each kind outside GRID, none that speaks a dev clip
 VAL_SPEAKERS = ("lrs3_avcrossnet_E3", "lrs3_avcrossnet_E5", "hdtf_WDA_BobMenendez", "hdtf_RD_Radio2",
@@ -38,7 +39,7 @@ def manifest(root: Path) -> list[dict]:
 
 def track_clips(root: Path, cache: Path, log=print) -> list[Path]:
     """Track every clip of `root` once (GRID last); one .npz per clip in `cache`, skipped when present."""
-    from ...app.sync import clip_signals
+    from avcall.models.data.measure import clip_signals
     from ..data.measure import measure_video
 
     cache.mkdir(parents=True, exist_ok=True)
@@ -71,7 +72,7 @@ class RealClip:
 
 
 def real_clip(path: Path, mean_shape: np.ndarray) -> RealClip | None:
-    from ..data.lipmodel import shape_measures
+    from avcall.pipelines.face.lip_model import shape_measures
 
     with np.load(path) as z:
         lips, opening, width, present = z["lips"], z["opening"], z["width"], z["present"].astype(bool)
@@ -87,7 +88,7 @@ def real_clip(path: Path, mean_shape: np.ndarray) -> RealClip | None:
 
 
 def load_clips(cache: Path) -> list[RealClip]:
-    from ..data.lipmodel import LipModel
+    from avcall.pipelines.face.lip_model import LipModel
 
     mean = LipModel.load().mean.astype(np.float32)
     clips = [real_clip(p, mean) for p in sorted(Path(cache).glob("*.npz")) if not p.name.endswith(".tmp.npz")]
@@ -145,7 +146,7 @@ def draw(clips: list[RealClip], cfg: RealConfig, rng: np.random.Generator, rooms
     clips by length, a random crop of it; the band means warmed on up to 2 s before it or cold."""
     import torch
 
-    from .features import BAND_MEAN_HOPS, voice_features
+    from avcall.pipelines.nets.voice_to_lips import BAND_MEAN_HOPS, voice_features
     from .train import degrade
 
     grid = [c for c in clips if c.dataset.startswith("GRID")]
@@ -334,7 +335,7 @@ def calibrate_onnx(src: Path, dst: Path, tracks: Path, most: float = 3.0) -> dic
     from onnx import helper, numpy_helper
 
     from ...export.runtime import create_session
-    from .features import voice_features
+    from avcall.pipelines.nets.voice_to_lips import voice_features
 
     sess = create_session(src, threads=1)
     shape = sess.get_inputs()[1].shape

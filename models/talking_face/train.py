@@ -22,12 +22,13 @@ from scipy import signal
 from tqdm import tqdm
 
 from ..data.example import example_names, read_example
-from ..data.lipmodel import LipModel, Speaker, dominance_weights
+from avcall.pipelines.face.lip_model import LipModel, Speaker, dominance_weights
 from ..data.mix import stable_seed
 from ..data.noise import NOISE_KINDS, make_noise, mix_at_snr
-from ..data.phonemes import Timing
+from avcall.pipelines.face.phonemes import Timing
 from ..data.rooms import random_room, reverberate
-from .features import BAND_MEAN_HOPS, HOPS_PER_VIDEO, LOOKAHEAD, OUT_DIM, lip_targets, voice_features
+from avcall.pipelines.nets.voice_to_lips import BAND_MEAN_HOPS, HOPS_PER_VIDEO, LOOKAHEAD, OUT_DIM, voice_features
+from .features import lip_targets
 from .model import VoiceToLips
 
 WEIGHTS = "talking_face.onnx"

@@ -47,7 +47,7 @@ def lip_embeddings(track, audio_offset: float, samples: int, judge) -> np.ndarra
 
 def main(argv=None) -> int:
     from avcall.models.data.measure import measure_video
-    from avcall.models.sync.judge import SyncJudge
+    from avcall.pipelines.nets.sync_judge import SyncJudge
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, default=DATA)

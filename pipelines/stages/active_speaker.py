@@ -21,7 +21,7 @@ from typing import Sequence
 from ..frames import AudioFrame, FaceObservation, Frame, LipFeatures
 from ..stage import Stage
 from .face_tracker import iou
-from .lip_features import lip_features
+from avcall.pipelines.face.mesh import lip_features
 from .sync_monitor import judge_signals
 
 MIN_SCORE = 0.03  # the judge's speaking score (median distance over offsets minus the in-sync one)
@@ -60,7 +60,7 @@ class ActiveSpeaker(Stage):
 
     async def start(self) -> None:
         if self.judge is None:
-            from avcall.models.sync.judge import SyncJudge
+            from avcall.pipelines.nets.sync_judge import SyncJudge
 
             self.judge = await self.in_worker(SyncJudge)
 

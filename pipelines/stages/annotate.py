@@ -13,7 +13,7 @@ import numpy as np
 
 from ..frames import FaceObservation, Frame, VideoFrame
 from ..stage import Stage
-from .lip_features import INNER_CONTOUR, OUTER_CONTOUR
+from avcall.pipelines.face.mesh import INNER_CONTOUR, OUTER_CONTOUR
 
 MESH_COLOUR = (200, 200, 200)
 LIP_COLOUR = (60, 60, 255)

@@ -108,7 +108,7 @@ class EmotionReader(Stage):
 
     async def start(self) -> None:
         if self.models is None:
-            from avcall.models.emotion.runtime import EmotionModels
+            from avcall.pipelines.nets.emotion import EmotionModels
 
             self.models = await self.in_worker(EmotionModels)
         if self.method is None:
@@ -216,7 +216,7 @@ class EmotionReader(Stage):
 
     def _window(self) -> np.ndarray:
         """The last 2 s of audio (shorter at the start of a call)."""
-        from avcall.models.emotion.features import WINDOW_SAMPLES
+        from avcall.pipelines.nets.emotion_features import WINDOW_SAMPLES
 
         samples = np.concatenate([a.samples for a in self._audio]) if self._audio else np.zeros(0, np.float32)
         return samples[-WINDOW_SAMPLES:]
@@ -224,8 +224,8 @@ class EmotionReader(Stage):
     def read(self, pts: float, face: tuple[np.ndarray, np.ndarray] | None, voice: np.ndarray | None) -> EmotionReading:
         """One hop on the worker thread: the face (image, landmarks) cut out, the nets on what was seen and
         heard, fused over the last segments, smoothed."""
-        from avcall.models.emotion.features import SpeakerNorm, align_face, face_input, voice_window
-        from avcall.models.emotion.labels import CLASSES, valence_arousal
+        from avcall.pipelines.nets.emotion_features import SpeakerNorm, align_face, face_input, voice_window
+        from avcall.pipelines.nets.emotion import CLASSES, valence_arousal
 
         t0 = time.perf_counter()
         face = face_input(align_face(*face)) if face is not None else None

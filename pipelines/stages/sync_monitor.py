@@ -53,7 +53,7 @@ class SyncMonitor(Stage):
 
     async def start(self) -> None:
         if self.judge is None:
-            from avcall.models.sync.judge import SyncJudge
+            from avcall.pipelines.nets.sync_judge import SyncJudge
 
             self.judge = await self.in_worker(SyncJudge)
 

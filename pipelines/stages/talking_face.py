@@ -6,7 +6,7 @@ leaves 60 ms plus its rendering after its time: the pts stay those of the moment
 hidden). Idle motion, blinks and the head come from the renderer; silence gives a closed, breathing mouth.
 
 `reenact` (`--avatar reenact`): the tracked face of each camera frame goes through the landmark codec (a few
-bytes a frame, `avcall.models.talking_face.codec`) and its decoded motion, eyes and roll drive the portrait,
+bytes a frame, `avcall.pipelines.face.codec`) and its decoded motion, eyes and roll drive the portrait,
 a frame for each camera frame at its pts. Where no face was seen for over FACE_LOST_S the voice draws the
 portrait until the face is back (both noted in the run's incidents). The voice net listens all along; each of
 its frames waits until the camera has reached its moment and says whether a face drives it, or, live, until
@@ -68,9 +68,9 @@ class TalkingFace(Stage):
             await self.in_worker(self._open)
 
     def _open(self) -> None:
-        from avcall.models.data.render import PortraitRenderer
-        from avcall.models.talking_face.codec import LandmarkDecoder, LandmarkEncoder
-        from avcall.models.talking_face.runtime import VoiceToLipsStream
+        from avcall.pipelines.face.render import PortraitRenderer
+        from avcall.pipelines.face.codec import LandmarkDecoder, LandmarkEncoder
+        from avcall.pipelines.nets.voice_to_lips import VoiceToLipsStream
 
         self.encoder, self.decoder = LandmarkEncoder(), LandmarkDecoder()
         self.renderer = PortraitRenderer(self.portrait, size=self.size)
@@ -104,7 +104,7 @@ class TalkingFace(Stage):
         """The voice's last frames: the net hears LOOKAHEAD hops ahead of the frame it draws, so at the end of
         the voice silence is fed past it until every moment before the end has its frame (a voice of d seconds
         gives ceil(25 d) frames, as many as a video of its length)."""
-        from avcall.models.talking_face.features import LOOKAHEAD
+        from avcall.pipelines.nets.voice_to_lips import LOOKAHEAD
 
         if not np.isfinite(self._heard_until):
             return []
@@ -145,7 +145,7 @@ class TalkingFace(Stage):
         return out + self._emit(image, obs.pts)
 
     def _hear(self, audio: AudioFrame) -> list[VideoFrame]:
-        from avcall.models.talking_face.features import LOOKAHEAD
+        from avcall.pipelines.nets.voice_to_lips import LOOKAHEAD
 
         out = []
         if not np.isfinite(self._until):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from avcall.export.runtime import require_weights, shared_session
-from avcall.models.avse.runtime_enhancer import AO_WEIGHTS, DELAY, StreamingEnhancer
+from avcall.pipelines.nets.enhancer import AO_WEIGHTS, DELAY, StreamingEnhancer
 
 from .base import Suppressor
 

@@ -13,7 +13,7 @@ import pytest
 from scipy.signal import correlate
 
 from avcall.app import evaluate as ev
-from avcall.models.data.example import LipTrack
+from avcall.pipelines.face.lip_track import LipTrack
 from tests.conftest import run_cli
 
 SPEECH = "speech/DeepSpeech_arctic_a0024.wav"

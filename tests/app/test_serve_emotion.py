@@ -91,7 +91,7 @@ class Peer:
 
 
 def test_emotion_is_off_until_the_page_opts_in(long_clip):
-    from avcall.models.emotion.labels import CLASSES
+    from avcall.pipelines.nets.emotion import CLASSES
 
     async def run():
         async with Served(ServeConfig(enhance=False, captions=False)) as served:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from avcall.app.process import ProcessConfig, run_process
-from avcall.app.shared_data import shared_data_dir
+from avcall.models.data.shared_data import shared_data_dir
 from avcall.pipelines.frames import SAMPLE_RATE, AudioFrame
 from avcall.pipelines.sources.file import FileSource
 from tests.conftest import read_all

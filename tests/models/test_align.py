@@ -18,7 +18,7 @@ from avcall.models.data.align import (
     recognise,
     timing_for,
 )
-from avcall.models.data.phonemes import PHONES, SILENCE, Timing
+from avcall.pipelines.face.phonemes import PHONES, SILENCE, Timing
 from scipy.signal import resample_poly
 
 needs_flite = pytest.mark.skipif(shutil.which("flite") is None, reason="flite is not installed")

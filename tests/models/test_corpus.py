@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from avcall.app.shared_data import shared_data_dir
+from avcall.models.data.shared_data import shared_data_dir
 from avcall.models.data.example import CHANNELS, FULL_SCALE, example_names, read_example
-from avcall.models.data.lipmodel import LipModel, Speaker
+from avcall.pipelines.face.lip_model import LipModel, Speaker
 from avcall.models.data.make import MakeConfig, make_corpus, plans
 from avcall.models.data.mix import Recipe, VoicePool
-from avcall.models.data.phonemes import Phone, Timing
+from avcall.pipelines.face.phonemes import Phone, Timing
 from avcall.models.data.stats import corpus_stats
 from avcall.models.data.tts import available_voices, synthesize
 from avcall.models.data.voices import real_utterances
@@ -188,7 +188,7 @@ def test_cli_stats_json(small_corpus):
 def test_import_turns_talking_face_videos_into_examples(tmp_path):
     """A talking-face video made here (a flite voice, the lip model, the renderer) with a transcript beside
     it comes back through `avcall corpus import` as an example whose measured lips follow the driving ones."""
-    from avcall.models.data.render import render_video
+    from avcall.pipelines.face.render import render_video
 
     text = "lay blue at f two now please"
     speech = synthesize(next(v for v in available_voices() if v.id == "flite:slt"), text)

@@ -12,9 +12,8 @@ torch = pytest.importorskip("torch")
 
 from avcall.export.runtime import weights_path  # noqa: E402
 from avcall.models.emotion.export import _export, _FusionProbs, _Probs  # noqa: E402
-from avcall.models.emotion.features import (FACE_SIZE, N_MELS, WINDOW_FRAMES, align_face, face_input,  # noqa: E402
-                                            voice_window)
-from avcall.models.emotion.labels import CLASSES, valence_arousal  # noqa: E402
+from avcall.pipelines.nets.emotion_features import FACE_SIZE, N_MELS, WINDOW_FRAMES, align_face, face_input, voice_window
+from avcall.pipelines.nets.emotion import CLASSES, valence_arousal
 from avcall.models.emotion.nets import FaceNet, Fusion, VoiceNet, _tf_same_maxpool  # noqa: E402
 from avcall.pipelines.frames import AudioFrame, FaceObservation, VideoFrame  # noqa: E402
 

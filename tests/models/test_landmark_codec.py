@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 import pytest
-from avcall.models.data.lipmodel import LipModel, shape_measures
-from avcall.models.talking_face.codec import ROLL_STEP, LandmarkDecoder, LandmarkEncoder
+from avcall.pipelines.face.lip_model import LipModel, shape_measures
+from avcall.pipelines.face.codec import ROLL_STEP, LandmarkDecoder, LandmarkEncoder
 from scipy.ndimage import gaussian_filter1d
 
 

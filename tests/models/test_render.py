@@ -7,26 +7,13 @@ import asyncio
 import cv2
 import numpy as np
 import pytest
-from avcall.models.data.example import LIP_FPS, LipTrack
-from avcall.models.data.render import (
-    PortraitRenderer,
-    default_portrait,
-    load_portrait,
-    render_video,
-    shape_measures,
-)
+from avcall.pipelines.face.lip_track import LIP_FPS, LipTrack
+from avcall.pipelines.face.render import PortraitRenderer, default_portrait, load_portrait, render_video, shape_measures
 from avcall.pipelines.errors import InputError
 from avcall.pipelines.frames import SAMPLE_RATE, AudioFrame, FaceObservation, VideoFrame
 from avcall.pipelines.sources.file import FileSource
 from avcall.pipelines.stages.face_tracker import FaceTracker
-from avcall.pipelines.stages.lip_features import (
-    INNER_LOWER,
-    INNER_UPPER,
-    LIP_INDICES,
-    OUTER_LOWER,
-    OUTER_UPPER,
-    lip_features,
-)
+from avcall.pipelines.face.mesh import INNER_LOWER, INNER_UPPER, LIP_INDICES, OUTER_LOWER, OUTER_UPPER, lip_features
 from scipy.ndimage import gaussian_filter1d
 
 from tests.conftest import read_all

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from avcall.models.sync.features import AUDIO_PER_VIDEO, LIP_DIM, N_MELS, WINDOW, lip_frames, log_mel, windows
+from avcall.pipelines.nets.sync_features import AUDIO_PER_VIDEO, LIP_DIM, N_MELS, WINDOW, lip_frames, log_mel, windows
 from tests.conftest import run_cli
 
 
@@ -58,7 +58,7 @@ def test_train_resume_and_export(tiny_corpus, tmp_path, monkeypatch):
     r = run_cli(*common, "--steps", "4")  # resumes at step 2
     assert r.returncode == 0, r.stderr
     assert [json.loads(x)["step"] for x in (run / "train.log").read_text().splitlines()] == [2, 4]
-    from avcall.models.sync.judge import SyncJudge
+    from avcall.pipelines.nets.sync_judge import SyncJudge
     from avcall.models.sync.train import export
 
     entries = export(run, tmp_path / "weights")  # raises if onnxruntime and torch differ by more than 1e-4
@@ -88,9 +88,10 @@ def test_the_speaking_face_of_two_side_by_side(shared_data):
     """Two real GRID speakers side by side with the left one's voice: the judge says who speaks."""
     import av
 
-    from avcall.app.sync import clip_signals, lip_tracks_by_face
+    from avcall.models.data.measure import clip_signals
+    from avcall.app.sync import lip_tracks_by_face
     from avcall.export.runtime import weights_path
-    from avcall.models.sync.judge import SyncJudge
+    from avcall.pipelines.nets.sync_judge import SyncJudge
 
     if not weights_path("sync_lips.onnx").is_file():
         pytest.skip("the sync judge is not shipped in models/weights/")
@@ -115,7 +116,8 @@ def test_the_live_monitor_reports_a_known_offset(shared_data):
     """The SyncMonitor stage over a real clip whose audio is made 5 frames late, fed as the pipeline feeds it."""
     import asyncio
 
-    from avcall.app.sync import clip_signals, shift_audio
+    from avcall.models.data.measure import clip_signals
+    from avcall.app.sync import shift_audio
     from avcall.export.runtime import weights_path
     from avcall.pipelines.frames import AudioFrame, LipFeatures
     from avcall.pipelines.stages.sync_monitor import SyncMonitor

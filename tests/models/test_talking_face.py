@@ -38,8 +38,8 @@ def weights(tiny_corpus, tmp_path_factory):
 
 
 def test_streaming_equals_whole_clip(weights):
-    from avcall.models.talking_face.features import HOPS_PER_VIDEO, LOOKAHEAD
-    from avcall.models.talking_face.runtime import VoiceToLipsStream
+    from avcall.pipelines.nets.voice_to_lips import HOPS_PER_VIDEO, LOOKAHEAD
+    from avcall.pipelines.nets.voice_to_lips import VoiceToLipsStream
 
     net = VoiceToLipsStream(weights / "talking_face.onnx")
     audio = (0.1 * np.random.default_rng(0).standard_normal(16_000)).astype(np.float32)
@@ -76,7 +76,8 @@ def test_band_means_take_away_level_and_colour():
     """The net's second half of input is each band against its running mean: the same for a voice 20 dB
     louder or through a microphone of another colour (a fixed gain per band), from the first hop on; and the
     same hop by hop as for the whole clip."""
-    from avcall.models.talking_face.features import N_MELS, BandMean, log_mel_frames, voice_features
+    from avcall.pipelines.nets.voice_to_lips import N_MELS
+    from avcall.pipelines.nets.voice_to_lips import BandMean, log_mel_frames, voice_features
 
     rng = np.random.default_rng(1)
     t = np.arange(3 * 16_000) / 16_000

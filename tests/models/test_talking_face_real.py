@@ -13,7 +13,7 @@ import numpy as np
 def fake_tracks(tmp_path):
     """Three short clips (GRID's speaker, another, a validation speaker): a voice whose loudness opens the
     mouth, as the tracker's cache holds them, and the av_train manifest rows that name them."""
-    from avcall.models.data.lipmodel import LipModel
+    from avcall.pipelines.face.lip_model import LipModel
 
     from avcall.models.talking_face.real import VAL_SPEAKERS
 
@@ -44,7 +44,7 @@ def fake_tracks(tmp_path):
 
 def test_real_recipe_trains_resumes_and_exports(tmp_path):
     from avcall.models.talking_face.real import RealConfig, export_real, load_clips, split, train_real
-    from avcall.models.talking_face.runtime import VoiceToLipsStream
+    from avcall.pipelines.nets.voice_to_lips import VoiceToLipsStream
 
     root, tracks = fake_tracks(tmp_path)
     train, val = split(load_clips(tracks))
@@ -70,7 +70,7 @@ def test_calibrated_copy_scales_the_output_about_its_mean(tmp_path):
     import torch
 
     from avcall.export.runtime import create_session
-    from avcall.models.talking_face.features import voice_features
+    from avcall.pipelines.nets.voice_to_lips import voice_features
     from avcall.models.talking_face.model import VoiceToLips
     from avcall.models.talking_face.real import calibrate_onnx
     from avcall.models.talking_face.train import export_onnx

@@ -62,7 +62,7 @@ def on_left(observations, width: int, after_s: float) -> float:
 
 
 def test_the_speaking_face_is_followed_not_the_largest(composite, shared_data):
-    from avcall.app.sync import clip_signals
+    from avcall.models.data.measure import clip_signals
 
     images, width = composite
     _, voice = clip_signals(shared_data / "talking_faces" / SMALL)
@@ -74,7 +74,7 @@ def test_the_speaking_face_is_followed_not_the_largest(composite, shared_data):
 
 
 def test_the_largest_face_speaking_stays_followed(composite, shared_data):
-    from avcall.app.sync import clip_signals
+    from avcall.models.data.measure import clip_signals
 
     images, width = composite
     _, voice = clip_signals(shared_data / "talking_faces" / LARGE)

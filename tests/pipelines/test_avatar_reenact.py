@@ -11,11 +11,12 @@ import time
 import av
 import numpy as np
 import pytest
-from avcall.models.data.render import PortraitRenderer, render_video
+from avcall.pipelines.face.render import PortraitRenderer, render_video
 from avcall.pipelines.frames import SAMPLE_RATE, AudioFrame, VideoFrame
 from avcall.pipelines.runner import Pipeline
 from avcall.pipelines.stages.face_tracker import FaceTracker
-from avcall.pipelines.stages.lip_features import LipFeatureExtractor, lip_features
+from avcall.pipelines.stages.lip_features import LipFeatureExtractor
+from avcall.pipelines.face.mesh import lip_features
 from avcall.pipelines.stages.talking_face import TalkingFace
 
 from tests.conftest import run_cli

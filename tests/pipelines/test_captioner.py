@@ -119,7 +119,7 @@ def test_voice_activity_follows_the_noise_floor():
 
 
 def test_latency_and_wer_scoring():
-    from avcall.models.data.phonemes import Word as TimedWord  # the forced alignment's words
+    from avcall.pipelines.face.phonemes import Word as TimedWord
 
     timed = [TimedWord("hello", 0.0, 0.4), TimedWord("there", 0.5, 0.9)]
     emitted = [(Caption("partial", "hello", 0.0, 0.6, 0.6, 1), 0.01),

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from avcall.export.onnx_export import export_onnx
-from avcall.models.avse.features import HOP, LIP_DIM, N_FREQ, lip_stream, log_power, stft
+from avcall.pipelines.nets.enhancer_features import HOP, LIP_DIM, N_FREQ, lip_stream, log_power, stft
 from avcall.models.avse.model import Enhancer
-from avcall.models.avse.runtime_enhancer import DELAY, StreamingEnhancer, lip_vector
-from avcall.models.data.example import LipTrack
+from avcall.pipelines.nets.enhancer import DELAY, StreamingEnhancer, lip_vector
+from avcall.pipelines.face.lip_track import LipTrack
 from avcall.pipelines.frames import LipFeatures
 
 RATE = 16_000

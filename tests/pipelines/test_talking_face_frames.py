@@ -8,7 +8,7 @@ import asyncio
 
 import numpy as np
 import pytest
-from avcall.models.data.render import PortraitRenderer
+from avcall.pipelines.face.render import PortraitRenderer
 from avcall.pipelines.frames import SAMPLE_RATE, AudioFrame, VideoFrame
 from avcall.pipelines.stages.talking_face import TalkingFace
 
@@ -20,7 +20,7 @@ class LoudNet:
     """A stand-in for the voice-to-lips net: the mouth opens with the hop's loudness (no weights needed)."""
 
     def __init__(self) -> None:
-        from avcall.models.data.lipmodel import LipModel
+        from avcall.pipelines.face.lip_model import LipModel
 
         self.mean = LipModel.load().mean.astype(np.float32)
 
@@ -61,7 +61,7 @@ def test_voice_avatar_has_a_frame_for_every_40_ms_of_voice(renderer, seconds, ch
 
 
 def test_renderer_is_deterministic(renderer):
-    from avcall.models.data.lipmodel import LipModel
+    from avcall.pipelines.face.lip_model import LipModel
 
     lips = LipModel.load().mean.astype(np.float64).copy()
     lips[LOWER, 1] += 0.12  # an open mouth: the interior, teeth and tongue drawn

@@ -6,7 +6,7 @@ import numpy as np
 
 from avcall.pipelines.frames import FaceObservation
 from avcall.pipelines.stages.face_tracker import FaceSelector
-from avcall.pipelines.stages.lip_features import IRIS_A, IRIS_B, LIP_INDICES, lip_features
+from avcall.pipelines.face.mesh import IRIS_A, IRIS_B, LIP_INDICES, lip_features
 
 
 def test_selector_takes_the_largest_face_and_keeps_it():

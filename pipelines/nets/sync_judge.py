@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .features import WINDOW, lip_frames, log_mel, windows
+from .sync_features import WINDOW, lip_frames, log_mel, windows
 
 LIPS_WEIGHTS = "sync_lips.onnx"
 AUDIO_WEIGHTS = "sync_audio.onnx"

@@ -31,20 +31,12 @@ import cv2
 import numpy as np
 from scipy.spatial import Delaunay
 
-from ...pipelines.errors import InputError
-from ...pipelines.frames import SAMPLE_RATE, VideoFrame
-from ...pipelines.stages.face_tracker import FaceTracker
-from ...pipelines.stages.lip_features import (
-    INNER_LOWER,
-    INNER_UPPER,
-    IRIS_A,
-    IRIS_B,
-    LIP_INDICES,
-    OUTER_LOWER,
-    OUTER_UPPER,
-)
-from .example import LipTrack
-from .lipmodel import CORNER_L, CORNER_R, shape_measures
+from ..errors import InputError
+from ..frames import SAMPLE_RATE, VideoFrame
+from ..stages.face_tracker import FaceTracker
+from .mesh import INNER_LOWER, INNER_UPPER, IRIS_A, IRIS_B, LIP_INDICES, OUTER_LOWER, OUTER_UPPER
+from .lip_track import LipTrack
+from .lip_model import CORNER_L, CORNER_R, shape_measures
 
 # Positions in the 40-point lip array (LIP_INDICES order).
 _POS = {int(m): i for i, m in enumerate(LIP_INDICES)}

@@ -14,7 +14,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from avcall.pipelines.audio import mel_filters
+from ..audio import mel_filters
 
 FACE_SIZE = 64
 SAMPLE_RATE = 16_000

@@ -7,9 +7,27 @@ import json
 
 import numpy as np
 
-from avcall.export.runtime import require_weights, shared_session, weights_path
+from ...export.runtime import require_weights, shared_session, weights_path
 
-from .labels import CLASSES
+CLASSES: tuple[str, ...] = ("neutral", "happy", "sad", "angry", "fearful", "disgust", "surprise")
+
+# Russell's circumplex, roughly where each class sits (valence, arousal in [-1, 1]); a reading's valence and
+# arousal are these weighted by its probabilities.
+CIRCUMPLEX = np.array([
+    (0.0, 0.0),     # neutral
+    (0.8, 0.5),     # happy
+    (-0.7, -0.4),   # sad
+    (-0.6, 0.8),    # angry
+    (-0.6, 0.7),    # fearful
+    (-0.7, 0.3),    # disgust
+    (0.3, 0.8),     # surprise
+], np.float32)
+
+
+def valence_arousal(probs: np.ndarray) -> tuple[float, float]:
+    v, a = np.asarray(probs, np.float32) @ CIRCUMPLEX
+    return float(v), float(a)
+
 
 FACE, VOICE = "emotion_face.onnx", "emotion_voice.onnx"
 METHODS = ("face", "voice", "concat", "avef", "tfn", "late")

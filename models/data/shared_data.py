@@ -9,7 +9,7 @@ from pathlib import Path
 def shared_data_dir() -> Path | None:
     """$AVCALL_SHARED_DATA, else `../shared/data` beside the checkout or the working folder."""
     candidates = [os.environ.get("AVCALL_SHARED_DATA"),
-                  Path(__file__).resolve().parents[1].parent / "shared" / "data",
+                  Path(__file__).resolve().parents[2].parent / "shared" / "data",
                   Path.cwd().parent / "shared" / "data"]
     for candidate in candidates:
         if candidate and Path(candidate).is_dir():

@@ -1,5 +1,13 @@
 """The voice-to-lips net at run time (onnxruntime, no torch): hop by hop for live use, or a whole clip as a
-LipTrack at 25 fps for the renderer and the evaluations."""
+LipTrack at 25 fps for the renderer and the evaluations; and what it sees, computed the same way in training.
+
+In: 40-band log-mel frames of the voice at a 10 ms hop (the sync judge's filterbank), each frame as it is and
+against the running mean of its band over the last seconds (`BandMean`): what makes a mouth open is the voice
+rising over its recent level, not a recording's level, colour or steady noise, which the running mean takes
+away (the net trained without it barely moved on broadcast audio). Out, per 10 ms: the lip shape (40 points,
+as the tracker normalises them, minus the lip model's mean mouth), the opening and the width; the net answers
+LOOKAHEAD hops late, so it has heard 60 ms past the frame it draws.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +15,51 @@ from pathlib import Path
 
 import numpy as np
 
-from ..sync.features import _MEL, _WIN, HOP, N_FFT
-from .features import HOPS_PER_VIDEO, LOOKAHEAD, BandMean, voice_features
+from .sync_features import _MEL, _WIN, HOP, N_FFT, N_MELS
+
+LOOKAHEAD = 6  # hops: 60 ms
+OUT_DIM = 82
+HOPS_PER_VIDEO = 4  # 25 fps
+BAND_MEAN_HOPS = 200  # 2 s: the reach of each band's running mean
+IN_DIM = 2 * N_MELS  # the log-mel frame, and the same against its bands' running means
+
+
+class BandMean:
+    """The causal running mean of each log-mel band: the mean of all hops so far over the first
+    BAND_MEAN_HOPS, an exponential mean of that reach after. `features` carries it across calls, so a
+    stream fed hop by hop and a whole clip give the same."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.mean = np.zeros(N_MELS, np.float64)
+        self.count = 0
+
+    def features(self, mel: np.ndarray) -> np.ndarray:
+        """(hops, N_MELS) raw log-mel -> (hops, IN_DIM) net input."""
+        relative = np.empty_like(mel, dtype=np.float32)
+        for i, frame in enumerate(mel):
+            self.count += 1
+            self.mean += (frame - self.mean) / min(self.count, BAND_MEAN_HOPS)
+            relative[i] = frame - self.mean
+        return np.concatenate([mel, relative], 1).astype(np.float32)
+
+
+def log_mel_frames(audio: np.ndarray) -> np.ndarray:
+    """(hops, N_MELS) raw log-mel, frame i ending at sample (i + 1) * HOP (causal framing)."""
+    x = np.asarray(audio, np.float32)
+    n = len(x) // HOP
+    padded = np.concatenate([np.zeros(N_FFT - HOP, np.float32), x])
+    idx = np.arange(N_FFT)[None, :] + HOP * np.arange(n)[:, None]
+    power = np.abs(np.fft.rfft(padded[idx] * _WIN, axis=1)) ** 2
+    return np.log(power @ _MEL.T + 1e-6).astype(np.float32)
+
+
+def voice_features(audio: np.ndarray) -> np.ndarray:
+    """(hops, IN_DIM) net input for a whole clip, from a cold start as a call begins."""
+    return BandMean().features(log_mel_frames(audio))
+
 
 WEIGHTS = "talking_face.onnx"
 FPS = 25.0
@@ -19,7 +70,7 @@ class VoiceToLipsStream:
         from ...export.runtime import require_weights, shared_session
 
         self.session = session or shared_session(path or require_weights(WEIGHTS), threads=1)
-        from ..data.lipmodel import LipModel
+        from ..face.lip_model import LipModel
 
         self.mean = LipModel.load().mean.astype(np.float32)
         shape = self.session.get_inputs()[1].shape
@@ -43,7 +94,7 @@ class VoiceToLipsStream:
     def clip(self, audio: np.ndarray, frames: int | None = None):
         """A LipTrack at 25 fps for a whole clip (frame i at i / 25 s of the audio): `frames` frames (a video's
         count; the voice taken as silent past its end), or as many as the audio starts, ceil(seconds * 25)."""
-        from ..data.example import LipTrack
+        from ..face.lip_track import LipTrack
 
         audio = np.asarray(audio, np.float32)
         if frames is None:

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...pipelines.frames import FaceObservation
-from ...pipelines.stages.lip_features import IRIS_A, IRIS_B, lip_features
-from ..data.lipmodel import LipModel
+from ..frames import FaceObservation
+from .mesh import IRIS_A, IRIS_B, lip_features
+from .lip_model import LipModel
 
 PRESENT, KEY = 1, 2
 KEY_INTERVAL_S = 5.0

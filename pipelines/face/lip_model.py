@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ...pipelines.frames import LIP_POINTS
-from ...pipelines.stages.lip_features import INNER_BOTTOM as INNER_BOTTOM_MESH
-from ...pipelines.stages.lip_features import INNER_TOP as INNER_TOP_MESH
-from ...pipelines.stages.lip_features import LEFT_CORNER, LIP_INDICES, RIGHT_CORNER
-from .example import LIP_FPS, LipTrack
+from ..frames import LIP_POINTS
+from .mesh import INNER_BOTTOM as INNER_BOTTOM_MESH
+from .mesh import INNER_TOP as INNER_TOP_MESH
+from .mesh import LEFT_CORNER, LIP_INDICES, RIGHT_CORNER
+from .lip_track import LIP_FPS, LipTrack
 from .phonemes import VISEME_INDEX, VISEMES, Timing
 
 MODEL_PATH = Path(__file__).with_name("lip_model.json")

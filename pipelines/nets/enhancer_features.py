@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...pipelines.frames import HOP_SAMPLES, SAMPLE_RATE
+from ..frames import HOP_SAMPLES, SAMPLE_RATE
 
 WINDOW = 320  # 20 ms: the algorithmic latency of the enhancer
 HOP = HOP_SAMPLES  # 10 ms

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from avcall.pipelines.audio import mel_filters
+from ..audio import mel_filters
 
 SAMPLE_RATE = 16_000
 FPS = 25.0

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from ...export.runtime import create_session
-from ...pipelines.frames import LipFeatures
-from .features import _WIN, HOP, LIP_DIM, N_FREQ, WINDOW, lip_stream, log_power
+from ..frames import LipFeatures
+from .enhancer_features import _WIN, HOP, LIP_DIM, N_FREQ, WINDOW, lip_stream, log_power
 
 AV_WEIGHTS = "avse_av.onnx"  # shipped in models/weights/
 AO_WEIGHTS = "avse_ao.onnx"
@@ -41,7 +41,7 @@ def lip_mean_shape(session=None) -> np.ndarray:
         value = session.get_modelmeta().custom_metadata_map.get("lip_mean")
         if value:
             return np.asarray(json.loads(value), np.float64).reshape(-1, 2)
-    from ..data.lipmodel import LipModel
+    from ..face.lip_model import LipModel
 
     return LipModel.load().mean
 
