@@ -1,0 +1,147 @@
+"""Calls through a real SFU and a real scheduler, on this machine (issue 25): `avcall cluster up` starts Janus
+(its own config, HTTP API on 127.0.0.1) and a Ray head with CallWorker actors; a headless Chromium opens the
+room page, publishes a rendered talking clip into the room through janus.js, a worker picks it up and the
+page gets the processed feed back with captions of the clip's words. Killing the worker's process hands the
+call to another worker within 5 s and the captions come back. The room page's Janus proxy keeps the
+guard of `avcall serve`: other sites, other rooms and plugin requests a participant has no business with
+are refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from avcall.models.data.align import normalise
+from tests.e2e.test_browser import CHROMEDRIVER, CHROMIUM, WORDS, chromium, fake_media, free_port  # noqa: F401
+
+JANUS = "/usr/bin/janus"
+pytestmark = [
+    pytest.mark.skipif(not os.path.exists(JANUS), reason="janus is not installed (.ci/run installs it: apt janus "
+                       "libjs-janus-gateway)"),
+    pytest.mark.skipif(CHROMIUM is None or CHROMEDRIVER is None, reason="chromium and chromium-driver are not "
+                       "installed (.ci/run installs them)"),
+    pytest.mark.timeout(240),
+]
+PAGE = "return window.avroom && {state: window.avroom.state, feeds: window.avroom.feeds, " \
+       "captions: window.avroom.captions, errors: window.avroom.errors, telemetry: window.avroom.telemetry}"
+
+
+def _heard(page: dict, since_ms: float = 0) -> set[str]:
+    finals = [c["text"] for c in page.get("captions") or [] if c.get("kind") == "final" and c["at"] >= since_ms]
+    return set(normalise(" ".join(finals))) & WORDS
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    pytest.importorskip("ray", reason="ray is not installed (.ci/run installs it with the test extra)")
+    from avcall.app.janus import ice_list
+    from avcall.pipelines.errors import InputError
+
+    try:
+        ice_list()
+    except InputError as err:
+        pytest.skip(str(err))
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "avcall.app.cli", "cluster", "up", "--port", str(port),
+                             "--workers", "1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    lines: list[str] = []
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        lines.append(line)
+        if "open http" in line or proc.poll() is not None:
+            break
+    assert "open http" in lines[-1], "".join(lines)
+    base = f"http://127.0.0.1:{port}"
+    yield base
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def _status(base: str) -> dict:
+    with urllib.request.urlopen(f"{base}/cluster", timeout=5) as reply:
+        return json.loads(reply.read())
+
+
+def failover_seconds(status: dict) -> list:
+    return [f["seconds"] for f in status.get("failovers", [])]
+
+
+def _post(url: str, body: dict, headers: dict | None = None) -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as reply:
+            return reply.status, json.loads(reply.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"{}")
+
+
+def test_the_room_proxy_keeps_the_guard(cluster):
+    status, session = _post(f"{cluster}/janus", {"janus": "create", "transaction": "t1"})
+    assert status == 200 and session["janus"] == "success", session
+    sid = session["data"]["id"]
+    assert _post(f"{cluster}/janus", {"janus": "create"}, {"Origin": "http://evil.example"})[0] == 403
+    assert _post(f"{cluster}/janus/{sid}", {"janus": "attach", "plugin": "janus.plugin.echotest"})[0] == 403
+    status, handle = _post(f"{cluster}/janus/{sid}", {"janus": "attach", "plugin": "janus.plugin.videoroom",
+                                                      "transaction": "t2"})
+    assert status == 200, handle
+    hid = handle["data"]["id"]
+    for body in ({"request": "create", "room": 99}, {"request": "destroy", "room": 1234},
+                 {"request": "kick", "room": 1234, "id": 1}, {"request": "join", "room": 99, "ptype": "publisher"}):
+        assert _post(f"{cluster}/janus/{sid}/{hid}", {"janus": "message", "body": body})[0] == 403, body
+    assert _post(f"{cluster}/janus/{sid}", {"janus": "destroy", "transaction": "t3"})[0] == 200
+
+
+def test_a_room_call_on_a_worker_and_its_failover(cluster, fake_media, tmp_path):
+    y4m, wav, _ = fake_media
+    driver = chromium(y4m, wav, tmp_path / "profile")
+    try:
+        driver.get(f"{cluster}/room?autostart=1")
+        deadline, page = time.monotonic() + 90, {}
+        while time.monotonic() < deadline:  # the processed feed and the clip's words in its captions
+            page = driver.execute_script(PAGE) or {}
+            if page.get("feeds") and len(_heard(page)) >= 2:
+                break
+            time.sleep(0.5)
+        assert page.get("feeds") and len(_heard(page)) >= 2, page
+        first = _status(cluster)
+        (call,) = first["calls"].values()
+        killed_ms = time.time() * 1000
+        os.kill(call["worker_pid"], signal.SIGKILL)  # the worker's process, as a crash or a lost node would
+        deadline, back = time.monotonic() + 30, None
+        while time.monotonic() < deadline:
+            page = driver.execute_script(PAGE) or {}
+            later = [f for f in page.get("feeds") or [] if f["at"] > killed_ms]
+            back = back or (later[0]["at"] if later else None)
+            if back and len(_heard(page, killed_ms)) >= 2:
+                break
+            time.sleep(0.5)
+        after = _status(cluster)
+        shot = tmp_path / "room.png"
+        driver.save_screenshot(str(shot))
+    finally:
+        driver.quit()
+    print(f"failover: the page's feed back {(back - killed_ms) / 1000 if back else None} s after the kill; "
+          f"controller {failover_seconds(after)}; captions after: {_heard(page, killed_ms)}")
+    assert back is not None, page  # the page got a processed feed again, from another worker
+    (failover,) = after["failovers"]
+    assert failover["dead_pid"] == call["worker_pid"]
+    (now,) = after["calls"].values()
+    assert now["worker_pid"] != call["worker_pid"]
+    assert (back - killed_ms) / 1000 < 5.0, (back - killed_ms, failover)
+    assert len(_heard(page, killed_ms)) >= 2, page["captions"][-6:]  # the captions resumed
+    assert not page.get("errors"), page["errors"]
