@@ -82,21 +82,6 @@ class HopChunker:
         return (self._t0 or 0.0) + self._emitted / SAMPLE_RATE
 
 
-def mel_filters(n_mels: int, n_fft: int, fmin: float, fmax: float, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """(n_mels, n_fft // 2 + 1) triangular mel filters (HTK mel scale) from `fmin` to `fmax` Hz."""
-    def mel(f):
-        return 2595 * np.log10(1 + f / 700)
-
-    def hz(m):
-        return 700 * (10 ** (m / 2595) - 1)
-
-    edges = hz(np.linspace(mel(fmin), mel(fmax), n_mels + 2))
-    bins = np.fft.rfftfreq(n_fft, 1 / sample_rate)
-    lo, mid, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
-    return np.maximum(0, np.minimum((bins - lo) / (mid - lo), (hi - bins) / (hi - mid))).astype(np.float32)
-
-
-
 LIMIT_DBFS = -1.0  # the enhanced voice's ceiling
 LIMIT_RELEASE_S = 0.05  # the gain climbs back from full reduction to unity in this long
 

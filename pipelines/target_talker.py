@@ -218,7 +218,7 @@ class TargetTalker:
                 self.selected = 1
 
     def _mel(self, k: int, first: int, frames: int) -> np.ndarray | None:
-        from avcall.pipelines.nets.sync_features import HOP as MEL_HOP, N_FFT, _MEL, _WIN
+        from avcall.pipelines.nets.spectrum import HOP as MEL_HOP, LIPS_VOICE_MEL, N_FFT
 
         a = first * MEL_HOP - N_FFT // 2 - self.hist_at
         b = (first + frames - 1) * MEL_HOP + N_FFT // 2 - self.hist_at
@@ -226,8 +226,7 @@ class TargetTalker:
             return None
         x = self.hist[k, a:b]
         idx = np.arange(N_FFT)[None, :] + MEL_HOP * np.arange(frames)[:, None]
-        power = np.abs(np.fft.rfft(x[idx] * _WIN, axis=1)) ** 2
-        return self.norms[k](np.log(power @ _MEL.T + 1e-6))
+        return self.norms[k](LIPS_VOICE_MEL(x[idx]))
 
     def split(self) -> float:
         """How alike the two streams' loudness moves (the correlation of their dB per hop over about a second):

@@ -14,30 +14,20 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ..audio import mel_filters
+from .spectrum import EMOTION_MEL, HOP, N_FFT, SAMPLE_RATE, frames
 
 FACE_SIZE = 64
-SAMPLE_RATE = 16_000
-HOP = 160
-N_FFT = 400
-N_MELS = 64
+N_MELS = EMOTION_MEL.n_mels
 WINDOW_S = 2.0
 WINDOW_FRAMES = int(WINDOW_S * SAMPLE_RATE / HOP)  # 200
 WINDOW_SAMPLES = WINDOW_FRAMES * HOP
-
-
-_MEL = mel_filters(N_MELS, N_FFT, 50, 8000)
-_WIN = np.hanning(N_FFT).astype(np.float32)
 
 
 def voice_window(audio: np.ndarray) -> np.ndarray:
     """(N_MELS, WINDOW_FRAMES) features of the last WINDOW_S of `audio` (zeros before a shorter start)."""
     x = np.asarray(audio, np.float32)[-WINDOW_SAMPLES:]
     x = np.concatenate([np.zeros(WINDOW_SAMPLES - len(x), np.float32), x])
-    padded = np.concatenate([np.zeros(N_FFT - HOP, np.float32), x])  # causal frames: each ends at its hop
-    idx = np.arange(N_FFT)[None, :] + HOP * np.arange(WINDOW_FRAMES)[:, None]
-    power = np.abs(np.fft.rfft(padded[idx] * _WIN, axis=1)) ** 2
-    logmel = np.log10(power @ _MEL.T + 1e-8)
+    logmel = EMOTION_MEL(frames(x, N_FFT, WINDOW_FRAMES))
     peak = np.percentile(logmel.max(1), 95)
     return np.maximum(logmel - peak, -8.0).T.astype(np.float32) / 2.0 + 2.0  # about [-2, 2]
 

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..frames import HOP_SAMPLES, SAMPLE_RATE
+from .spectrum import HOP, SAMPLE_RATE, frames
 
 WINDOW = 320  # 20 ms: the algorithmic latency of the enhancer
-HOP = HOP_SAMPLES  # 10 ms
 N_FREQ = WINDOW // 2 + 1
 LIP_DIM = 40 * 2 + 3  # shape, opening, width, face present
 _WIN = np.sqrt(np.hanning(WINDOW + 1)[:WINDOW]).astype(np.float32)  # sqrt-Hann: perfect reconstruction at 50%
@@ -18,10 +17,7 @@ _WIN = np.sqrt(np.hanning(WINDOW + 1)[:WINDOW]).astype(np.float32)  # sqrt-Hann:
 def stft(x: np.ndarray) -> np.ndarray:
     """(T, N_FREQ) complex64; frame t covers samples [t*HOP - WINDOW + HOP, t*HOP + HOP): causal, so
     frame t is complete once sample t*HOP + HOP - 1 has arrived."""
-    padded = np.concatenate([np.zeros(WINDOW - HOP, np.float32), x.astype(np.float32)])
-    n = len(x) // HOP
-    idx = np.arange(WINDOW)[None, :] + HOP * np.arange(n)[:, None]
-    return np.fft.rfft(padded[idx] * _WIN, axis=1).astype(np.complex64)
+    return np.fft.rfft(frames(x, WINDOW) * _WIN, axis=1).astype(np.complex64)
 
 
 def istft(spec: np.ndarray, length: int) -> np.ndarray:

@@ -8,31 +8,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..audio import mel_filters
+from .spectrum import HOP, LIPS_VOICE_MEL, N_FFT, SAMPLE_RATE, frames
 
-SAMPLE_RATE = 16_000
 FPS = 25.0
-HOP = 160  # 10 ms
-N_FFT = 400  # 25 ms
-N_MELS = 40
+N_MELS = LIPS_VOICE_MEL.n_mels
 AUDIO_PER_VIDEO = round(SAMPLE_RATE / FPS / HOP)  # 4 audio frames per video frame
 WINDOW = 5  # video frames in a window: 0.2 s
 LIP_DIM = 82
 
 
-_MEL = mel_filters(N_MELS, N_FFT, 60, 7600)
-_WIN = np.hanning(N_FFT).astype(np.float32)
-
-
 def log_mel(audio: np.ndarray) -> np.ndarray:
     """(frames, N_MELS): frame i covers [i*HOP - N_FFT/2, i*HOP + N_FFT/2), centred on i*HOP; per-clip
     standardised (a recording's level and colour do not matter)."""
-    x = np.asarray(audio, np.float32)
-    n = len(x) // HOP
-    padded = np.concatenate([np.zeros(N_FFT // 2, np.float32), x, np.zeros(N_FFT, np.float32)])
-    idx = np.arange(N_FFT)[None, :] + HOP * np.arange(n)[:, None]
-    power = np.abs(np.fft.rfft(padded[idx] * _WIN, axis=1)) ** 2
-    out = np.log(power @ _MEL.T + 1e-6)
+    out = LIPS_VOICE_MEL(frames(audio, N_FFT, centred=True))
     return ((out - out.mean(0)) / (out.std(0) + 1e-3)).astype(np.float32)
 
 

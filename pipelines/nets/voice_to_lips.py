@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .sync_features import _MEL, _WIN, HOP, N_FFT, N_MELS
+from .spectrum import HOP, LIPS_VOICE_MEL, N_FFT, frames
 
+N_MELS = LIPS_VOICE_MEL.n_mels
 LOOKAHEAD = 6  # hops: 60 ms
 OUT_DIM = 82
 HOPS_PER_VIDEO = 4  # 25 fps
@@ -48,12 +49,7 @@ class BandMean:
 
 def log_mel_frames(audio: np.ndarray) -> np.ndarray:
     """(hops, N_MELS) raw log-mel, frame i ending at sample (i + 1) * HOP (causal framing)."""
-    x = np.asarray(audio, np.float32)
-    n = len(x) // HOP
-    padded = np.concatenate([np.zeros(N_FFT - HOP, np.float32), x])
-    idx = np.arange(N_FFT)[None, :] + HOP * np.arange(n)[:, None]
-    power = np.abs(np.fft.rfft(padded[idx] * _WIN, axis=1)) ** 2
-    return np.log(power @ _MEL.T + 1e-6).astype(np.float32)
+    return LIPS_VOICE_MEL(frames(audio, N_FFT)).astype(np.float32)
 
 
 def voice_features(audio: np.ndarray) -> np.ndarray:
@@ -86,7 +82,7 @@ class VoiceToLipsStream:
         """One 10 ms hop in -> the lip features (82) of LOOKAHEAD hops ago (shape offsets, opening, width)."""
         self._frame[:-HOP] = self._frame[HOP:]
         self._frame[-HOP:] = hop
-        mel = np.log((np.abs(np.fft.rfft(self._frame * _WIN)) ** 2) @ _MEL.T + 1e-6).astype(np.float32)
+        mel = LIPS_VOICE_MEL(self._frame).astype(np.float32)
         feats = self._band_mean.features(mel[None])
         out, self.state = self.session.run(None, {"features": feats[None], "state_in": self.state})
         return out[0, 0]
