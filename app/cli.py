@@ -392,6 +392,8 @@ def cmd_train(args) -> int:
     try:
         if args.recipe == "sync":
             from avcall.models.sync.train import run
+        elif args.recipe == "talking-face" and getattr(args, "real", None):
+            from avcall.models.talking_face.real import run
         elif args.recipe == "talking-face":
             from avcall.models.talking_face.train import run
         elif args.recipe == "emotion":

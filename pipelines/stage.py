@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence, TypeVar
+from typing import Any, Callable, ClassVar, Sequence, TypeVar
 
 from .frames import Frame
 from .telemetry import NO_INCIDENTS, Incidents, StageTelemetry
-
-if TYPE_CHECKING:
-    from .load import LoadShedder
 
 T = TypeVar("T")
 
@@ -37,7 +34,7 @@ class Stage:
         self.name = name or type(self).__name__
         self.telemetry = StageTelemetry(self.name)
         self.incidents: Incidents = NO_INCIDENTS  # the pipeline gives every stage its run's Incidents
-        self.shedder: LoadShedder | None = None  # a live call's (see load.py): work to skip under load
+        self.shedder = None  # a live call's load.LoadShedder: work to skip under load
         self._worker: ThreadPoolExecutor | None = None
 
     async def start(self) -> None:

@@ -368,3 +368,18 @@ def calibrate_onnx(src: Path, dst: Path, tracks: Path, most: float = 3.0) -> dic
     dst.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(dst))
     return {"gain": round(gain, 4), "median_ratio": round(float(np.median(ratios)), 4), "clips": len(ratios)}
+
+
+def run(args) -> dict:
+    """`avcall train talking-face --real FOLDER`: track the clips, train, and export with --export."""
+    from ...export.runtime import weights_dir
+
+    tracks = args.tracks or args.out / "tracks"
+    log = (lambda _: None) if args.quiet else print
+    track_clips(args.real, tracks, log=log)
+    result = train_real(RealConfig(tracks=tracks, out=args.out, steps=args.steps, batch=args.batch,
+                                   hidden=args.hidden, seed=args.seed, eval_every=args.ckpt_every,
+                                   max_minutes=args.max_minutes, grid_share=args.grid_share), log=log)
+    if args.export:
+        export_real(args.out, weights_dir(), args.real, tracks)
+    return result

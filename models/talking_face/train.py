@@ -263,18 +263,6 @@ def export_onnx(model: VoiceToLips, path: Path) -> tuple[float, float]:
 def run(args) -> dict:
     from ...export.runtime import weights_dir
 
-    if getattr(args, "real", None):
-        from .real import RealConfig, export_real, track_clips, train_real
-
-        tracks = args.tracks or args.out / "tracks"
-        log = (lambda _: None) if args.quiet else print
-        track_clips(args.real, tracks, log=log)
-        result = train_real(RealConfig(tracks=tracks, out=args.out, steps=args.steps, batch=args.batch,
-                                       hidden=args.hidden, seed=args.seed, eval_every=args.ckpt_every,
-                                       max_minutes=args.max_minutes, grid_share=args.grid_share), log=log)
-        if args.export:
-            export_real(args.out, weights_dir(), args.real, tracks)
-        return result
     if args.corpus is None:
         raise SystemExit("avcall train talking-face: --corpus or --real is needed")
 
