@@ -173,6 +173,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a STUN server for ICE, e.g. stun:stun.example.org:3478 (default: none)")
     sv.add_argument("--no-enhance", action="store_true", help="do not load the speech enhancer")
     sv.add_argument("--no-captions", action="store_true", help="no live captions")
+    sv.add_argument("--janus", metavar="URL", help="a Janus' HTTP API (e.g. http://127.0.0.1:8088/janus): the page "
+                    "gets a room mode at /room that joins its VideoRoom, where `avcall cluster up`'s workers "
+                    "process each participant")
+    sv.add_argument("--room", type=int, default=1234, help="the VideoRoom of the room mode (default 1234)")
 
     commands.add_parser("devices", help="list cameras, microphones and speakers",
                         description="List the cameras, microphones and speakers avcall can use.")
@@ -256,7 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--backend", metavar="NAME", type=enhancer_arg,
                    help="enhance, captions: only this noise suppressor (default: enhance every one that ships; "
                    f"captions the default, {DEFAULT_ENHANCER})")
-    b.add_argument("--calls", type=int, default=1, metavar="N", help="cluster: participants at once (default 1)")
+    b.add_argument("--calls", type=peer_counts, default=(1,), metavar="N[,N...]",
+                   help="cluster: participants at once, one run for each count (default 1)")
     b.add_argument("-o", "--out", type=Path, help="write the JSON here as well as printing it")
     return parser
 
@@ -345,7 +350,8 @@ def cmd_serve(args) -> int:
         raise AvcallError("--max-peers must be at least 1")
     token = new_token() if args.token == "new" else args.token
     run_server(ServeConfig(host=args.host, port=args.port, token=token, max_peers=args.max_peers, stun=args.stun,
-                           enhance=not args.no_enhance, captions=not args.no_captions))
+                           enhance=not args.no_enhance, captions=not args.no_captions, janus=args.janus,
+                           room=args.room))
     return 0
 
 

@@ -76,7 +76,7 @@ def start_ray(cfg: ClusterConfig, temp_dir: str | None = None) -> dict:
     else:
         slots = cfg.workers + (1 if cfg.spare else 0)
         ray.init(num_cpus=max(1, round(slots * cfg.worker_cpus)), num_gpus=0 if not cfg.worker_gpus else None,
-                 object_store_memory=80 * 1024 * 1024, _node_ip_address="127.0.0.1",
+                 object_store_memory=80 * 1024 * 1024,
                  _temp_dir=temp_dir or tempfile.mkdtemp(prefix="avray-", dir="/tmp"), **quiet)
     return ray.cluster_resources()
 
@@ -263,6 +263,8 @@ class Controller:
         for worker in self._workers.values():
             ray.kill(worker)
         if self._spare is not None:
+            if self._spare.done() and not self._spare.cancelled() and self._spare.exception() is None:
+                ray.kill(self._spare.result()[0])
             self._spare.cancel()
         await janus.close()
 

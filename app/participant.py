@@ -124,6 +124,10 @@ class Participant:
             return
 
     async def stop(self) -> None:
+        player = getattr(self, "player", None)
+        for track in (player.audio, player.video) if player is not None else ():
+            if track is not None:
+                track.stop()  # the player's decoding thread ends with its last track
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)

@@ -56,6 +56,8 @@ class ServeConfig:
     enhance: bool = True  # load the enhancer (when its weights are shipped)
     captions: bool = True
     peer_timeout_s: float = 10.0  # a connected peer whose media stops this long is gone: it is closed
+    janus: str | None = None  # a Janus' HTTP API: the page gets its room mode at /room (app/room.py)
+    room: int = 1234
 
 
 @dataclass
@@ -471,7 +473,13 @@ def run_server(cfg: ServeConfig) -> None:
     print(f"avcall serve: open {url} in Chromium or Firefox (Ctrl-C to stop)")
     if server.enhancer_note:
         print(f"  note: {server.enhancer_note}")
-    web.run_app(server.app(), host=cfg.host, port=cfg.port, print=None)
+    app = server.app()
+    if cfg.janus:  # the room mode: the page in a Janus room, behind the same guard and token
+        from avcall.app.room import add_room_routes
+
+        add_room_routes(app, server, cfg.janus, cfg.room)
+        print(f"  room mode: http://{cfg.host}:{cfg.port}/room (Janus room {cfg.room} at {cfg.janus})")
+    web.run_app(app, host=cfg.host, port=cfg.port, print=None)
 
 
 def new_token() -> str:

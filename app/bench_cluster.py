@@ -1,0 +1,207 @@
+"""`avcall bench cluster --calls N[,N...]`: room calls through Janus and Ray workers on this machine, measured
+from the participants' side.
+
+For each count: a local Janus and a Ray head (app/cluster.start_ray, one slot per call plus the warm spare),
+the controller, and N scripted participants (app/participant.Participant) that publish a rendered talking
+clip into the room and follow the feed their worker publishes. After a warm-up, for `seconds`:
+- held at real time: the processed voice each participant receives per second of wall clock (1.0 = all of
+  it), the processed video's frame rate, and the worker's incidents (audio passed through unprocessed,
+  frames dropped);
+- the added delay through the SFU: the lag of the processed voice's 10 ms energy envelope, as received, behind
+  the envelope of the voice the participant sent (both on this machine's clock): participant -> Janus ->
+  worker -> Janus -> participant, the worker's own processing included (its share, from its telemetry, is
+  given beside it);
+then one worker's process is killed (SIGKILL) and the failover timed: Ray's report of the death, the next
+worker's feed in the room, the first processed audio and the first caption back at the participant.
+The participants' own encoding and decoding run on the same machine's cores: on a 2-core machine they take
+part of what the workers would have.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from avcall.pipelines.errors import InputError
+
+LINES = ("please call me back tomorrow morning", "the weather will be fine on the coast this week")
+WARMUP_S = 8.0
+FAILOVER_WAIT_S = 20.0
+
+
+def _clip(folder: Path, seconds: float) -> Path:
+    """The bundled portrait saying LINES, looped to last `seconds` (aiortc's player loops video, not audio)."""
+    from avcall.app.demo import write_talking_portrait
+
+    one, clip = folder / "one.mp4", folder / "talk.mp4"
+    if not write_talking_portrait(one, list(LINES)):
+        raise InputError("no text-to-speech voice for the bench's clip (scripts/setup.sh installs flite)")
+    loops = max(1, int(seconds / 6) + 2)
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-stream_loop", str(loops), "-i", str(one), "-c", "copy",
+                    str(clip)], check=True, timeout=120)
+    return clip
+
+
+def _envelope(blocks: list[tuple[float, np.ndarray]], start: float, end: float) -> dict[int, float]:
+    """10 ms log energy (dB) keyed by the 10 ms slot of its time on the monotonic clock."""
+    out = {}
+    for t, x in blocks:
+        if not start <= t <= end:
+            continue
+        hop = 480
+        for j in range(len(x) // hop):
+            part = x[j * hop:(j + 1) * hop]
+            out[int(round((t + j * 0.01) / 0.01))] = float(10 * np.log10(np.mean(part.astype(np.float64) ** 2) + 1e-10))
+    return out
+
+
+def envelope_lag_ms(sent: list, received: list, start: float, end: float, max_lag_s: float = 1.5) -> dict:
+    """The lag (ms) at which the received voice's envelope best matches the sent one's, and that match's r."""
+    a, b = _envelope(sent, start, end), _envelope(received, start, end + max_lag_s)
+    if len(a) < 100 or len(b) < 100:
+        return {"lag_ms": None, "r": None}
+    floor_a, floor_b = max(a.values()) - 40, max(b.values()) - 40
+    best = (-2.0, None)
+    for lag in range(0, int(max_lag_s * 100)):
+        keys = [k for k in a if k + lag in b]
+        if len(keys) < 100:
+            continue
+        x = np.maximum([a[k] for k in keys], floor_a)
+        y = np.maximum([b[k + lag] for k in keys], floor_b)
+        if x.std() > 0 and y.std() > 0:
+            r = float(np.corrcoef(x, y)[0, 1])
+            if r > best[0]:
+                best = (r, lag)
+    return {"lag_ms": None if best[1] is None else best[1] * 10, "r": round(best[0], 3)}
+
+
+def _median(values: list) -> float | None:
+    values = [v for v in values if v is not None]
+    return round(float(np.median(values)), 1) if values else None
+
+
+async def _one_count(calls: int, seconds: float, janus: str, clip: Path, room: int) -> dict:
+    from avcall.app.cluster import ClusterConfig, Controller
+    from avcall.app.participant import Participant
+
+    from avcall.app.janus import ensure_room
+
+    await ensure_room(janus, room)
+    cfg = ClusterConfig(janus=janus, room=room, workers=calls)
+    controller = Controller(cfg)
+    stop = asyncio.Event()
+    control = asyncio.ensure_future(controller.run(stop))
+    people = [Participant(janus, room, clip, display=f"bench-{i}") for i in range(calls)]
+    try:
+        for person in people:
+            await person.start()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not all(p.received.audio for p in people):
+            await asyncio.sleep(0.5)
+        if not all(p.received.audio for p in people):
+            raise InputError(f"not every participant got a processed feed within 120 s: {controller.status()}")
+        await asyncio.sleep(WARMUP_S)
+        start = time.monotonic()
+        counts = [len(p.received.audio) for p in people]
+        cpu0 = _cpu_seconds()
+        await asyncio.sleep(seconds)
+        end = time.monotonic()
+        cpu = (_cpu_seconds() - cpu0) / (end - start)
+        per_call = []
+        for person, n0 in zip(people, counts):
+            got = sum(len(x) for _, x in person.received.audio[n0:]) / 48_000
+            telemetry = [m for t, m in person.received.messages if start <= t <= end and m.get("type") == "telemetry"]
+            last = telemetry[-1] if telemetry else {}
+            first = telemetry[0].get("incidents", {}) if telemetry else {}
+            incidents = {k: v - first.get(k, 0) for k, v in last.get("incidents", {}).items() if v - first.get(k, 0)}
+            lag = envelope_lag_ms(person.sent_audio, person.received.audio, start, end)
+            per_call.append({"audio_received_per_s": round(got / (end - start), 3),
+                             "voice_delay_ms": lag["lag_ms"], "envelope_r": lag["r"],
+                             "worker_audio_delay_ms": last.get("audio_delay_ms"),
+                             "face_tracked": last.get("face"),
+                             "captions": len(person.received.captions(start)),
+                             "incidents_in_window": incidents})
+        failover = await _failover(controller, people[0])
+        return {"calls": calls, "seconds": round(end - start, 1), "machine_cpu_cores_busy": round(cpu, 2),
+                "per_call": per_call,
+                "held_at_real_time": all(c["audio_received_per_s"] >= 0.97 for c in per_call),
+                "voice_delay_ms_median": _median([c["voice_delay_ms"] for c in per_call]),
+                "worker_audio_delay_ms_median": _median([c["worker_audio_delay_ms"] for c in per_call]),
+                "failover": failover}
+    finally:
+        for person in people:
+            await person.stop()
+        stop.set()
+        await asyncio.gather(control, return_exceptions=True)
+
+
+async def _failover(controller, person) -> dict:
+    """Kills the worker of `person`'s call and times what follows."""
+    call = controller.calls.get(person.id)
+    if call is None:
+        return {"error": "no call to fail over"}
+    killed_wall, killed = time.time(), time.monotonic()
+    os.kill(call.worker_pid, signal.SIGKILL)
+    feeds_before = len(person.received.feeds)
+    deadline = killed + FAILOVER_WAIT_S
+    audio_back = caption_back = None
+    while time.monotonic() < deadline and (audio_back is None or caption_back is None):
+        await asyncio.sleep(0.05)
+        if len(person.received.feeds) > feeds_before:
+            subscribed = person.received.feeds[-1][0]
+            later = [t for t, _ in person.received.audio if t > subscribed]
+            audio_back = audio_back or (later[0] if later else None)
+        captions = [t for t, m in person.received.messages if t > killed and m.get("type") == "caption"
+                    and m.get("kind") == "final"]
+        caption_back = caption_back or (captions[0] if captions else None)
+    record = next((f for f in controller.failovers if f.dead_pid == call.worker_pid), None)
+    return {"ray_reported_death_s": round(record.detected_at - killed_wall, 3) if record else None,
+            "next_feed_published_s": round(record.republished_at - killed_wall, 3)
+            if record and record.republished_at else None,
+            "processed_audio_back_s": round(audio_back - killed, 3) if audio_back else None,
+            "first_caption_back_s": round(caption_back - killed, 3) if caption_back else None}
+
+
+def _cpu_seconds() -> float:
+    """CPU seconds spent by the whole machine so far (every process; /proc/stat), idle and iowait left out."""
+    with open("/proc/stat") as f:
+        fields = [float(x) for x in f.readline().split()[1:]]
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (sum(fields) - fields[3] - fields[4]) / ticks
+
+
+def bench_cluster(calls: tuple[int, ...] = (1,), seconds: float = 20.0, room: int = 4321) -> dict:
+    from avcall.app.cluster import ClusterConfig, start_ray
+    from avcall.app.janus import LocalJanus
+
+    import ray
+
+    folder = Path(tempfile.mkdtemp(prefix="avcall-bench-cluster-"))
+    clip = _clip(folder, WARMUP_S + seconds + FAILOVER_WAIT_S + 60)
+    cpu0, t0 = _cpu_seconds(), time.monotonic()
+    time.sleep(5.0)
+    busy_before = round((_cpu_seconds() - cpu0) / (time.monotonic() - t0), 2)  # other work on the machine
+    janus = LocalJanus()
+    janus.start()
+    runs = []
+    try:
+        start_ray(ClusterConfig(janus=janus.url, workers=max(calls)))
+        for n in calls:
+            runs.append(asyncio.run(_one_count(n, seconds, janus.url, clip, room + n)))
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+        janus.stop()
+    return {"what": "room calls through a local Janus (SFU) and Ray CallWorker actors on one node; scripted "
+                    "aiortc participants publish a rendered talking clip and receive their processed feed",
+            "cpu_cores": os.cpu_count(), "ray": ray.__version__, "janus": "1.1.2 (Debian)",
+            "note": "the participants' own encoding and decoding share the node's cores with the workers",
+            "machine_cpu_cores_busy_before": busy_before,
+            "runs": runs}
