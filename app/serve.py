@@ -103,9 +103,9 @@ class Peer:
         self.messages_dropped = 0  # data-channel messages over the rate limit
         self.audio_out = self.video_out = None
         self.call = None  # the call's stages, from the one builder (pipelines/call.py)
-        self.enhancer = self.annotator = self.level_in = self.level_out = self.face = self.sync = None
-        self.emotion = None  # the EmotionReader, off until the page opts in ("Read my mood")
-        self.avatar = None  # the TalkingFace, "off" until the page picks a mode
+        # how the call stands, from the stages' state events (Stage.report): meters, face, modes
+        self.state: dict = {"level_in_db": None, "level_out_db": None, "face": False, "enhance": "off",
+                            "sync_offset_ms": None, "emotion": "unavailable", "avatar": "unavailable"}
 
     # --- the pipeline ---------------------------------------------------------------------------------
     def build(self) -> None:
@@ -137,12 +137,8 @@ class Peer:
         call = build_call(cfg, Transport(self.clock, (0, 0) if video else None, 30, "audio" in self.tracks,
                                          live=True, audio_out=audio_sink))
         self.call = call
-        self.enhancer, self.annotator, self.emotion, self.avatar = (call.roles.get(r) for r in
-                                                                    ("enhancer", "overlay", "emotion", "avatar"))
-        self.level_in, self.level_out, self.face, self.sync = (call.roles.get(r) for r in
-                                                               ("level_in", "level_out", "face", "sync"))
         stages = [*call.stages, *([TrackSink(self.video_out)] if video else []),
-                  EventChannelSink(self.send)]  # every event: captions, emotion readings
+                  EventChannelSink(self.send, on_state=self.state.update)]  # captions, readings; state
         self.pipeline = Pipeline(sources, stages, live=True)
         for track in (self.audio_out, self.video_out):
             if track is not None:
@@ -193,16 +189,13 @@ class Peer:
         return {"type": "telemetry", "stages": stages,
                 "audio_delay_ms": delays[len(delays) // 2] if delays else None,
                 "audio_delay_p95_ms": delays[int(len(delays) * 0.95)] if delays else None,
-                "levels": {"in_db": self.level_in.level_db if self.level_in else None,
-                           "out_db": self.level_out.level_db if self.level_out else None},
-                "face": bool(self.face and self.face.present),
-                "enhance": self.enhance_mode if self.enhancer else "off",
-                "sync_offset_ms": self.sync.telemetry.offset_ms if self.sync else None,
+                "levels": {"in_db": self.state["level_in_db"], "out_db": self.state["level_out_db"]},
+                "face": self.state["face"], "enhance": self.state["enhance"],
+                "sync_offset_ms": self.state["sync_offset_ms"],
                 "overlay": self.overlay, "peers": len(self.server.peers),
                 "incidents": self.pipeline.incidents.summary()["counts"] if self.pipeline else {},
                 "messages_dropped": self.messages_dropped,
-                "emotion": ("on" if self.emotion.enabled else "off") if self.emotion else "unavailable",
-                "avatar": self.avatar.mode if self.avatar else "unavailable",
+                "emotion": self.state["emotion"], "avatar": self.state["avatar"],
                 "avatar_codec_bytes_per_frame": self._codec_bytes_per_frame()}
 
     def _codec_bytes_per_frame(self) -> float | None:
@@ -236,16 +229,20 @@ class Peer:
             self.overlay = switch["overlay"] = msg["overlay"]
         if msg.get("avatar") in AVATAR_MODES:
             switch["avatar"] = msg["avatar"]
-            if self.avatar is None and msg["avatar"] != "off":
+            if not self._has("avatar") and msg["avatar"] != "off":
                 self.send(json.dumps({"type": "status", "text": "the talking face is not available: no "
                                       "talking-face weights on this server, or no camera track"}))
         if isinstance(msg.get("emotion"), bool):
             switch["emotion"] = msg["emotion"]
-            if self.emotion is None and msg["emotion"]:
+            if not self._has("emotion") and msg["emotion"]:
                 self.send(json.dumps({"type": "status", "text": "emotion reading is not available: no emotion "
                                       "weights on this server"}))
         if switch and self.pipeline is not None:
             asyncio.ensure_future(self.pipeline.control(switch))
+
+    def _has(self, role: str) -> bool:
+        """Whether the call was built with that stage (the builder's roles: "avatar", "emotion", ...)."""
+        return self.call is not None and role in self.call.roles
 
     async def close(self) -> None:
         """Closes the peer once, whoever asks first; every caller waits until it is closed (the server's

@@ -129,6 +129,9 @@ class Pipeline:
                 stage.on_control(frame.values)
                 if i + 1 < len(self.stages):
                     await self._queues[i + 1].put_front(frame)
+                state = stage.take_state(frame.pts)
+                if state is not None:
+                    await self._route(state, i + 1)
                 continue
             began = time.monotonic()
             if stage.passthrough and self.live and not frame.droppable and began - entered > stage.late_s:
@@ -144,7 +147,8 @@ class Pipeline:
             finished = time.monotonic()
             tel.record(finished - entered, finished - began)
             tel.frames_out += len(outs)
-            for out in outs:
+            state = stage.take_state(frame.pts)
+            for out in (*outs, state) if state is not None else outs:
                 await self._route(out, i + 1)
 
     def _fail(self, stage: Stage, frame: Frame | None, err: Exception) -> None:

@@ -6,7 +6,7 @@ import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, ClassVar, Sequence, TypeVar
 
-from .frames import Frame
+from .frames import Event, Frame
 from .telemetry import NO_INCIDENTS, Incidents, StageTelemetry
 
 T = TypeVar("T")
@@ -35,6 +35,7 @@ class Stage:
         self.telemetry = StageTelemetry(self.name)
         self.incidents: Incidents = NO_INCIDENTS  # the pipeline gives every stage its run's Incidents
         self.shedder = None  # a live call's load.LoadShedder: work to skip under load
+        self._state: dict = {}  # what the stage has reported of itself since its last frame (see report)
         self._worker: ThreadPoolExecutor | None = None
 
     async def start(self) -> None:
@@ -46,6 +47,19 @@ class Stage:
     def on_control(self, values: dict) -> None:
         """A user's switch (see frames.Control): take the names this stage knows, ignore the rest. Runs on
         the event loop between two frames of this stage, so it never races `process`."""
+
+    def report(self, **values) -> None:
+        """Say how the stage stands (a meter's level, a face seen or lost, the mode a user switched to). The
+        runner sends it on after the stage's current frame as an Event of kind "state": whoever shows the
+        call's telemetry reads those events, like captions, and never reaches into a stage."""
+        self._state.update(values)
+
+    def take_state(self, pts: float) -> Event | None:
+        """The state reported since the last call, as one Event at `pts` (None when nothing was)."""
+        if not self._state:
+            return None
+        event, self._state = Event(pts=pts, kind="state", data=self._state), {}
+        return event
 
     async def flush(self) -> Sequence[Frame]:
         """End of stream: return what is still held back."""

@@ -106,14 +106,20 @@ class TrackSink(Stage):
 
 
 class EventChannelSink(Stage):
-    """Events as JSON messages ({"type": kind, ...data}) on the data channel `send` gives, when it is open."""
+    """Events as JSON messages ({"type": kind, ...data}) on the data channel `send` gives, when it is open;
+    the stages' state events (`Stage.report`) to `on_state` instead, which folds them into the telemetry."""
 
     accepts = (Event,)
 
-    def __init__(self, send: Callable[[str], None], *, name: str = "data_channel_out") -> None:
+    def __init__(self, send: Callable[[str], None], on_state: Callable[[dict], None] | None = None, *,
+                 name: str = "data_channel_out") -> None:
         super().__init__(name)
-        self.send = send
+        self.send, self.on_state = send, on_state
 
     async def process(self, frame: Frame) -> Sequence[Frame]:
-        self.send(json.dumps({"type": frame.kind, **frame.data}))
+        if frame.kind == "state":
+            if self.on_state is not None:
+                self.on_state(frame.data)
+        else:
+            self.send(json.dumps({"type": frame.kind, **frame.data}))
         return [frame]

@@ -113,10 +113,12 @@ class EmotionReader(Stage):
             self.models = await self.in_worker(EmotionModels)
         if self.method is None:
             self.method = self.models.shipped_fusion
+        self.report(emotion="on" if self.enabled else "off")
 
     def on_control(self, values: dict) -> None:
         if isinstance(values.get("emotion"), bool):
             self.enabled = values["emotion"]
+            self.report(emotion="on" if self.enabled else "off")
 
     async def process(self, frame: Frame) -> Sequence[Frame]:
         if not self.enabled:

@@ -124,6 +124,7 @@ class SpeechEnhancer(Stage):
         # the stream starts where it is asked to be: its priming and the dry line's are both silence
         self.chain.weight, self.chain.produced = (0.0 if self.mode == "off" else 1.0), suppressor.delay
         self._skip = self.chain.delay if self.compensate_delay else 0
+        self.report(enhance=self.mode)
         self._set_telemetry(suppressor)
 
     def _set_telemetry(self, suppressor: Suppressor) -> None:
@@ -134,6 +135,7 @@ class SpeechEnhancer(Stage):
     def on_control(self, values: dict) -> None:
         if isinstance(values.get("enhance"), str):
             self.mode = values["enhance"]  # a backend's name or "off": checked by whoever offers the choice
+            self.report(enhance=self.mode)
 
     async def process(self, frame: Frame) -> Sequence[Frame]:
         behind = self.clock is not None and self.clock.now() - (frame.pts + frame.duration) > self.max_behind_s

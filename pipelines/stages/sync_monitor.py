@@ -98,6 +98,7 @@ class SyncMonitor(Stage):
         offset_ms = (best - len(total) // 2) * 1000 / FPS
         confidence = round(float(np.median(total) - total[best]), 4)
         self.telemetry.offset_ms, self.telemetry.confidence = offset_ms, confidence
+        self.report(sync_offset_ms=offset_ms)
         self.telemetry.judgements += 1
         return Event(pts=t1, kind="sync", data={"offset_ms": offset_ms, "confidence": confidence, "frames": frames})
 

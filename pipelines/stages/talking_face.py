@@ -64,6 +64,7 @@ class TalkingFace(Stage):
         self._pending: deque[tuple[float, np.ndarray]] = deque()  # voice frames waiting for the camera
 
     async def start(self) -> None:
+        self.report(avatar=self.mode)
         if self.mode != "off":  # off (a served call's default): opened when first switched on
             await self.in_worker(self._open)
 
@@ -79,6 +80,7 @@ class TalkingFace(Stage):
     def on_control(self, values: dict) -> None:
         if values.get("avatar") in ("off", "voice", "reenact"):
             self.mode = values["avatar"]
+            self.report(avatar=self.mode)
 
     async def process(self, frame: Frame) -> Sequence[Frame]:
         if self.mode == "off":

@@ -1,7 +1,8 @@
-"""Taps for the live page's telemetry: they watch frames go by and pass them on unchanged.
+"""Taps for the live page's telemetry: they watch frames go by, pass them on unchanged and report what they
+see as state events (`Stage.report`).
 
-`LevelMeter`: the audio level in dBFS, smoothed over about 300 ms. `FacePresence`: whether the latest lip
-features saw a face.
+`LevelMeter`: the audio level in dBFS, smoothed over about 300 ms, reported every REPORT_EVERY_S as
+`<name>_db`. `FacePresence`: whether the latest lip features saw a face, reported as `face` when it changes.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import numpy as np
 from ..frames import AudioFrame, Frame, LipFeatures
 from ..stage import Stage
 
+REPORT_EVERY_S = 0.25
+
 
 class LevelMeter(Stage):
     accepts = (AudioFrame,)
@@ -23,6 +26,7 @@ class LevelMeter(Stage):
         super().__init__(name)
         self.smoothing_s = smoothing_s
         self._power: float | None = None
+        self._report_at = float("-inf")
 
     @property
     def level_db(self) -> float | None:
@@ -32,6 +36,9 @@ class LevelMeter(Stage):
         power = float(np.mean(np.square(frame.samples, dtype=np.float64))) if len(frame.samples) else 0.0
         a = min(1.0, frame.duration / self.smoothing_s)
         self._power = power if self._power is None else (1 - a) * self._power + a * power
+        if frame.pts >= self._report_at:
+            self._report_at = frame.pts + REPORT_EVERY_S
+            self.report(**{f"{self.name}_db": self.level_db})
         return [frame]
 
 
@@ -41,8 +48,10 @@ class FacePresence(Stage):
 
     def __init__(self, name: str = "face_presence") -> None:
         super().__init__(name)
-        self.present = False
+        self.present: bool | None = None
 
     async def process(self, frame: Frame) -> Sequence[Frame]:
-        self.present = bool(frame.present)
+        if self.present is not bool(frame.present):
+            self.present = bool(frame.present)
+            self.report(face=self.present)
         return [frame]

@@ -60,3 +60,42 @@ def test_before_the_run_the_stages_take_it_at_once():
     pipeline = Pipeline([SyntheticSource(0.1)], [enhancer], live=False)
     asyncio.run(pipeline.control({"enhance": "off", "unknown": np.int64(3)}))
     assert enhancer.mode == "off"
+
+
+def test_stages_report_their_state_as_events_and_the_page_gets_no_stage_field():
+    """Meters and modes travel as "state" events, like captions: the served page's telemetry folds them in
+    (EventChannelSink's on_state) and the data channel carries only the other events."""
+    from avcall.pipelines.frames import Event
+    from avcall.pipelines.sinks.webrtc import EventChannelSink
+    from avcall.pipelines.stages.taps import REPORT_EVERY_S, LevelMeter
+
+    class Caption(Stage):
+        accepts = (AudioFrame,)
+
+        async def process(self, frame):
+            return [frame, Event(pts=frame.pts, kind="caption", data={"text": "hi"})] if frame.pts == 0 else [frame]
+
+    state, sent, history = {}, [], []
+    slow, meter, enhancer = Recorder("slow", delay_s=0.01), LevelMeter("level_in"), SpeechEnhancer(Delay())
+
+    def fold(values: dict) -> None:
+        history.append(dict(values))
+        state.update(values)
+
+    seconds = 1.0
+    pipeline = Pipeline([SyntheticSource(seconds)], [slow, meter, enhancer, Caption("caption"),
+                                                    EventChannelSink(sent.append, on_state=fold)], live=False)
+
+    async def run():
+        task = asyncio.ensure_future(pipeline.run())
+        while slow.audio < 20:
+            await asyncio.sleep(0.01)
+        await pipeline.control({"enhance": "off"})
+        await task
+
+    asyncio.run(run())
+    assert [h["enhance"] for h in history if "enhance" in h] == ["stub", "off"]  # at start, then switched
+    levels = [h["level_in_db"] for h in history if "level_in_db" in h]
+    assert seconds / REPORT_EVERY_S - 1 <= len(levels) <= seconds / REPORT_EVERY_S + 1
+    assert all(-90 < level < 0 for level in levels) and state["level_in_db"] == levels[-1]
+    assert [m for m in sent if '"state"' in m] == [] and any('"caption"' in m for m in sent)
