@@ -87,6 +87,7 @@ def require_weights(name: str) -> Path:
 # --------------------------------------------------------------------------------------------- what ships
 _lock = threading.Lock()
 _sessions: dict[tuple, ort.InferenceSession] = {}
+_batched: dict[int, object] = {}  # id(shared session) -> its BatchedSession
 _verified: dict[tuple, bool] = {}
 
 
@@ -149,6 +150,7 @@ def package_weights(name: str) -> dict[str, Path]:
     return found
 
 
+
 def shared_session(path: str | Path, *, threads: int = 1, prefer_gpu: bool = True) -> ort.InferenceSession:
     """One session per model file per process, shared by every stream that runs it (onnxruntime's `run` is
     safe to call from several threads at once; each stream keeps its own recurrent state)."""
@@ -162,6 +164,19 @@ def shared_session(path: str | Path, *, threads: int = 1, prefer_gpu: bool = Tru
         with _lock:
             session = _sessions.setdefault(key, session)
     return session
+
+
+def batched_session(path: str | Path, batch_axes: dict[str, int], *, threads: int = 1):
+    """The shared session of `path` behind one BatchedSession per process (pipelines/nets/batch.py): every
+    stream that runs this model is stepped in one batched call per hop."""
+    from ..pipelines.nets.batch import BatchedSession
+
+    session = shared_session(path, threads=threads, prefer_gpu=False)
+    with _lock:
+        batched = _batched.get(id(session))
+        if batched is None:
+            batched = _batched[id(session)] = BatchedSession(session, batch_axes)
+    return batched
 
 
 def session_count() -> int:
