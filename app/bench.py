@@ -10,12 +10,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import platform
 import time
 from fractions import Fraction
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from avcall.pipelines.errors import InputError
@@ -25,41 +23,14 @@ from avcall.pipelines.face.mesh import lip_features
 
 from avcall.models.data.shared_data import shared_data_dir
 
+from .eval.cpu import cpu_name, one_core, pin_to_one_core
+from .eval.media import letterbox
+
 BENCH_SIZE = (640, 480)
 DEFAULT_CLIP = "talking_faces/EDTalk_uncrop_Obama.mp4"  # in ../shared/data: a real face, 450x450, 25 fps
 DEFAULT_SPEECH = "speech/DeepSpeech_LibriSpeech_61-70968-0002.wav"  # in ../shared/data: real read speech
 ENHANCE_TARGET_RTF = 0.2  # the default suppressor's budget on one core (the whole call shares two)
 SERVE_TARGET_DELAY_MS = 40.0  # the served audio path's added delay, beyond the jitter buffer
-
-
-def pin_to_one_core() -> int | None:
-    """Restrict this process (and the threads it starts later) to one CPU core; returns the core."""
-    if not hasattr(os, "sched_setaffinity"):
-        return None
-    core = min(os.sched_getaffinity(0))
-    os.sched_setaffinity(0, {core})
-    return core
-
-
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def letterbox(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Fit `image` into `size` keeping its aspect ratio, black borders around."""
-    w, h = size
-    scale = min(w / image.shape[1], h / image.shape[0])
-    resized = cv2.resize(image, (round(image.shape[1] * scale), round(image.shape[0] * scale)))
-    out = np.zeros((h, w, 3), np.uint8)
-    y, x = (h - resized.shape[0]) // 2, (w - resized.shape[1]) // 2
-    out[y:y + resized.shape[0], x:x + resized.shape[1]] = resized
-    return out
 
 
 def load_frames(path: Path, count: int) -> list[np.ndarray]:
@@ -157,7 +128,7 @@ def bench_enhance(audio_path: Path | None = None, seconds: float = 10.0, backend
     from avcall.pipelines.frames import HOP_SAMPLES as HOP
     from avcall.pipelines.suppressors import DEFAULT, available, open_suppressor
 
-    from .evaluate import measured_delay, one_core
+    from .eval.metrics import measured_delay
 
     if seconds <= 0:
         raise InputError("--seconds must be positive")
@@ -243,8 +214,6 @@ def bench_captions(audio_path: Path | None = None, seconds: float = 30.0, backen
     from avcall.pipelines.suppressors import DEFAULT, available, open_suppressor
     from avcall.pipelines.stages.captioner import Captioner
 
-    from .evaluate import one_core
-
     if seconds <= 0:
         raise InputError("--seconds must be positive")
     audio, source = load_speech(audio_path, seconds)
@@ -295,8 +264,6 @@ def bench_avatar(audio_path: Path | None = None, seconds: float = 10.0, size: in
     from avcall.pipelines.nets.voice_to_lips import LOOKAHEAD
     from avcall.pipelines.nets.voice_to_lips import VoiceToLipsStream
 
-    from .evaluate import one_core
-
     audio, source = load_speech(audio_path, seconds)
     with one_core() as core:
         net, renderer = VoiceToLipsStream(), PortraitRenderer(size=size)
@@ -341,8 +308,6 @@ def bench_reenact(video: Path | None, seconds: float, size: int) -> dict:
     from avcall.pipelines.face.render import PortraitRenderer
     from avcall.pipelines.face.codec import LandmarkDecoder, LandmarkEncoder
     from avcall.pipelines.frames import VideoFrame
-
-    from .evaluate import one_core
 
     data = shared_data_dir()
     path = Path(video) if video else (data / DEFAULT_CLIP if data else None)
@@ -420,8 +385,6 @@ def bench_emotion(audio_path: Path | None = None, seconds: float = 20.0) -> dict
     from avcall.pipelines.frames import AudioFrame, FaceObservation, VideoFrame
     from avcall.pipelines.stages.emotion import EmotionReader
     from avcall.pipelines.stages.face_tracker import FaceTracker
-
-    from .evaluate import one_core
 
     audio, source = load_speech(audio_path, seconds)
     image = cv2.resize(cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR), (480, 480))

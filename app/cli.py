@@ -219,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_sync_parser(commands)
 
-    from .evaluate import add_parser as add_eval_parser
+    from .eval.commands import add_parser as add_eval_parser
 
     add_eval_parser(commands)
 
@@ -413,7 +413,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from .evaluate import cmd_eval as run
+    from .eval.commands import cmd_eval as run
 
     return run(args)
 

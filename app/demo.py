@@ -151,7 +151,8 @@ def peer_metrics(call: Call, enhanced: np.ndarray | None) -> dict[str, dict]:
     and every other noise suppressor that ships, with each one's real-time factor here and its latency."""
     from avcall.pipelines.suppressors import DEFAULT, available
 
-    from .evaluate import MethodUnavailable, NoiseReduce, SuppressorMethod, pesq_wb, si_sdr, stoi_score
+    from .eval.baselines import MethodUnavailable, NoiseReduce, SuppressorMethod
+    from .eval.metrics import pesq_wb, si_sdr, stoi_score
 
     outputs: dict[str, tuple[np.ndarray | None, dict]] = {"noisy": (call.noisy, {}),
                                                           f"avcall ({DEFAULT})": (enhanced, {})}
@@ -208,7 +209,7 @@ def write_report(path: Path, *, call: Call | None, enhanced: np.ndarray | None, 
     """`other_captions`: {engine: its captions of the same voice}, shown beside the default engine's."""
     from avcall.models.data.align import normalise
 
-    from .eval_captions import edit_alignment
+    from .eval.metrics import edit_alignment
 
     parts = [f"<h1>avcall demo</h1><p>{html.escape(note)}</p>"]
     if call is not None:
@@ -297,7 +298,7 @@ def run_demo(outdir: Path = Path("avcall-demo"), clip: Path | None = None) -> st
     if call is not None:  # the engine the captions had before, on the same voice, for comparison
         from avcall.pipelines.asr import make_engine
 
-        from .eval_captions import caption
+        from .eval.captions import caption
 
         emitted = caption(call.noisy, [], make_engine("pocketsphinx"))
         other_captions = {"pocketsphinx": " ".join(c.text for c, _ in emitted if c.kind == "final")}

@@ -34,7 +34,7 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def arctic_speech(shared_data) -> np.ndarray:
     """3 s of a real read utterance (CMU ARCTIC, ../shared/data/speech) as 16 kHz mono float32."""
-    from avcall.app.evaluate import load_audio
+    from avcall.app.eval.data import load_audio
 
     return load_audio(shared_data / "speech" / "pyroomacoustics_cmu_arctic_us_aew_a0001.wav")[: 3 * 16_000]
 

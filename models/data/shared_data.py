@@ -1,9 +1,12 @@
-"""Where `../shared/data` (the real recordings used for evaluation) is, if it is there at all."""
+"""Where `../shared/data` (the real recordings used for evaluation) is, if it is there at all, and its talking-face
+clips (what `avcall eval` and the training recipes that compare on the dev clips run over)."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
+VIDEO_SUFFIXES = {".mp4", ".mpg", ".mpeg", ".mkv", ".webm", ".mov", ".avi"}
 
 
 def shared_data_dir() -> Path | None:
@@ -15,3 +18,7 @@ def shared_data_dir() -> Path | None:
         if candidate and Path(candidate).is_dir():
             return Path(candidate)
     return None
+
+
+def talking_face_clips(data: Path) -> list[Path]:
+    return sorted(p for p in (data / "talking_faces").iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)

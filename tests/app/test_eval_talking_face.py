@@ -12,7 +12,7 @@ CLIPS = ("GRID_bbaf2n.mpg", "LRS2_deepavsr_00004.mp4", "LRS2_deepavsr_00004.txt"
 
 
 def test_two_real_clips(shared_data, tmp_path):
-    from avcall.app.eval_talking_face import METHODS, evaluate_talking_face
+    from avcall.app.eval.talking_face import METHODS, evaluate_talking_face
     from avcall.export.runtime import weights_path
 
     if not all(weights_path(w).is_file() for w in ("talking_face.onnx", "sync_lips.onnx", "sync_audio.onnx")):
@@ -48,7 +48,7 @@ def test_synced_comparison_takes_the_clip_own_offset():
     late on the picture: `mouth_open_r_synced` compares it at that offset."""
     import numpy as np
 
-    from avcall.app.eval_talking_face import compare, static_track
+    from avcall.app.eval.talking_face import compare, static_track
 
     rng = np.random.default_rng(0)
     real = static_track(120)

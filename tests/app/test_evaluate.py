@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 from scipy.signal import correlate
 
-from avcall.app import evaluate as ev
+from avcall.app.eval import baselines, data, enhance, metrics
+from avcall.models.data.shared_data import talking_face_clips
+from avcall.pipelines.errors import InputError
 from avcall.pipelines.face.lip_track import LipTrack
 from tests.conftest import run_cli
 
@@ -30,8 +32,8 @@ def white(n: int, seed: int = 0) -> np.ndarray:
 # ------------------------------------------------------------------------------------------ SI-SDR
 def test_si_sdr_of_the_signal_itself_is_very_high():
     s = np.sin(np.arange(16000) * 0.05) + 0.3 * white(16000)
-    assert ev.si_sdr(s, s) > 100
-    assert ev.si_sdr(s, s.astype(np.float32)) > 60  # float32 rounding alone is ~ -150 dB of error
+    assert metrics.si_sdr(s, s) > 100
+    assert metrics.si_sdr(s, s.astype(np.float32)) > 60  # float32 rounding alone is ~ -150 dB of error
 
 
 @pytest.mark.parametrize("snr", [-5.0, 0.0, 10.0])
@@ -44,49 +46,49 @@ def test_si_sdr_of_a_known_mix(snr):
     n -= n.mean()
     n -= np.dot(n, s) / np.dot(s, s) * s  # orthogonal to s: the projection is s itself, SI-SDR is the SNR
     n *= np.sqrt(np.dot(s, s) / np.dot(n, n) / 10 ** (snr / 10))
-    assert abs(ev.si_sdr(s, s + n) - snr) < 1e-6
+    assert abs(metrics.si_sdr(s, s + n) - snr) < 1e-6
     # plain white noise, not orthogonalised: still within 0.1 dB on two seconds
     m = rng.standard_normal(32000)
     m *= np.sqrt(np.dot(s, s) / np.dot(m, m) / 10 ** (snr / 10))
-    assert abs(ev.si_sdr(s, s + m) - snr) < 0.1
+    assert abs(metrics.si_sdr(s, s + m) - snr) < 0.1
 
 
 def test_si_sdr_is_scale_and_offset_invariant():
     s = np.sin(np.arange(16000) * 0.02)
     est = s + 0.3 * white(16000, 2)
-    base = ev.si_sdr(s, est)
-    assert ev.si_sdr(s, 3.7 * est) == pytest.approx(base, abs=1e-9)
-    assert ev.si_sdr(0.01 * s, est) == pytest.approx(base, abs=1e-9)
-    assert ev.si_sdr(s, est + 0.25) == pytest.approx(base, abs=1e-9)  # zero-mean first
-    assert ev.si_sdr(s, -est) == pytest.approx(base, abs=1e-9)  # the scale may be negative too
-    assert np.isfinite(ev.si_sdr(s, s)) and np.isfinite(ev.si_sdr(s, np.zeros_like(s)))
+    base = metrics.si_sdr(s, est)
+    assert metrics.si_sdr(s, 3.7 * est) == pytest.approx(base, abs=1e-9)
+    assert metrics.si_sdr(0.01 * s, est) == pytest.approx(base, abs=1e-9)
+    assert metrics.si_sdr(s, est + 0.25) == pytest.approx(base, abs=1e-9)  # zero-mean first
+    assert metrics.si_sdr(s, -est) == pytest.approx(base, abs=1e-9)  # the scale may be negative too
+    assert np.isfinite(metrics.si_sdr(s, s)) and np.isfinite(metrics.si_sdr(s, np.zeros_like(s)))
     with pytest.raises(ValueError):
-        ev.si_sdr(s, est[:-1])
+        metrics.si_sdr(s, est[:-1])
 
 
 def test_si_sdr_improvement_of_the_identity_is_exactly_zero():
     s, x = white(8000, 3), white(8000, 4)
-    y = ev.Identity().enhance(x.astype(np.float32), None, 0.0)
-    assert ev.si_sdr(s, y) - ev.si_sdr(s, x.astype(np.float32)) == 0.0
+    y = baselines.Identity().enhance(x.astype(np.float32), None, 0.0)
+    assert metrics.si_sdr(s, y) - metrics.si_sdr(s, x.astype(np.float32)) == 0.0
 
 
 # ------------------------------------------------------------------------------------------ data
 def test_noises_and_pairs_are_told_apart(shared_data):
-    noises = {p.name for p in ev.noise_files(shared_data)}
+    noises = {p.name for p in data.noise_files(shared_data)}
     assert noises == {"EMGSE_Car_Noise_Idle_Noise_60_mph.wav", "EMGSE_Street_Noise.wav",
                       "EMGSE_babble_two_female_english.wav", "noisereduce_cafe_short.wav",
                       "pyroomacoustics_doing_the_dishes.wav", "pyroomacoustics_exercise_bike.wav",
                       "speechbrain_noise1.wav"}
-    pairs = {(noisy.name, clean.name) for _, noisy, clean in ev.noise_pairs(shared_data)}
+    pairs = {(noisy.name, clean.name) for _, noisy, clean in data.noise_pairs(shared_data)}
     assert pairs == {(f"denoiser_VBD_noisy_p287_00{i}.wav", f"denoiser_VBD_clean_p287_00{i}.wav") for i in (1, 2, 3)} \
         | {("pesq_speech_bab_0dB.wav", "pesq_speech.wav")}
-    assert len(ev.talking_face_clips(shared_data)) == 17
+    assert len(talking_face_clips(shared_data)) == 17
 
 
 def fake_measure(shared_data: Path):
     """Stands in for the tracker (slow): a real utterance as the 'clip audio', with a lip track."""
-    audio = ev.load_audio(shared_data / "speech" / "pyroomacoustics_cmu_arctic_us_aew_a0001.wav")
-    frames = int(len(audio) / ev.SAMPLE_RATE * 25)
+    audio = data.load_audio(shared_data / "speech" / "pyroomacoustics_cmu_arctic_us_aew_a0001.wav")
+    frames = int(len(audio) / data.SAMPLE_RATE * 25)
     track = LipTrack(np.zeros((frames, 40, 2), np.float32), np.zeros(frames, np.float32),
                      np.zeros(frames, np.float32), np.ones(frames, bool), np.ones(frames, np.float32), 25.0)
     return lambda path: SimpleNamespace(audio=audio, track=track, audio_offset=0.04)
@@ -94,16 +96,16 @@ def fake_measure(shared_data: Path):
 
 def test_conditions_are_deterministic_and_at_the_asked_snr(shared_data):
     measure = fake_measure(shared_data)
-    first = list(ev.examples(shared_data, seed=0, clips=3, measure=measure))
-    again = list(ev.examples(shared_data, seed=0, clips=3, measure=measure))
-    other = list(ev.examples(shared_data, seed=7, clips=3, measure=measure))
+    first = list(enhance.examples(shared_data, seed=0, clips=3, measure=measure))
+    again = list(enhance.examples(shared_data, seed=0, clips=3, measure=measure))
+    other = list(enhance.examples(shared_data, seed=7, clips=3, measure=measure))
     assert [e.condition for e in first] == ["talker0dB", "noise0dB", "noise5dB"] * 3 + ["pair"] * 4
     for a, b in zip(first, again):
         assert (a.condition, a.clip, a.source) == (b.condition, b.clip, b.source)
         assert np.array_equal(a.noisy, b.noisy) and np.array_equal(a.clean, b.clean)
     assert any(not np.array_equal(a.noisy, c.noisy) for a, c in zip(first, other) if a.condition != "pair")
-    speech = {p.name for p in ev.speech_files(shared_data)}
-    noises = {p.name for p in ev.noise_files(shared_data)}
+    speech = {p.name for p in data.speech_files(shared_data)}
+    noises = {p.name for p in data.noise_files(shared_data)}
     asked = {"talker0dB": 0.0, "noise0dB": 0.0, "noise5dB": 5.0}
     for e in first:
         assert len(e.noisy) == len(e.clean) and e.noisy.dtype == np.float32
@@ -111,32 +113,32 @@ def test_conditions_are_deterministic_and_at_the_asked_snr(shared_data):
             assert e.lips is None
             continue
         assert e.lips is not None and e.audio_offset == 0.04
-        assert np.abs(e.noisy).max() <= ev.PEAK + 1e-6
+        assert np.abs(e.noisy).max() <= enhance.PEAK + 1e-6
         snr = energy_db(e.clean) - energy_db(e.noisy.astype(np.float64) - e.clean)
         assert abs(snr - asked[e.condition]) < 0.1, (e.condition, e.clip, snr)
         added = e.source.split("@")[0]
         assert added in (speech if e.condition == "talker0dB" else noises)
     # a clip's mixtures do not depend on which other clips are evaluated with it
-    one = list(ev.examples(shared_data, seed=0, clips=1, measure=measure))
+    one = list(enhance.examples(shared_data, seed=0, clips=1, measure=measure))
     assert np.array_equal(one[0].noisy, first[0].noisy)
 
 
 # ------------------------------------------------------------------------------------------ RNNoise
 def test_rnnoise_is_delay_aligned_and_removes_noise(shared_data):
-    speech = ev.load_audio(shared_data / SPEECH)
+    speech = data.load_audio(shared_data / SPEECH)
     try:
-        rnnoise = ev.SuppressorMethod("rnnoise", "rnnoise")
-    except ev.MethodUnavailable as err:
+        rnnoise = baselines.SuppressorMethod("rnnoise", "rnnoise")
+    except baselines.MethodUnavailable as err:
         pytest.skip(str(err))
     out = rnnoise.enhance(speech, None, 0.0)
     assert len(out) == len(speech) and out.dtype == np.float32
     c = correlate(out.astype(np.float64), speech.astype(np.float64), mode="full", method="fft")
     lag = int(np.argmax(c)) - (len(speech) - 1)
-    assert abs(lag) <= ev.SAMPLE_RATE // 1000, f"rnnoise output lags its input by {lag} samples"
-    bike = ev.load_audio(shared_data / "noise" / "pyroomacoustics_exercise_bike.wav")
-    noise = ev.fit_length(bike, len(speech), 16000)
-    noisy = speech + ev.scale_to_snr(speech, noise, 0.0)
-    before, after = ev.si_sdr(speech, noisy), ev.si_sdr(speech, rnnoise.enhance(noisy, None, 0.0))
+    assert abs(lag) <= data.SAMPLE_RATE // 1000, f"rnnoise output lags its input by {lag} samples"
+    bike = data.load_audio(shared_data / "noise" / "pyroomacoustics_exercise_bike.wav")
+    noise = data.fit_length(bike, len(speech), 16000)
+    noisy = speech + data.scale_to_snr(speech, noise, 0.0)
+    before, after = metrics.si_sdr(speech, noisy), metrics.si_sdr(speech, rnnoise.enhance(noisy, None, 0.0))
     assert after > before + 2, (before, after)
 
 
@@ -154,9 +156,9 @@ class Halver:
 
 
 def test_a_registered_method_is_evaluated_with_lips_where_there_are_some(shared_data, tmp_path, monkeypatch):
-    monkeypatch.setitem(ev.METHODS, "halver", Halver)
+    monkeypatch.setitem(baselines.METHODS, "halver", Halver)
     Halver.seen = []
-    report = ev.evaluate(shared_data, tmp_path / "r.json", ["noisy", "halver"], clips=1, progress=False,
+    report = enhance.evaluate(shared_data, tmp_path / "r.json", ["noisy", "halver"], clips=1, progress=False,
                          plots=False, measure=fake_measure(shared_data))
     assert json.loads((tmp_path / "r.json").read_text()) == report
     halver = [r for r in report["rows"] if r["method"] == "halver"]
@@ -169,23 +171,23 @@ def test_a_registered_method_is_evaluated_with_lips_where_there_are_some(shared_
 
 def test_default_methods_are_the_registered_ones_that_can_run(monkeypatch, tmp_path):
     monkeypatch.setenv("AVCALL_WEIGHTS_DIR", str(tmp_path))  # no trained weights there
-    methods, notes = ev.build_methods(None)
+    methods, notes = baselines.build_methods(None)
     from avcall.pipelines.suppressors import DEFAULT, available
 
     packaged = [n for n in available() if n != "avcall-ao"]  # the packaged suppressors need no weights of ours
     assert [m.name for m in methods] == ["noisy", "noisereduce"] + ["avcall"] * (DEFAULT in packaged) + packaged
-    assert all(isinstance(m, ev.Method) for m in methods)
-    assert len(notes) == len(ev.METHODS) - len(methods)  # each one left out is said, with why
+    assert all(isinstance(m, baselines.Method) for m in methods)
+    assert len(notes) == len(baselines.METHODS) - len(methods)  # each one left out is said, with why
     assert all("no trained weights" in n or "is missing" in n or "no weights" in n for n in notes), notes
 
     def untrained():
-        raise ev.MethodUnavailable("no trained weights")
+        raise baselines.MethodUnavailable("no trained weights")
 
-    monkeypatch.setitem(ev.METHODS, "untrained", untrained)
-    methods, notes = ev.build_methods(None)
+    monkeypatch.setitem(baselines.METHODS, "untrained", untrained)
+    methods, notes = baselines.build_methods(None)
     assert "untrained" not in [m.name for m in methods] and any("untrained left out" in n for n in notes)
-    with pytest.raises(ev.InputError, match="untrained"):
-        ev.build_methods(["noisy", "untrained"])
+    with pytest.raises(InputError, match="untrained"):
+        baselines.build_methods(["noisy", "untrained"])
 
 
 # ------------------------------------------------------------------------------------------ CLI

@@ -45,7 +45,7 @@ def fake_media(tmp_path_factory) -> tuple[Path, Path, np.ndarray]:
     """The talking portrait saying LINE as Chromium's fake devices want it: 320x240 y4m, 48 kHz wav;
     and the clip's audio at 16 kHz."""
     from avcall.app.demo import write_talking_portrait
-    from avcall.app.evaluate import load_audio
+    from avcall.app.eval.data import load_audio
 
     folder = tmp_path_factory.mktemp("browser")
     clip = folder / "talk.mp4"

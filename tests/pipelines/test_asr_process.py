@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from avcall.app.eval_captions import caption
+from avcall.app.eval.captions import caption
 from avcall.pipelines.asr import EngineProcess, PocketSphinxEngine
 from avcall.pipelines.errors import InputError
 from avcall.pipelines.frames import SAMPLE_RATE, AudioFrame, Event

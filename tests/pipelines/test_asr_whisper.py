@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from avcall.app.eval_captions import caption
+from avcall.app.eval.captions import caption
 from avcall.models.data.align import normalise
 from avcall.pipelines.asr import ResumableEngine, SpeechEngine, Word, make_engine, resumable
 from avcall.pipelines.errors import InputError

@@ -14,7 +14,8 @@ import pytest
 import srt
 import webvtt
 
-from avcall.app.eval_captions import caption, edit_alignment, score_clip
+from avcall.app.eval.captions import caption, score_clip
+from avcall.app.eval.metrics import edit_alignment
 from avcall.models.data.align import normalise
 from avcall.pipelines.asr import PocketSphinxEngine, Word, make_engine
 from avcall.pipelines.errors import InputError

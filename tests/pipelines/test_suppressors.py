@@ -14,7 +14,8 @@ import pytest
 import soundfile as sf
 from scipy.signal import resample_poly
 
-from avcall.app.evaluate import scale_to_snr, si_sdr
+from avcall.app.eval.data import scale_to_snr
+from avcall.app.eval.metrics import si_sdr
 from avcall.export.runtime import manifest, session_count
 from avcall.pipelines.audio import Limiter
 from avcall.pipelines.frames import HOP_SAMPLES

@@ -89,7 +89,7 @@ def test_two_faces_each_face_gets_its_own_voice(shared_data):
     if weights is None:
         pytest.skip("no trained separator (tse_sep.onnx does not ship: it did not pass its bars; "
                     "set AVCALL_TSE_WEIGHTS to a folder with one)")
-    from avcall.app.evaluate import si_sdr
+    from avcall.app.eval.metrics import si_sdr
     from avcall.models.data.measure import measure_video
 
     a = measure_video(shared_data / "talking_faces" / "GRID_bbaf2n.mpg")

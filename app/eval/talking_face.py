@@ -29,7 +29,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .evaluate import check_data_dir, talking_face_clips, write_report
+from avcall.models.data.shared_data import shared_data_dir, talking_face_clips
+
+from .data import check_data_dir, write_report
 
 METHODS = ("avcall-voice", "avcall-voice-candidate", "avcall-reenact", "phoneme-oracle", "static")
 # the methods whose mouth follows the voice, not the picture
@@ -148,7 +150,7 @@ def side_by_side(path: Path, clip: Path, avatars: dict[str, list[np.ndarray]], a
 
     from avcall.pipelines.face.render import write_mp4
 
-    from .bench import letterbox
+    from .media import letterbox
 
     with av.open(str(clip)) as container:
         stream = container.streams.video[0]
@@ -202,7 +204,7 @@ def evaluate_talking_face(data: Path, out: Path, progress: bool = True, measure=
     from avcall.pipelines.nets.voice_to_lips import VoiceToLipsStream
 
     from avcall.models.data.measure import clip_signals
-    from .sync import judge_accuracy
+    from ..sync import judge_accuracy
 
     data = check_data_dir(data)
     clips = talking_face_clips(data)
@@ -301,3 +303,18 @@ def format_table(summary: dict) -> str:
                          f"| {f(r['sync_offset_frames'], '.2f')} | – "
                          f"| {100 * r['in_sync_share']:.0f}% | – |")
     return "\n".join(lines)
+
+
+def add_arguments(t) -> None:
+    t.add_argument("--data", type=Path, metavar="DIR", help="folder with talking_faces/ (default ../shared/data)")
+    t.add_argument("--out", type=Path, required=True, metavar="OUT", help="report JSON to write")
+    t.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def run(args) -> int:
+    report = evaluate_talking_face(check_data_dir(args.data if args.data is not None else shared_data_dir()),
+                                   args.out, progress=not args.quiet)
+    print(format_table(report["summary"]))
+    print(f"judge: offset within one frame on {report['judge']['offset_within_1_frame']:.3f} of "
+          f"{report['judge']['pairs']} shifted real clips; wrote {args.out}")
+    return 0

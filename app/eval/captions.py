@@ -36,8 +36,10 @@ from tqdm import tqdm
 from avcall.pipelines.errors import InputError
 from avcall.pipelines.frames import SAMPLE_RATE, LipFeatures
 
-from .evaluate import (build_methods, check_data_dir, clip_rng, fit_length, load_audio,
-                       noise_files, scale_to_snr, speech_files, write_report)
+from .baselines import build_methods
+from .data import (check_data_dir, clip_rng, fit_length, load_audio, noise_files, scale_to_snr, speech_files,
+                   write_report)
+from .metrics import edit_alignment
 
 CONDITIONS = ("clean", "noise5dB", "noise0dB", "talker0dB")
 ENGINES = ("pocketsphinx", "two-pass", "whisper")  # compared by default
@@ -109,27 +111,6 @@ def conditions(clip: CaptionClip, others: list[tuple[str, np.ndarray]], noises: 
 
 
 # --------------------------------------------------------------------------------------------- scoring
-def edit_alignment(ref: list[str], hyp: list[str]) -> tuple[int, dict[int, int]]:
-    """Word errors (S + D + I) and the reference words matched exactly: {ref index: hyp index}."""
-    n, m = len(ref), len(hyp)
-    d = np.zeros((n + 1, m + 1), np.int32)
-    d[:, 0], d[0, :] = np.arange(n + 1), np.arange(m + 1)
-    for i in range(1, n + 1):
-        for j in range(1, m + 1):
-            d[i, j] = min(d[i - 1, j] + 1, d[i, j - 1] + 1, d[i - 1, j - 1] + (ref[i - 1] != hyp[j - 1]))
-    hits, i, j = {}, n, m
-    while i > 0 and j > 0:
-        if d[i, j] == d[i - 1, j - 1] + (ref[i - 1] != hyp[j - 1]):
-            if ref[i - 1] == hyp[j - 1]:
-                hits[i - 1] = j - 1
-            i, j = i - 1, j - 1
-        elif d[i, j] == d[i - 1, j] + 1:
-            i -= 1
-        else:
-            j -= 1
-    return int(d[n, m]), hits
-
-
 def lip_frames(track, audio_offset: float) -> list[LipFeatures]:
     """The talking face's lip features as the live path gets them, on the audio's clock."""
     return [LipFeatures(pts=i / track.fps - audio_offset, present=bool(track.face_present[i]),

@@ -1,0 +1,109 @@
+"""The evaluations' data: the real recordings of a folder laid out like `../shared/data` (talking_faces/,
+speech/, noise/) read as 16 kHz mono float32, the helpers every evaluation builds its mixtures with (looping
+to a length, scaling to an SNR, a clip's own random stream), and the report writer. The talking-face clips
+are found by `avcall.models.data.shared_data.talking_face_clips` (the training recipes use it too).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import zlib
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from avcall.pipelines.errors import InputError, OutputError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+SAMPLE_RATE = 16_000
+AUDIO_SUFFIXES = {".wav", ".flac", ".ogg"}
+
+
+def load_audio(path: Path) -> np.ndarray:
+    """A sound file as 16 kHz mono float32."""
+    from math import gcd
+
+    import numpy as np
+    import soundfile as sf
+    from scipy.signal import resample_poly
+
+    data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    mono = data.mean(axis=1)
+    if rate != SAMPLE_RATE:
+        g = gcd(rate, SAMPLE_RATE)
+        mono = resample_poly(mono.astype(np.float64), SAMPLE_RATE // g, rate // g)
+    return np.asarray(mono, np.float32)
+
+def check_data_dir(data: Path | None) -> Path:
+    if data is None:
+        raise InputError("no data folder: ../shared/data is not beside this checkout; give --data DIR "
+                         "(with talking_faces/, speech/ and noise/)")
+    data = Path(data)
+    missing = [sub for sub in ("talking_faces", "speech", "noise") if not (data / sub).is_dir()]
+    if missing:
+        raise InputError(f"--data {data}: no {', '.join(m + '/' for m in missing)} there (expected the layout "
+                         "of ../shared/data: talking_faces/, speech/, noise/)")
+    return data
+
+def speech_files(data: Path) -> list[Path]:
+    return sorted(p for p in (data / "speech").iterdir() if p.suffix.lower() in AUDIO_SUFFIXES)
+
+def noise_pairs(data: Path) -> list[tuple[str, Path, Path]]:
+    """(name, noisy, clean) for each real pair in noise/: `X_noisy_Y` with `X_clean_Y`, and `STEM_..._NdB`
+    with `STEM` (the PESQ example's babble mixture and its clean speech)."""
+    files = {p.stem: p for p in sorted((data / "noise").iterdir()) if p.suffix.lower() in AUDIO_SUFFIXES}
+    pairs = []
+    for stem, path in files.items():
+        m = re.fullmatch(r"(.*)_noisy_(.*)", stem)
+        if m and f"{m[1]}_clean_{m[2]}" in files:
+            pairs.append((f"{m[1]}_{m[2]}", path, files[f"{m[1]}_clean_{m[2]}"]))
+            continue
+        if re.search(r"_-?\d+(\.\d+)?dB$", stem):
+            clean = [s for s in files if s != stem and stem.startswith(s + "_")]
+            if clean:
+                pairs.append((stem, path, files[max(clean, key=len)]))
+    return pairs
+
+def noise_files(data: Path) -> list[Path]:
+    """The real noises of noise/: every sound there that is not half of a noisy/clean pair (on
+    ../shared/data: car, street, two-talker babble, cafe, dishes, exercise bike, speechbrain noise1)."""
+    in_pairs = {p for _, noisy, clean in noise_pairs(data) for p in (noisy, clean)}
+    return sorted(p for p in (data / "noise").iterdir() if p.suffix.lower() in AUDIO_SUFFIXES and p not in in_pairs)
+
+def fit_length(x: np.ndarray, n: int, offset: int = 0) -> np.ndarray:
+    """`n` samples of `x` from `offset`, looping `x` as often as needed."""
+    import numpy as np
+
+    if len(x) == 0:
+        raise ValueError("fit_length: empty signal")
+    idx = (offset + np.arange(n)) % len(x)
+    return x[idx]
+
+def scale_to_snr(target: np.ndarray, added: np.ndarray, snr_db: float) -> np.ndarray:
+    """`added` scaled so that energy(target) / energy(added) is `snr_db` over the whole length."""
+    import numpy as np
+
+    et = float(np.dot(target.astype(np.float64), target.astype(np.float64)))
+    ea = float(np.dot(added.astype(np.float64), added.astype(np.float64)))
+    if et <= 0 or ea <= 0:
+        raise ValueError("scale_to_snr: silent signal")
+    return (added.astype(np.float64) * np.sqrt(et / (ea * 10 ** (snr_db / 10)))).astype(np.float32)
+
+def clip_rng(seed: int, clip: str):
+    """The clip's own random stream: the same for a clip whatever other clips are evaluated with it."""
+    import numpy as np
+
+    return np.random.default_rng([seed, zlib.crc32(clip.encode())])
+
+def write_report(path: Path, report: dict) -> None:
+    """JSON written whole or not at all (a temporary file beside it, then renamed)."""
+    from avcall.pipelines.sinks.atomic import write_text_atomic
+
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputError(f"cannot write {path}: {err.strerror or err}") from None
+    write_text_atomic(path, json.dumps(report, indent=1, allow_nan=False) + "\n")
