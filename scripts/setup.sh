@@ -9,7 +9,8 @@ VENV=${VENV:-.venv}
 PYTHON=${PYTHON:-python3}
 # the corpus voices: flite, festival and its US voices, espeak-ng
 # chromium, chromium-driver and firefox-esr: the browser tests of the served page
-DEBS="libportaudio2 ffmpeg libgl1 libglib2.0-0 flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts espeak-ng chromium chromium-driver firefox-esr iproute2"
+# janus and libjs-janus-gateway: the SFU of `avcall cluster up` and the room page's janus.js
+DEBS="libportaudio2 ffmpeg libgl1 libglib2.0-0 flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts espeak-ng chromium chromium-driver firefox-esr iproute2 janus libjs-janus-gateway"
 
 missing=()
 for deb in $DEBS; do
