@@ -3,13 +3,10 @@ dispatch to them; the one module that imports them all."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
-from avcall.models.data.shared_data import shared_data_dir, talking_face_clips
 from avcall.pipelines.errors import InputError
 
-from . import captions, emotion, enhance, talking_face
-from .data import check_data_dir, write_report
+from . import captions, emotion, enhance, sync, talking_face
 
 
 def add_parser(commands) -> None:
@@ -49,10 +46,9 @@ def add_parser(commands) -> None:
     j = sub.add_parser("sync", help="the sync judge: offsets found on real talking faces shifted by known amounts",
                        description="Move each talking-face clip's audio by 0, +-2, +-5 and +-10 video frames and "
                        "let the sync judge find the offset; writes OUT with the share within one frame of the "
-                       "truth (and of the truth plus the clip's own offset) and the rows.")
-    j.add_argument("--data", type=Path, metavar="DIR", help="folder with talking_faces/ (default ../shared/data)")
-    j.add_argument("--out", type=Path, required=True, metavar="OUT", help="report JSON to write")
-
+                       "truth (and of the truth plus the clip's own offset), the same for the GRID and LRS2 clips, "
+                       "and the rows.")
+    sync.add_arguments(j)
 
 def cmd_eval(args) -> int:
     if args.eval_command == "emotion":
@@ -62,14 +58,7 @@ def cmd_eval(args) -> int:
     if args.eval_command == "talking-face":
         return talking_face.run(args)
     if args.eval_command == "sync":
-        from ..sync import judge_accuracy
-
-        data = check_data_dir(args.data if args.data is not None else shared_data_dir())
-        report = judge_accuracy(talking_face_clips(data))
-        write_report(args.out, report)
-        print(f"offset within one frame: {report['offset_within_1_frame']:.3f} of {report['pairs']} (clip, shift) "
-              f"pairs; {report['relative_within_1_frame']:.3f} counting each clip's own offset; wrote {args.out}")
-        return 0
+        return sync.run(args)
     if args.eval_command != "enhance":
         raise InputError(f"unknown evaluation {args.eval_command}")
     return enhance.run(args)

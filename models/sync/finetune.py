@@ -14,8 +14,8 @@ offsets of +-15 frames) with its voice moved by 0, +-2, +-5, +-10 frames; plus h
 checkpoint kept is the best on the real validation speakers (ties: the lower mean frame error), so training
 stops being rewarded as soon as it overfits the training speakers. Step 0 is the shipped judge.
 
-`--export DIR` writes sync_lips.onnx and sync_audio.onnx (parity checked) into DIR; `compare` runs the shipped
-and a candidate judge over the dev clips in one run, the eval's way (`app.sync.judge_accuracy`).
+`--export DIR` writes sync_lips.onnx and sync_audio.onnx (parity checked) into DIR; `avcall eval sync
+--candidate DIR` then scores it beside the shipped judge on the dev clips in one run.
 """
 
 from __future__ import annotations
@@ -362,39 +362,6 @@ def export(run: Path, out_dir: Path) -> dict:
     return {"parity_max_abs": max(errors.values()), "metrics": state["metrics"], "config": state["config"]}
 
 
-GRID_LRS2 = ("GRID", "LRS2")
-
-
-def summarise(report: dict) -> dict:
-    rows = report["rows"]
-    sub = [r for r in rows if r["clip"].startswith(GRID_LRS2)]
-    return {"pairs": len(rows), "within_1": round(float(np.mean([r["ok"] for r in rows])), 4),
-            "relative_within_1": round(float(np.mean([r["ok_relative"] for r in rows])), 4),
-            "grid_lrs2_pairs": len(sub), "grid_lrs2_within_1": round(float(np.mean([r["ok"] for r in sub])), 4),
-            "grid_lrs2_relative_within_1": round(float(np.mean([r["ok_relative"] for r in sub])), 4)}
-
-
-def compare(candidate: Path, out: Path, data: Path | None = None) -> dict:
-    """The shipped judge and the one in `candidate` (a folder with sync_lips.onnx and sync_audio.onnx) over the
-    dev clips with their voices moved by 0, +-2, +-5, +-10 frames, in one run, as `avcall eval sync` counts."""
-    from avcall.app.evaluate import talking_face_clips
-    from avcall.app.sync import judge_accuracy
-    from avcall.export.runtime import require_weights
-    from avcall.models.data.shared_data import shared_data_dir
-    from avcall.pipelines.nets.sync_judge import AUDIO_WEIGHTS, LIPS_WEIGHTS, SyncJudge
-
-    clips = talking_face_clips(Path(data) if data else shared_data_dir())
-    judges = {"shipped": SyncJudge(require_weights(LIPS_WEIGHTS), require_weights(AUDIO_WEIGHTS)),
-              "candidate": SyncJudge(Path(candidate) / LIPS_WEIGHTS, Path(candidate) / AUDIO_WEIGHTS)}
-    report = {}
-    for name, judge in judges.items():
-        r = judge_accuracy(clips, judge)
-        report[name] = {"summary": summarise(r), "rows": r["rows"]}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=1) + "\n")
-    return {k: v["summary"] for k, v in report.items()}
-
-
 def seen_clips(run: Path, tracks: Path, before: Path) -> tuple[dict, list]:
     """The av_train clips a run trained on (name -> lag) and validated on, from its checkpoint, or (runs saved
     before it recorded them) found again as `finetune` found them with the judge it started from (`before`)."""
@@ -410,7 +377,7 @@ def seen_clips(run: Path, tracks: Path, before: Path) -> tuple[dict, list]:
 def ship(run: Path, candidate: Path, tracks: Path, before: Path, dev: dict, root: Path) -> dict:
     """Copy the candidate's two ONNX files into the shipped weights and write their manifest entries: recipe,
     the corpus and the av_train sources and licences seen (training and validation), the validation figures
-    and the dev-clip comparison (`dev`, from `compare`)."""
+    and the dev-clip comparison (`dev`: the summaries of `avcall eval sync --candidate`)."""
     import shutil
 
     from types import SimpleNamespace
@@ -450,7 +417,7 @@ def ship(run: Path, candidate: Path, tracks: Path, before: Path, dev: dict, root
         entries[file] = write_manifest_entry(
             dst, recipe=f"python -m avcall.models.sync.finetune --tracks {config['tracks']} --corpus {config['corpus']} "
             f"--out {config['out']} --steps {config['steps']} --lr {config['lr']} --real-share {config['real_share']} "
-            f"--grid-share {config['grid_share']} --seed {config['seed']} --export DIR --compare JSON "
+            f"--grid-share {config['grid_share']} --seed {config['seed']} --export DIR, then avcall eval sync --candidate DIR "
             "(fine-tuned from the judge of `avcall train sync --corpus /tmp/corpus60b --steps 1500`)",
             corpus=corpus, metrics={"evaluated_by": "avcall eval sync --out bench/sync_judge.json",
                                     "dev_clips_before_after": dev, "validation": state["metrics"]},
@@ -477,8 +444,6 @@ def main(argv=None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-minutes", type=float, default=0.0)
     p.add_argument("--export", type=Path, metavar="DIR", help="then write the best encoders as ONNX into DIR")
-    p.add_argument("--compare", type=Path, metavar="JSON", help="then compare DIR's judge with the shipped one "
-                   "on the dev clips, written to JSON")
     a = p.parse_args(argv)
     torch.set_num_threads(1)
     if a.steps > 0 or not (a.out / "model.pt").exists():
@@ -488,8 +453,6 @@ def main(argv=None) -> None:
                  require_weights(LIPS_WEIGHTS), require_weights(AUDIO_WEIGHTS), log=lambda s: print(s, flush=True))
     if a.export:
         print(json.dumps(export(a.out, a.export)), flush=True)
-        if a.compare:
-            print(json.dumps(compare(a.export, a.compare)), flush=True)
 
 
 if __name__ == "__main__":
