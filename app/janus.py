@@ -67,8 +67,8 @@ def ice_list() -> str:
     if not found:
         raise InputError("Janus gathers ICE candidates only on interfaces that are not loopback, and this machine "
                          "has no IPv4 address on one (a container with only `lo`): give it one, e.g. as root "
-                         "`ip link add avcall0 type dummy && ip addr add 10.254.254.2/32 dev avcall0 && ip link "
-                         "set avcall0 up`")
+                         "`ip link add avcall0 type veth peer name avcall1 && ip addr add 10.254.254.2/32 dev avcall0 "
+                         "&& ip link set avcall0 up && ip link set avcall1 up`")
     return ",".join(found)
 
 
