@@ -440,12 +440,15 @@ def bench_emotion(audio_path: Path | None = None, seconds: float = 20.0) -> dict
     }
 
 
-def bench_serve(seconds: float = 20.0, clip: Path | None = None, peers: tuple[int, ...] = (1,)) -> dict:
+def bench_serve(seconds: float = 20.0, clip: Path | None = None, peers: tuple[int, ...] = (1,),
+                sessions: tuple[str, ...] = ("shared",)) -> dict:
     """The served path on loopback, N peers at once for each N of `peers`: `avcall serve`'s server and N aiortc
     peers, each playing a talking-face clip with real WebRTC both ways. Per N: the server's own measure of the
     added audio delay (a hop's arrival from its peer to its departure to the encoder, after the jitter buffer),
     the share of hops passed through unenhanced, the audio and video each peer got back against what real time
-    would give, and the server process's CPU per peer."""
+    would give, the process's CPU per peer and its memory (with the recognisers' processes). `sessions`:
+    "shared" (one onnxruntime session per model for every peer, the product's way) and/or "per-stream" (a
+    session per peer, as before), each run for every N."""
     import resource
     import tempfile
 
@@ -486,6 +489,8 @@ def bench_serve(seconds: float = 20.0, clip: Path | None = None, peers: tuple[in
     async def run(path: Path, n: int) -> tuple[list[list[dict]], list[dict], float]:
         from aiohttp import web
 
+        from .soak import rss_mb
+
         server = Server(ServeConfig(max_peers=n))
         server.load_models()
         runner = web.AppRunner(server.app())
@@ -494,13 +499,19 @@ def bench_serve(seconds: float = 20.0, clip: Path | None = None, peers: tuple[in
         await site.start()
         port = site._server.sockets[0].getsockname()[1]
         got = [{"audio_s": 0.0, "video_frames": 0} for _ in range(n)]
+        memory = [rss_mb()]  # before the peers, then with every peer's call running
         began = cpu()
+        async def sample_memory() -> None:
+            await asyncio.sleep(seconds * 0.75)
+            memory.append(rss_mb())
+
         try:
-            telemetry = await asyncio.gather(*(one_peer(port, path, got[i]) for i in range(n)))
+            telemetry, _ = await asyncio.gather(asyncio.gather(*(one_peer(port, path, got[i]) for i in range(n))),
+                                                sample_memory())
         finally:
             used = cpu() - began
             await runner.cleanup()
-        return telemetry, got, used
+        return telemetry, got, used, (memory[1] - memory[0]) / n if len(memory) == 2 else None
 
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -509,24 +520,31 @@ def bench_serve(seconds: float = 20.0, clip: Path | None = None, peers: tuple[in
             path = Path(tmp) / "talk.mp4"
             if not write_talking_portrait(path, [DEMO_LINE] * (int(seconds // 4) + 2)):
                 asyncio.run(write_synthetic_clip(path, seconds + 2))
-        for n in peers:
-            telemetry, got, used = asyncio.run(run(path, n))
+        from avcall.export import runtime
+
+        for mode, n in [(mode, n) for mode in sessions for n in peers]:
+            runtime.SHARE_SESSIONS = mode == "shared"
+            try:
+                telemetry, got, used, memory = asyncio.run(run(path, n))
+            finally:
+                runtime.SHARE_SESSIONS = True
             late = [t for per in telemetry for t in per[len(per) // 4:] if t.get("audio_delay_ms") is not None]
             if not late:
                 raise InputError(f"bench serve: no telemetry came back from the server with {n} peer(s)")
             passed = [t["incidents"].get("audio_passthrough_samples", 0) for per in telemetry for t in per[-1:]]
-            results[str(n)] = {
+            results.setdefault(mode, {})[str(n)] = {
                 "added_audio_delay_ms": {"p50": float(np.median([t["audio_delay_ms"] for t in late])),
                                          "p95": float(np.median([t["audio_delay_p95_ms"] for t in late]))},
                 "audio_back_share": [round(g["audio_s"] / seconds, 3) for g in got],  # 1.0: all of real time
                 "video_back_fps": [round(g["video_frames"] / seconds, 1) for g in got],
                 "audio_passed_through_s": [round(p / 16_000, 2) for p in passed],
                 "cpu_per_peer": used / seconds / n,  # of one core
+                "memory_per_peer_mb": round(memory, 1) if memory is not None else None,  # added, with the recognisers
                 "enhance": late[-1]["enhance"],
                 "face_seen_share": float(np.mean([t["face"] for t in late])),
                 "stages_ms": late[-1]["stages"],
             }
-    one = results[str(peers[0])]
+    one = results[sessions[0]][str(peers[0])]
     return {
         "benchmark": "serve",
         "what": "avcall serve on 127.0.0.1 with N aiortc peers at once, each playing a talking-face clip; added "
@@ -534,7 +552,8 @@ def bench_serve(seconds: float = 20.0, clip: Path | None = None, peers: tuple[in
                 "the Opus encoder, enhanced (medians over the run's telemetry after the first quarter); audio and "
                 "video got back by each peer; server CPU (its threads and the recognisers' processes) per peer",
         "seconds": seconds,
-        "peers": results,
+        "peers": results.get("shared", results[sessions[0]]),
+        **({"per_stream_sessions": results["per-stream"]} if "per-stream" in results and "shared" in results else {}),
         "added_audio_delay_ms": one["added_audio_delay_ms"],
         "target_ms": SERVE_TARGET_DELAY_MS,
         "meets_target": bool(one["added_audio_delay_ms"]["p50"] <= SERVE_TARGET_DELAY_MS),

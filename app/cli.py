@@ -73,6 +73,14 @@ def peer_counts(text: str) -> tuple[int, ...]:
     return counts
 
 
+def session_modes(text: str) -> tuple[str, ...]:
+    """shared,per-stream -> ("shared", "per-stream")."""
+    modes = tuple(text.split(","))
+    if not modes or not set(modes) <= {"shared", "per-stream"}:
+        raise argparse.ArgumentTypeError(f"{text!r}: give shared, per-stream or both, e.g. shared,per-stream")
+    return modes
+
+
 def device_arg(text: str) -> int | str:
     """A device index (`0`) or a name or path (`default`, `USB Audio`, `clip.mp4`)."""
     return int(text) if text.isdigit() else text
@@ -255,6 +263,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="enhance, captions: seconds of audio to time; serve: seconds of call (default 10)")
     b.add_argument("--peers", type=peer_counts, default=(1,), metavar="N[,N...]",
                    help="serve: peers at once, one run for each count (default 1)")
+    b.add_argument("--sessions", type=session_modes, default=("shared",), metavar="HOW[,HOW]",
+                   help="serve: shared (one session per model for every peer, the default) and/or per-stream "
+                   "(a session per peer, as before the models were shared), each measured for every --peers count")
     b.add_argument("--whole-call", type=Path, metavar="CLIP", help="enhance: also run the whole call over CLIP "
                    "(tracking, captions, the talking face) with each suppressor and measure its CPU per media second")
     b.add_argument("--backend", metavar="NAME", type=enhancer_arg,
@@ -378,7 +389,7 @@ def cmd_bench(args) -> int:
     elif args.what == "emotion":
         result = bench_emotion(args.input, seconds=args.seconds)
     elif args.what == "serve":
-        result = bench_serve(seconds=args.seconds, clip=args.input, peers=args.peers)
+        result = bench_serve(seconds=args.seconds, clip=args.input, peers=args.peers, sessions=args.sessions)
     elif args.what == "enhance":
         result = bench_enhance(args.input, seconds=args.seconds, backends=[args.backend] if args.backend else None,
                                whole_call=args.whole_call)

@@ -88,6 +88,7 @@ def require_weights(name: str) -> Path:
 _lock = threading.Lock()
 _sessions: dict[tuple, ort.InferenceSession] = {}
 _batched: dict[int, object] = {}  # id(shared session) -> its BatchedSession
+SHARE_SESSIONS = True  # False: a session per stream, as before (`bench serve --sessions` measures both)
 _verified: dict[tuple, bool] = {}
 
 
@@ -155,6 +156,8 @@ def shared_session(path: str | Path, *, threads: int = 1, prefer_gpu: bool = Tru
     """One session per model file per process, shared by every stream that runs it (onnxruntime's `run` is
     safe to call from several threads at once; each stream keeps its own recurrent state)."""
     path = Path(path)
+    if not SHARE_SESSIONS:
+        return create_session(path, threads=threads, prefer_gpu=prefer_gpu)
     stat = path.stat() if path.is_file() else None  # a file written anew is a new model
     key = (str(path.resolve()), stat and (stat.st_mtime_ns, stat.st_size), int(threads), bool(prefer_gpu))
     with _lock:
@@ -172,6 +175,8 @@ def batched_session(path: str | Path, batch_axes: dict[str, int], *, threads: in
     from ..pipelines.nets.batch import BatchedSession
 
     session = shared_session(path, threads=threads, prefer_gpu=False)
+    if not SHARE_SESSIONS:
+        return session
     with _lock:
         batched = _batched.get(id(session))
         if batched is None:
