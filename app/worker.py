@@ -90,6 +90,9 @@ class RoomCall:
         self.pipeline = None
         self.audio_out = self.video_out = None
         self._stop = asyncio.Event()
+        self._control = None  # the rate limit of the participant's toggles
+        self.suppressor = None
+        self.enhance, self.overlay = "off", cfg.overlay
 
     # --- Janus and aiortc -------------------------------------------------------------------------------
     async def _subscribe(self) -> None:
@@ -113,7 +116,10 @@ class RoomCall:
                     if receiver.track is track:
                         tolerate_audio_loss(receiver)
 
+        self.pc_in.on("datachannel", lambda channel: channel.on("message", self.on_message))
         await self.pc_in.setRemoteDescription(RTCSessionDescription(sdp=jsep["sdp"], type=jsep["type"]))
+        if "m=application" in jsep["sdp"]:  # the participant's page sends its toggles; Janus relays them to a
+            self.pc_in.createDataChannel("JanusDataChannel").on("message", self.on_message)  # channel of ours
         await self.pc_in.setLocalDescription(await self.pc_in.createAnswer())
         await self.sub.send({"request": "start"}, jsep={"type": "answer", "sdp": self.pc_in.localDescription.sdp},
                             expect="started")
@@ -135,7 +141,8 @@ class RoomCall:
         if video:
             sources.append(WebRTCVideoSource(self.tracks["video"], self.clock))
             self.video_out = OutgoingVideoTrack()
-        suppressor = shared_suppressor(self.cfg.enhance) if audio else None
+        suppressor = self.suppressor = shared_suppressor(self.cfg.enhance) if audio else None
+        self.enhance = suppressor.name if suppressor is not None else "off"
         if audio:
             audio_in = WebRTCAudioSource(self.tracks["audio"], self.clock)
             sources.append(audio_in)
@@ -183,6 +190,29 @@ class RoomCall:
         self.state.published_at = time.time()
 
     # --- the call ---------------------------------------------------------------------------------------
+    def on_message(self, message) -> None:
+        """The participant's toggles, as the served page sends them ({"type": "control", "enhance": "on" or
+        "off", "overlay": bool}); anything else, or more than CONTROL_RATE a second, is ignored."""
+        from avcall.app.serve import CONTROL_BURST, CONTROL_RATE, RateLimit
+
+        if self._control is None:
+            self._control = RateLimit(CONTROL_RATE, CONTROL_BURST)
+        if not self._control.allow() or not isinstance(message, str) or len(message) > 4096:
+            return
+        try:
+            msg = json.loads(message)
+        except ValueError:
+            return
+        if not isinstance(msg, dict) or msg.get("type") != "control" or self.pipeline is None:
+            return
+        switch = {}
+        if msg.get("enhance") in ("on", "off") and self.suppressor is not None:
+            self.enhance = switch["enhance"] = self.suppressor.name if msg["enhance"] == "on" else "off"
+        if isinstance(msg.get("overlay"), bool):
+            self.overlay = switch["overlay"] = msg["overlay"]
+        if switch:
+            asyncio.ensure_future(self.pipeline.control(switch))
+
     def send(self, message: str) -> None:
         if self.channel is not None and self.channel.readyState == "open":
             self.channel.send(message)
@@ -193,6 +223,7 @@ class RoomCall:
         self.state.incidents = self.pipeline.incidents.summary()["counts"] if self.pipeline else {}
         return {"type": "telemetry", "worker_pid": self.state.pid, "feed": self.cfg.feed,
                 "audio_delay_ms": self.state.audio_delay_ms, "face": bool(self.face and self.face.present),
+                "enhance": self.enhance, "overlay": self.overlay,
                 "incidents": self.state.incidents}
 
     async def _telemetry(self) -> None:

@@ -8,7 +8,7 @@
   const room = Number(document.body.dataset.room);
   const $ = (id) => document.getElementById(id);
   const api = window.avroom = {state: "idle", myId: null, captions: [], telemetry: null, feeds: [], gone: [],
-                               tracks: 0, errors: []};
+                               tracks: 0, errors: [], controls: []};
   let janus = null, pub = null, sub = null, privateId = null, following = null;
 
   function setState(text) { api.state = text; $("status").textContent = text; }
@@ -35,8 +35,10 @@
       } else { $("partial").textContent = msg.text || ""; }
     } else if (msg.type === "telemetry") {
       api.telemetry = {...msg, at: Date.now(), feed: following};
+      resync(msg);
       $("telemetry").textContent = `worker pid ${msg.worker_pid} · audio delay in the worker ` +
-        `${msg.audio_delay_ms == null ? "–" : Math.round(msg.audio_delay_ms) + " ms"} · face ${msg.face ? "yes" : "no"}`;
+        `${msg.audio_delay_ms == null ? "–" : Math.round(msg.audio_delay_ms) + " ms"} · face ${msg.face ? "yes" : "no"}` +
+        ` · voice cleaning ${msg.enhance} · lip tracking ${msg.overlay ? "on" : "off"}`;
     }
   }
 
@@ -96,7 +98,8 @@
             api.myId = msg.id; privateId = msg.private_id;
             setState("joined: waiting for a worker");
             pub.createOffer({
-              tracks: [{type: "audio", capture: true, recv: false}, {type: "video", capture: true, recv: false}],
+              tracks: [{type: "audio", capture: true, recv: false}, {type: "video", capture: true, recv: false},
+                       {type: "data"}],  // the toggles go to the worker on our feed's data channel
               success: (offer) => pub.send({message: {request: "publish"}, jsep: offer}),
               error: (err) => fail("offer", err),
             });
@@ -122,6 +125,24 @@
     });
   }
 
+  // a worker that does not run the page's choice (a new one after a failover starts with the defaults) is told
+  // again, at most every 2 s
+  let resent = 0;
+  function resync(msg) {
+    const want = {enhance: $("enhance").checked ? "on" : "off", overlay: $("overlay").checked};
+    const has = {enhance: msg.enhance === "off" ? "off" : "on", overlay: msg.overlay};
+    if ((want.enhance !== has.enhance || want.overlay !== has.overlay) && Date.now() - resent > 2000) {
+      resent = Date.now();
+      control(want);
+    }
+  }
+
+  // the worker reads {"type": "control", ...} on our feed's data channel, as `avcall serve` does on its own
+  function control(values) {
+    api.controls.push(values);
+    if (pub) pub.data({text: JSON.stringify({type: "control", ...values}), error: (err) => fail("control", err)});
+  }
+
   function stop() {
     if (janus) janus.destroy();
     janus = pub = sub = null; following = null;
@@ -129,6 +150,8 @@
     setState("left");
   }
 
+  $("enhance").addEventListener("change", (e) => control({enhance: e.target.checked ? "on" : "off"}));
+  $("overlay").addEventListener("change", (e) => control({overlay: e.target.checked}));
   $("start").addEventListener("click", start);
   $("stop").addEventListener("click", stop);
   Janus.init({debug: false, dependencies: Janus.useDefaultDependencies({adapter: browser()}),

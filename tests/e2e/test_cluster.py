@@ -43,6 +43,16 @@ class Cluster:
     janus: str  # Janus' HTTP API
 
 
+def _poll(driver, condition, timeout: float) -> dict:
+    """window.avroom.telemetry once `condition` holds of it, or when `timeout` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        telemetry = driver.execute_script("return window.avroom && window.avroom.telemetry") or {}
+        if condition(telemetry) or time.monotonic() > deadline:
+            return telemetry
+        time.sleep(0.3)
+
+
 def _heard(page: dict, since_ms: float = 0) -> set[str]:
     finals = [c["text"] for c in page.get("captions") or [] if c.get("kind") == "final" and c["at"] >= since_ms]
     return set(normalise(" ".join(finals))) & WORDS
@@ -136,6 +146,8 @@ def test_the_room_proxy_keeps_the_guard(cluster):
 
 def test_a_room_call_on_a_worker_and_its_failover(cluster, fake_media, tmp_path):
     base = cluster.base
+    from selenium.webdriver.common.by import By
+
     y4m, wav, _ = fake_media
     driver = chromium(y4m, wav, tmp_path / "profile")
     try:
@@ -147,6 +159,9 @@ def test_a_room_call_on_a_worker_and_its_failover(cluster, fake_media, tmp_path)
                 break
             time.sleep(0.5)
         assert page.get("feeds") and len(_heard(page)) >= 2, page
+        driver.find_element(By.ID, "overlay").click()  # the page's toggles reach the worker through Janus
+        driver.find_element(By.ID, "enhance").click()
+        toggled = _poll(driver, lambda t: t.get("overlay") is False and t.get("enhance") == "off", 15)
         first = _status(base)
         (call,) = first["calls"].values()
         killed_ms = time.time() * 1000
@@ -156,7 +171,8 @@ def test_a_room_call_on_a_worker_and_its_failover(cluster, fake_media, tmp_path)
             page = driver.execute_script(PAGE) or {}
             later = [f for f in page.get("feeds") or [] if f["at"] > killed_ms]
             back = back or (later[0]["at"] if later else None)
-            if back and len(_heard(page, killed_ms)) >= 2:
+            told = (page.get("telemetry") or {}).get("overlay") is False and page["telemetry"]["at"] > (back or 1e18)
+            if back and len(_heard(page, killed_ms)) >= 2 and told:
                 break
             time.sleep(0.5)
         after = _status(base)
@@ -171,6 +187,9 @@ def test_a_room_call_on_a_worker_and_its_failover(cluster, fake_media, tmp_path)
     assert failover["dead_pid"] == call["worker_pid"]
     (now,) = after["calls"].values()
     assert now["worker_pid"] != call["worker_pid"]
+    assert toggled.get("overlay") is False and toggled.get("enhance") == "off", toggled
+    assert page["telemetry"]["worker_pid"] == now["worker_pid"]
+    assert page["telemetry"]["overlay"] is False, page["telemetry"]  # the next worker was told the page's choice
     assert (back - killed_ms) / 1000 < 5.0, (back - killed_ms, failover)
     assert len(_heard(page, killed_ms)) >= 2, page["captions"][-6:]  # the captions resumed
     assert not page.get("errors"), page["errors"]
