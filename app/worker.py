@@ -188,6 +188,7 @@ class RoomCall:
             print("configured", configured, "\n", answer["sdp"], flush=True)
         await self.pc_out.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"]))
         self.state.published_at = time.time()
+        self.pub.events = self.sub.events  # the room's news (who left) comes to the publisher handle: one queue
 
     # --- the call ---------------------------------------------------------------------------------------
     def on_message(self, message) -> None:
@@ -247,9 +248,12 @@ class RoomCall:
                     return
                 continue
             data = event.get("plugindata", {}).get("data", {})
-            if event.get("janus") in ("hangup", "detached") or data.get("unpublished") == self.cfg.feed or \
-                    data.get("leaving") == self.cfg.feed:
-                self.state.ended = f"participant gone ({event.get('janus')})"
+            if data.get("unpublished") == self.cfg.feed or data.get("leaving") == self.cfg.feed:
+                self.state.ended = "participant gone (left the room)"  # told to our publisher handle
+                return
+            if event.get("janus") in ("hangup", "detached"):
+                self.state.ended = ("participant gone (subscription hung up)" if event.get("sender") == self.sub.id
+                                    else "our feed hung up")
                 return
 
     async def run(self) -> CallState:

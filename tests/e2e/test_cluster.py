@@ -227,3 +227,48 @@ def test_serve_room_mode_asks_for_the_token(cluster):
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_avcall_worker_by_hand(cluster, fake_media, tmp_path):
+    """`avcall worker` on its own (no Ray): an aiortc participant publishes the clip into another room of the
+    same Janus, the command processes it and the participant gets the processed voice and captions back."""
+    import asyncio
+
+    from avcall.app.janus import ensure_room
+    from avcall.app.participant import Participant
+
+    clip = tmp_path / "talk.mp4"
+    y4m, wav, _ = fake_media
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-stream_loop", "3", "-i", str(y4m), "-stream_loop", "3",
+                    "-i", str(wav), "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(clip)],
+                   check=True, timeout=120)
+    room = 4242
+
+    async def call() -> tuple[Participant, str]:
+        await ensure_room(cluster.janus, room)
+        person = Participant(cluster.janus, room, clip)
+        feed = await person.start()
+        worker = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "avcall.app.cli", "worker", "--janus", cluster.janus, "--room", str(room),
+            "--feed", str(feed), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                heard = set(normalise(" ".join(person.received.captions()))) & WORDS
+                if person.received.audio and len(heard) >= 2:
+                    break
+                await asyncio.sleep(0.5)
+        finally:
+            await person.stop()  # the participant leaves: the worker ends by itself
+            try:
+                out, _ = await asyncio.wait_for(worker.communicate(), 30)
+            except asyncio.TimeoutError:
+                worker.kill()
+                out, _ = await worker.communicate()
+        return person, out.decode()
+
+    person, out = asyncio.run(call())
+    assert person.received.feeds, out  # the worker's feed came into the room
+    assert len(person.received.audio) > 25, out  # half a second of the processed voice, at least
+    assert len(set(normalise(" ".join(person.received.captions()))) & WORDS) >= 2, person.received.captions()
+    assert '"ended": "participant gone' in out, out  # it noticed the participant leave and ended
