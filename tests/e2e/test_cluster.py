@@ -13,12 +13,14 @@ from dataclasses import dataclass
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -178,6 +180,8 @@ def test_a_room_call_on_a_worker_and_its_failover(cluster, fake_media, tmp_path)
         after = _status(base)
         shot = tmp_path / "room.png"
         driver.save_screenshot(str(shot))
+        if os.environ.get("AVCALL_SCREENSHOTS"):  # the README's picture of the room page
+            shutil.copy(shot, Path(os.environ["AVCALL_SCREENSHOTS"]) / "room.png")
     finally:
         driver.quit()
     print(f"failover: the page's feed back {(back - killed_ms) / 1000 if back else None} s after the kill; "
