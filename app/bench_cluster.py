@@ -8,6 +8,8 @@ clip into the room and follow the feed their worker publishes. After a warm-up, 
   it), the share of it the enhancer had to pass through unprocessed (it was late), the worker's own audio
   delay and its other incidents (frames dropped, work shed); a call is held when at least 97% of the voice
   comes back, at most 5% of it unprocessed, with the worker's delay under 300 ms;
+- the CPU each worker process (with its recogniser's process) spends per second, and Janus', Ray's and this
+  process's (the participants' media, the controller): what a call costs, whatever else shares the machine;
 - the added delay through the SFU: the lag of the processed voice's 10 ms energy envelope, as received, behind
   the envelope of the voice the participant sent (both on this machine's clock): participant -> Janus ->
   worker -> Janus -> participant, the worker's own processing included (its share, from its telemetry, is
@@ -85,10 +87,11 @@ def envelope_lag_ms(sent: list, received: list, start: float, end: float, max_la
 
 def _median(values: list) -> float | None:
     values = [v for v in values if v is not None]
-    return round(float(np.median(values)), 1) if values else None
+    return round(float(np.median(values)), 3) if values else None
 
 
-async def _one_count(calls: int, seconds: float, janus: str, clip: Path, room: int) -> dict:
+async def _one_count(calls: int, seconds: float, janus: str, clip: Path, room: int,
+                     janus_pid: int | None = None) -> dict:
     from avcall.app.cluster import ClusterConfig, Controller
     from avcall.app.participant import Participant
 
@@ -112,9 +115,15 @@ async def _one_count(calls: int, seconds: float, janus: str, clip: Path, room: i
         start = time.monotonic()
         counts = [len(p.received.audio) for p in people]
         cpu0 = _cpu_seconds()
+        workers = {feed: [a.worker_pid, *_children(a.worker_pid)] for feed, a in controller.calls.items()}
+        groups = {"janus": [janus_pid] if janus_pid else [], "ray": _named("raylet", "gcs_server"),
+                  "bench_process": [os.getpid()]}  # the participants' media and the controller
+        spent0 = {k: sum(map(_proc_cpu, v)) for k, v in {**workers, **groups}.items()}
         await asyncio.sleep(seconds)
         end = time.monotonic()
         cpu = (_cpu_seconds() - cpu0) / (end - start)
+        spent = {k: round((sum(map(_proc_cpu, v)) - spent0[k]) / (end - start), 3)
+                 for k, v in {**workers, **groups}.items()}
         per_call = []
         for person, n0 in zip(people, counts):
             got = sum(len(x) for _, x in person.received.audio[n0:]) / 48_000
@@ -124,7 +133,8 @@ async def _one_count(calls: int, seconds: float, janus: str, clip: Path, room: i
             incidents = {k: v - first.get(k, 0) for k, v in last.get("incidents", {}).items() if v - first.get(k, 0)}
             lag = envelope_lag_ms(person.sent_audio, person.received.audio, start, end)
             unprocessed = incidents.get("audio_passthrough_samples", 0) / 16_000 / (end - start)
-            per_call.append({"audio_received_per_s": round(got / (end - start), 3),
+            per_call.append({"worker_cores": spent.get(person.id),
+                             "audio_received_per_s": round(got / (end - start), 3),
                              "voice_unprocessed_share": round(unprocessed, 3),
                              "voice_delay_ms": lag["lag_ms"], "envelope_r": lag["r"],
                              "worker_audio_delay_ms": last.get("audio_delay_ms"),
@@ -133,6 +143,8 @@ async def _one_count(calls: int, seconds: float, janus: str, clip: Path, room: i
                              "incidents_in_window": incidents})
         failover = await _failover(controller, people[0])
         return {"calls": calls, "seconds": round(end - start, 1), "machine_cpu_cores_busy": round(cpu, 2),
+                "cores": {"worker_per_call_median": _median([spent.get(p.id) for p in people]),
+                          **{k: spent[k] for k in groups}},
                 "per_call": per_call,
                 "held_at_real_time": all(c["audio_received_per_s"] >= 0.97 and c["voice_unprocessed_share"] <= 0.05
                                          and (c["worker_audio_delay_ms"] or 0) < 300 for c in per_call),
@@ -173,6 +185,44 @@ async def _failover(controller, person) -> dict:
             "first_caption_back_s": round(caption_back - killed, 3) if caption_back else None}
 
 
+def _proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has spent so far; 0 when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (float(fields[11]) + float(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (a worker's recogniser, started with multiprocessing's spawn)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        found.append(int(entry))
+            except (OSError, ValueError, IndexError):
+                continue
+    return found
+
+
+def _named(*names: str) -> list[int]:
+    """Processes by their command name (Ray's raylet and gcs_server)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/comm") as f:
+                    if f.read().strip() in names:
+                        found.append(int(entry))
+            except OSError:
+                continue
+    return found
+
+
 def _cpu_seconds() -> float:
     """CPU seconds spent by the whole machine so far (every process; /proc/stat), idle and iowait left out."""
     with open("/proc/stat") as f:
@@ -198,7 +248,7 @@ def bench_cluster(calls: tuple[int, ...] = (1,), seconds: float = 20.0, room: in
     try:
         start_ray(ClusterConfig(janus=janus.url, workers=max(calls)))
         for n in calls:
-            runs.append(asyncio.run(_one_count(n, seconds, janus.url, clip, room + n)))
+            runs.append(asyncio.run(_one_count(n, seconds, janus.url, clip, room + n, janus.proc.pid)))
     finally:
         if ray.is_initialized():
             ray.shutdown()
