@@ -129,6 +129,7 @@ class Controller:
         self._tasks: dict[int, asyncio.Task] = {}
         self._spare: asyncio.Task | None = None
         self._workers: dict[int, object] = {}  # feed -> actor handle
+        self.present: set[int] = set()  # the participants' feeds in the room at the last look
 
     # --- workers ----------------------------------------------------------------------------------------
     async def _new_worker(self):
@@ -178,13 +179,17 @@ class Controller:
                 failover = Failover(feed, info["pid"], time.time())
                 self.failovers.append(failover)
                 await self._kick(janus, publisher_id)
-            except RayTaskError as err:  # the call could not start (the feed not ready): the same worker again
+            except RayTaskError as err:  # the call could not start (the feed not ready yet, or gone)
                 await self._release(worker)
                 failover = None
                 if "No such feed" not in str(err):
                     self.ended.append({"feed": feed, "ended": f"error: {err.cause if hasattr(err, 'cause') else err}",
                                        "at": time.time()})
                 await asyncio.sleep(RETRY_S)
+                if feed not in self.present:  # the participant left meanwhile
+                    self.calls.pop(feed, None)
+                    self._workers.pop(feed, None)
+                    return
             finally:
                 if watch is not None and not watch.done():
                     watch.cancel()
@@ -234,6 +239,8 @@ class Controller:
                     listed = {}
                 feeds = {p["id"] for p in listed.get("participants", [])
                          if p.get("publisher") and not str(p.get("display", "")).startswith(DISPLAY_PREFIX)}
+                if listed:
+                    self.present = feeds
                 for feed in feeds - set(self._tasks):
                     self._tasks[feed] = asyncio.ensure_future(self._serve(feed, janus))
                 for feed, task in list(self._tasks.items()):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,8 +85,6 @@ class Participant:
         handle = await self.session.attach()
         _, jsep = await handle.send({"request": "join", "ptype": "subscriber", "room": self.room,
                                      "streams": [{"feed": feed}]}, expect="videoroom")
-        if os.environ.get("AVCALL_DEBUG_SDP"):
-            print([line for line in jsep["sdp"].splitlines() if line.startswith("m=")], flush=True)
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self._feed_sub = (handle, pc)
 

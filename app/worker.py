@@ -179,13 +179,11 @@ class RoomCall:
                 self.state.connected_at = time.time()
 
         await self.pc_out.setLocalDescription(await self.pc_out.createOffer())
-        configured, answer = await self.pub.send({"request": "publish", "display": join["display"]},
-                                        jsep={"type": "offer", "sdp": self.pc_out.localDescription.sdp},
-                                        expect="configured")
+        _, answer = await self.pub.send({"request": "publish", "display": join["display"]},
+                                jsep={"type": "offer", "sdp": self.pc_out.localDescription.sdp},
+                                expect="configured")
         if answer is None:
             raise JanusError("publishing: Janus sent no answer")
-        if os.environ.get("AVCALL_DEBUG_SDP"):
-            print("configured", configured, "\n", answer["sdp"], flush=True)
         await self.pc_out.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"]))
         self.state.published_at = time.time()
         self.pub.events = self.sub.events  # the room's news (who left) comes to the publisher handle: one queue

@@ -8,8 +8,6 @@ are refused."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import json
 import os
 import re
@@ -20,6 +18,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
