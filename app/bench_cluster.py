@@ -13,7 +13,8 @@ clip into the room and follow the feed their worker publishes. After a warm-up, 
 - the added delay through the SFU: the lag of the processed voice's 10 ms energy envelope, as received, behind
   the envelope of the voice the participant sent (both on this machine's clock): participant -> Janus ->
   worker -> Janus -> participant, the worker's own processing included (its share, from its telemetry, is
-  given beside it);
+  given beside it); and, beside it, the same voice as Janus relays it straight back to the participant
+  (its own feed, no worker): what the SFU alone adds;
 then one worker's process is killed (SIGKILL) and the failover timed: Ray's report of the death, the next
 worker's feed in the room, the first processed audio and the first caption back at the participant.
 The participants' own encoding and decoding run on the same machine's cores: on a 2-core machine they take
@@ -106,6 +107,7 @@ async def _one_count(calls: int, seconds: float, janus: str, clip: Path, room: i
     try:
         for person in people:
             await person.start()
+            await person.watch_own_feed()  # the same voice through Janus alone: the SFU's share of the delay
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not all(p.received.audio for p in people):
             await asyncio.sleep(0.5)
@@ -132,11 +134,13 @@ async def _one_count(calls: int, seconds: float, janus: str, clip: Path, room: i
             first = telemetry[0].get("incidents", {}) if telemetry else {}
             incidents = {k: v - first.get(k, 0) for k, v in last.get("incidents", {}).items() if v - first.get(k, 0)}
             lag = envelope_lag_ms(person.sent_audio, person.received.audio, start, end)
+            sfu = envelope_lag_ms(person.sent_audio, person.received.own_audio, start, end)
             unprocessed = incidents.get("audio_passthrough_samples", 0) / 16_000 / (end - start)
             per_call.append({"worker_cores": spent.get(person.id),
                              "audio_received_per_s": round(got / (end - start), 3),
                              "voice_unprocessed_share": round(unprocessed, 3),
                              "voice_delay_ms": lag["lag_ms"], "envelope_r": lag["r"],
+                             "sfu_only_delay_ms": sfu["lag_ms"], "sfu_only_envelope_r": sfu["r"],
                              "worker_audio_delay_ms": last.get("audio_delay_ms"),
                              "face_tracked": last.get("face"),
                              "captions": len(person.received.captions(start)),
@@ -149,6 +153,7 @@ async def _one_count(calls: int, seconds: float, janus: str, clip: Path, room: i
                 "held_at_real_time": all(c["audio_received_per_s"] >= 0.97 and c["voice_unprocessed_share"] <= 0.05
                                          and (c["worker_audio_delay_ms"] or 0) < 300 for c in per_call),
                 "voice_delay_ms_median": _median([c["voice_delay_ms"] for c in per_call]),
+                "sfu_only_delay_ms_median": _median([c["sfu_only_delay_ms"] for c in per_call]),
                 "worker_audio_delay_ms_median": _median([c["worker_audio_delay_ms"] for c in per_call]),
                 "failover": failover}
     finally:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from avcall.app.janus import JanusSession
+from avcall.app.janus import JanusError, JanusSession
 from avcall.app.worker import DISPLAY_PREFIX
 
 
@@ -23,6 +23,7 @@ class Received:
     audio: list[tuple[float, np.ndarray]] = field(default_factory=list)  # (arrival, 48 kHz mono block)
     messages: list[tuple[float, dict]] = field(default_factory=list)
     feeds: list[tuple[float, int]] = field(default_factory=list)  # (subscribed, worker feed id)
+    own_audio: list[tuple[float, np.ndarray]] = field(default_factory=list)  # the own feed, unprocessed
 
     def captions(self, since: float = 0.0) -> list[str]:
         return [m["text"] for t, m in self.messages if t >= since and m.get("type") == "caption"
@@ -57,8 +58,11 @@ class Participant:
         pc.addTrack(_Tap(self.player.audio, self.sent_audio))
         pc.addTrack(self.player.video)
         await pc.setLocalDescription(await pc.createOffer())
-        _, answer = await self.pub.send({"request": "publish"}, jsep={"type": "offer", "sdp": pc.localDescription.sdp},
-                                        expect="configured")
+        configured, answer = await self.pub.send({"request": "publish"},
+                                                 jsep={"type": "offer", "sdp": pc.localDescription.sdp},
+                                                 expect="configured")
+        self.audio_mid = next((st.get("mid") for st in configured.get("streams", []) if st.get("type") == "audio"),
+                              None)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"]))
         self.tasks.append(asyncio.create_task(self._follow(data.get("publishers", []))))
         return self.id
@@ -110,15 +114,45 @@ class Participant:
                           expect="started")
         self.received.feeds.append((time.monotonic(), feed))
 
-    async def _drain_audio(self, track) -> None:
+    async def _drain_audio(self, track, into: list | None = None) -> None:
         from aiortc.mediastreams import MediaStreamError
 
+        into = self.received.audio if into is None else into
         try:
             while True:
                 frame = await track.recv()
-                self.received.audio.append((time.monotonic(), _mono48(frame)))
+                into.append((time.monotonic(), _mono48(frame)))
         except MediaStreamError:
             return
+
+    async def watch_own_feed(self) -> None:
+        """Subscribes to this participant's own feed as Janus relays it, unprocessed: its voice lands in
+        `received.own_audio` (the SFU's share of the delay, without a worker). Audio only: no video to decode."""
+        from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+
+        handle = await self.session.attach()
+        for attempt in range(40):  # the feed is there once its connection is up
+            try:
+                _, jsep = await handle.send({"request": "join", "ptype": "subscriber", "room": self.room,
+                                             "streams": [{"feed": self.id, "mid": self.audio_mid}]},
+                                            expect="videoroom")
+                break
+            except JanusError:
+                if attempt == 39:
+                    raise
+                await asyncio.sleep(0.25)
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.pcs.append(pc)
+
+        @pc.on("track")
+        def on_track(track) -> None:
+            drain = self._drain_audio(track, self.received.own_audio) if track.kind == "audio" else _drain(track)
+            self.tasks.append(asyncio.create_task(drain))
+
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=jsep["sdp"], type=jsep["type"]))
+        await pc.setLocalDescription(await pc.createAnswer())
+        await handle.send({"request": "start"}, jsep={"type": "answer", "sdp": pc.localDescription.sdp},
+                          expect="started")
 
     async def stop(self) -> None:
         player = getattr(self, "player", None)

@@ -11,6 +11,7 @@ libjs-janus-gateway (nothing is fetched from the internet); `/cluster` is the co
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 from collections.abc import Callable
 from importlib import resources
@@ -85,17 +86,23 @@ def add_room_routes(app: web.Application, server, janus_url: str, room: int,
         tail = "".join(f"/{int(part)}" for part in (request.match_info.get("session"),
                                                      request.match_info.get("handle")) if part)
         session = await client()
-        async with session.post(janus_url + tail, json=body, timeout=aiohttp.ClientTimeout(total=15)) as reply:
-            return web.json_response(await reply.json(content_type=None), status=reply.status)
+        try:
+            async with session.post(janus_url + tail, json=body, timeout=aiohttp.ClientTimeout(total=15)) as reply:
+                return web.json_response(await reply.json(content_type=None), status=reply.status)
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as err:
+            return _error(502, f"Janus did not answer: {type(err).__name__}")
 
     async def proxy_poll(request: web.Request) -> web.Response:
         if not token_ok(request.query.get("token") or request.headers.get("X-Avcall-Token")):
             return _error(403, "missing or wrong token")
         params = {k: v for k, v in request.query.items() if k in ("maxev", "rid") and v.isdigit()}
         session = await client()
-        async with session.get(f"{janus_url}/{int(request.match_info['session'])}", params=params,
-                               timeout=aiohttp.ClientTimeout(total=LONG_POLL_S)) as reply:
-            return web.json_response(await reply.json(content_type=None), status=reply.status)
+        try:
+            async with session.get(f"{janus_url}/{int(request.match_info['session'])}", params=params,
+                                   timeout=aiohttp.ClientTimeout(total=LONG_POLL_S)) as reply:
+                return web.json_response(await reply.json(content_type=None), status=reply.status)
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as err:
+            return _error(502, f"Janus did not answer: {type(err).__name__}")
 
     async def cluster(request: web.Request) -> web.Response:
         if not token_ok(request.query.get("token") or request.headers.get("X-Avcall-Token")):
