@@ -17,6 +17,7 @@ import asyncio
 import json
 import os
 import random
+import signal
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -315,6 +316,10 @@ async def serve_cluster(cfg: ClusterConfig, host: str, port: int, token: str | N
         await runner.cleanup()
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def cmd_cluster(args) -> int:
     """`avcall cluster up`: Janus (unless one answers at --janus), a local Ray head or --address, the
     controller and the room page, until Ctrl-C."""
@@ -338,9 +343,10 @@ def cmd_cluster(args) -> int:
     cfg = ClusterConfig(janus=janus, room=args.room, address=args.address, workers=args.workers,
                         worker_cpus=args.worker_cpus, worker_gpus=args.worker_gpus, spare=not args.no_spare,
                         enhance=not args.no_enhance, captions=not args.no_captions)
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` ends it as Ctrl-C does: calls, Ray, Janus stopped
     try:
         resources = start_ray(cfg)
-        print(f"avcall cluster: Ray {'at ' + cfg.address if cfg.address else 'head on 127.0.0.1'}: "
+        print(f"avcall cluster: Ray {'at ' + cfg.address if cfg.address else 'head on this machine'}: "
               f"{json.dumps({k: v for k, v in resources.items() if not k.startswith('node:')})}", flush=True)
         try:
             asyncio.run(serve_cluster(cfg, args.host, args.port, token))

@@ -154,7 +154,8 @@ admin: {{
         log = open(folder / "janus.log", "w")  # noqa: SIM115 - kept open for the process's life
         self.proc = subprocess.Popen([exe, "-F", str(folder), "-C", str(folder / "janus.jcfg"), "-N",
                                       "-L", str(folder / "janus.file.log")],
-                                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     preexec_fn=_die_with_parent)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -178,6 +179,16 @@ admin: {{
                 self.proc.wait(timeout=5)
         if self.folder is not None and not os.environ.get("AVCALL_KEEP_JANUS_LOGS"):
             shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: Linux ends it when the process that started it dies, however that dies."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, 15)  # PR_SET_PDEATHSIG, SIGTERM
+    except (OSError, AttributeError):
+        pass
 
 
 def janus_reachable(url: str) -> bool:
