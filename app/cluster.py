@@ -27,6 +27,7 @@ from avcall.app.worker import DISPLAY_PREFIX, WorkerConfig
 
 POLL_S = 0.5
 RETRY_S = 1.0  # a worker that could not start the call (the feed not ready yet) tries again after this
+MAX_START_ERRORS = 3
 
 
 @dataclass
@@ -64,8 +65,9 @@ class Assignment:
 
 
 def start_ray(cfg: ClusterConfig, temp_dir: str | None = None) -> dict:
-    """Connects to `cfg.address`, or starts a small local head on loopback (no dashboard, a small object
-    store, logs in a temporary folder); what Ray says it has."""
+    """Connects to `cfg.address`, or starts a small local head on this machine (no dashboard, a small object
+    store, logs in a temporary folder; Ray 2.60's servers listen on every interface, behind its token
+    authentication); what Ray says it has."""
     import ray
 
     if ray.is_initialized():
@@ -131,6 +133,7 @@ class Controller:
         self._spare: asyncio.Task | None = None
         self._workers: dict[int, object] = {}  # feed -> actor handle
         self.present: set[int] = set()  # the participants' feeds in the room at the last look
+        self.given_up: set[int] = set()  # feeds whose call failed to start MAX_START_ERRORS times
 
     # --- workers ----------------------------------------------------------------------------------------
     async def _new_worker(self):
@@ -160,6 +163,7 @@ class Controller:
         from ray.exceptions import RayActorError, RayTaskError
 
         failover: Failover | None = None
+        errors = 0  # calls that failed to start for another reason than a feed not ready yet
         while True:
             worker, info = await self._take_worker()
             publisher_id = random.randrange(1, 2**52)
@@ -184,9 +188,15 @@ class Controller:
                 await self._release(worker)
                 failover = None
                 if "No such feed" not in str(err):
+                    errors += 1
                     self.ended.append({"feed": feed, "ended": f"error: {err.cause if hasattr(err, 'cause') else err}",
                                        "at": time.time()})
                 await asyncio.sleep(RETRY_S)
+                if errors >= MAX_START_ERRORS:  # something other than time is wrong: this participant waits
+                    self.given_up.add(feed)  # until they publish again (a new feed id)
+                    self.calls.pop(feed, None)
+                    self._workers.pop(feed, None)
+                    return
                 if feed not in self.present:  # the participant left meanwhile
                     self.calls.pop(feed, None)
                     self._workers.pop(feed, None)
@@ -242,7 +252,7 @@ class Controller:
                          if p.get("publisher") and not str(p.get("display", "")).startswith(DISPLAY_PREFIX)}
                 if listed:
                     self.present = feeds
-                for feed in feeds - set(self._tasks):
+                for feed in feeds - set(self._tasks) - self.given_up:
                     self._tasks[feed] = asyncio.ensure_future(self._serve(feed, janus))
                 for feed, task in list(self._tasks.items()):
                     if task.done():
