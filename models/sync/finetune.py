@@ -52,6 +52,7 @@ class FinetuneConfig:
     eval_every: int = 100
     seed: int = 0
     noisy_versions: int = 2  # degraded copies of each real voice (and the clean one)
+    own_offsets: bool = True  # take each recording's own offset out (or drop the clip) before training
     max_minutes: float = 0.0
 
 
@@ -280,7 +281,10 @@ def finetune(cfg: FinetuneConfig, lips_onnx: Path, audio_onnx: Path, log=print) 
         f"training, {len(val_corpus)} validation utterances")
     lip_enc, audio_enc = load_shipped(lips_onnx, audio_onnx)
     # the recordings' own offsets: training clips lined up (or dropped), validation's reference offsets
-    train_real = own_offsets(train_real, lip_enc, audio_enc, log)
+    if cfg.own_offsets:
+        train_real = own_offsets(train_real, lip_enc, audio_enc, log)
+    if not train_real:
+        raise ValueError(f"{cfg.tracks}: no real training clip left (validation speakers only, or all dropped)")
     lip_enc.eval(), audio_enc.eval()
     val_refs = [clip_offsets(lip_enc, audio_enc, c, shifts=(0,))[0] for c in val_real]
     lip_enc.train(), audio_enc.train()
