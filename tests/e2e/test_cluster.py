@@ -30,10 +30,10 @@ JANUS = "/usr/bin/janus"
 pytestmark = [
     pytest.mark.skipif(not os.path.exists(JANUS), reason="janus is not installed (.ci/run installs it: apt janus "
                        "libjs-janus-gateway)"),
-    pytest.mark.skipif(CHROMIUM is None or CHROMEDRIVER is None, reason="chromium and chromium-driver are not "
-                       "installed (.ci/run installs them)"),
     pytest.mark.timeout(240),
 ]
+needs_chromium = pytest.mark.skipif(CHROMIUM is None or CHROMEDRIVER is None, reason="chromium and "
+                                    "chromium-driver are not installed (.ci/run installs them)")
 PAGE = "return window.avroom && {state: window.avroom.state, feeds: window.avroom.feeds, " \
        "captions: window.avroom.captions, errors: window.avroom.errors, telemetry: window.avroom.telemetry}"
 
@@ -145,6 +145,7 @@ def test_the_room_proxy_keeps_the_guard(cluster):
     assert _post(f"{base}/janus/{sid}", {"janus": "destroy", "transaction": "t3"})[0] == 200
 
 
+@needs_chromium
 def test_a_room_call_on_a_worker_and_its_failover(cluster, fake_media, tmp_path):
     base = cluster.base
     from selenium.webdriver.common.by import By
