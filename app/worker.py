@@ -93,6 +93,7 @@ class RoomCall:
         self._control = None  # the rate limit of the participant's toggles
         self.suppressor = None
         self.enhance, self.overlay = "off", cfg.overlay
+        self.stages_state: dict = {}  # the stages' last reports: face seen, the enhancer's mode, levels
 
     # --- Janus and aiortc -------------------------------------------------------------------------------
     async def _subscribe(self) -> None:
@@ -153,8 +154,9 @@ class RoomCall:
                          meters=True)
         call = build_call(cfg, Transport(self.clock, (0, 0) if video else None, 30, audio, live=True,
                                          audio_out=audio_sink))
-        self.face = call.roles.get("face")
-        stages = [*call.stages, *([TrackSink(self.video_out)] if video else []), EventChannelSink(self.send)]
+        # how the call stands, from the stages' state events (Stage.report), as a served peer folds them in
+        stages = [*call.stages, *([TrackSink(self.video_out)] if video else []),
+                  EventChannelSink(self.send, on_state=self.stages_state.update)]
         self.pipeline = Pipeline(sources, stages, live=True)
 
     async def _publish(self) -> None:
@@ -221,8 +223,8 @@ class RoomCall:
         self.state.audio_delay_ms = delays[len(delays) // 2] if delays else None
         self.state.incidents = self.pipeline.incidents.summary()["counts"] if self.pipeline else {}
         return {"type": "telemetry", "worker_pid": self.state.pid, "feed": self.cfg.feed,
-                "audio_delay_ms": self.state.audio_delay_ms, "face": bool(self.face and self.face.present),
-                "enhance": self.enhance, "overlay": self.overlay,
+                "audio_delay_ms": self.state.audio_delay_ms, "face": bool(self.stages_state.get("face")),
+                "enhance": self.stages_state.get("enhance", self.enhance), "overlay": self.overlay,
                 "incidents": self.state.incidents}
 
     async def _telemetry(self) -> None:
