@@ -237,7 +237,7 @@ def _cpu_seconds() -> float:
 
 
 def bench_cluster(calls: tuple[int, ...] = (1,), seconds: float = 20.0, room: int = 4321) -> dict:
-    from avcall.app.cluster import ClusterConfig, start_ray
+    from avcall.app.cluster import ClusterConfig, start_ray, stop_ray
     from avcall.app.janus import LocalJanus
 
     import ray
@@ -255,8 +255,7 @@ def bench_cluster(calls: tuple[int, ...] = (1,), seconds: float = 20.0, room: in
         for n in calls:
             runs.append(asyncio.run(_one_count(n, seconds, janus.url, clip, room + n, janus.proc.pid)))
     finally:
-        if ray.is_initialized():
-            ray.shutdown()
+        stop_ray()
         janus.stop()
     return {"what": "room calls through a local Janus (SFU) and Ray CallWorker actors on one node; scripted "
                     "aiortc participants publish a rendered talking clip and receive their processed feed",

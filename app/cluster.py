@@ -17,6 +17,7 @@ import asyncio
 import json
 import os
 import random
+import shutil
 import signal
 import tempfile
 import time
@@ -26,6 +27,7 @@ from avcall.app.janus import JanusError, JanusSession
 from avcall.app.worker import DISPLAY_PREFIX, WorkerConfig
 
 POLL_S = 0.5
+_RAY_TEMP: list[str] = []  # the temporary folders of the local heads this process started
 RETRY_S = 1.0  # a worker that could not start the call (the feed not ready yet) tries again after this
 MAX_START_ERRORS = 3
 
@@ -78,10 +80,22 @@ def start_ray(cfg: ClusterConfig, temp_dir: str | None = None) -> dict:
         ray.init(address=cfg.address, **quiet)
     else:
         slots = cfg.workers + (1 if cfg.spare else 0)
+        if temp_dir is None:  # short: Ray's sockets live in it
+            temp_dir = tempfile.mkdtemp(prefix="avray-", dir="/tmp")
+            _RAY_TEMP.append(temp_dir)
         ray.init(num_cpus=max(1, round(slots * cfg.worker_cpus)), num_gpus=0 if not cfg.worker_gpus else None,
-                 object_store_memory=80 * 1024 * 1024,
-                 _temp_dir=temp_dir or tempfile.mkdtemp(prefix="avray-", dir="/tmp"), **quiet)
+                 object_store_memory=80 * 1024 * 1024, _temp_dir=temp_dir, **quiet)
     return ray.cluster_resources()
+
+
+def stop_ray() -> None:
+    """Shuts Ray down and removes the temporary folders a local head was given (its logs and sockets)."""
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    while _RAY_TEMP:
+        shutil.rmtree(_RAY_TEMP.pop(), ignore_errors=True)
 
 
 def worker_class(cfg: ClusterConfig):
@@ -363,10 +377,7 @@ def cmd_cluster(args) -> int:
         except KeyboardInterrupt:
             pass
     finally:
-        import ray
-
-        if ray.is_initialized():
-            ray.shutdown()
+        stop_ray()
         if local is not None:
             local.stop()
     return 0
