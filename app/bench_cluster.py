@@ -24,9 +24,11 @@ part of what the workers would have.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -250,10 +252,11 @@ def bench_cluster(calls: tuple[int, ...] = (1,), seconds: float = 20.0, room: in
     janus = LocalJanus()
     janus.start()
     runs = []
-    try:
-        start_ray(ClusterConfig(janus=janus.url, workers=max(calls)))
-        for n in calls:
-            runs.append(asyncio.run(_one_count(n, seconds, janus.url, clip, room + n, janus.proc.pid)))
+    try:  # Ray prints its report of the killed worker to stdout: to stderr here, stdout is the JSON's
+        with contextlib.redirect_stdout(sys.stderr):
+            start_ray(ClusterConfig(janus=janus.url, workers=max(calls)))
+            for n in calls:
+                runs.append(asyncio.run(_one_count(n, seconds, janus.url, clip, room + n, janus.proc.pid)))
     finally:
         stop_ray()
         janus.stop()
