@@ -268,7 +268,11 @@ class JanusSession:
 
     async def open(self) -> JanusSession:
         self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S + 30))
-        reply = await self._post(self.url, {"janus": "create"})
+        try:
+            reply = await self._post(self.url, {"janus": "create"})
+        except BaseException:
+            await self.http.close()
+            raise
         if reply.get("janus") != "success":
             await self.http.close()
             raise JanusError(f"create session: {reply}")

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from avcall.app.janus import JanusError, JanusSession
 from avcall.pipelines.clock import SessionClock
+from avcall.pipelines.errors import InputError
 
 DISPLAY_PREFIX = "avcall:"  # the display name of a worker's feed: avcall:<the participant's feed id>
 TELEMETRY_EVERY_S = 0.5
@@ -294,7 +295,10 @@ def cmd_worker(args) -> int:
                        captions=not args.no_captions, overlay=not args.no_overlay)
     warm_up(cfg.enhance)
     print(f"avcall worker: subscribing to feed {cfg.feed} in room {cfg.room} at {cfg.janus}", flush=True)
-    state = asyncio.run(RoomCall(cfg).run())
+    try:
+        state = asyncio.run(RoomCall(cfg).run())
+    except (JanusError, OSError) as err:  # no such room or feed, Janus down: one line, exit status 2
+        raise InputError(f"janus at {cfg.janus}: {err}") from None
     print(json.dumps({"feed": state.feed, "publisher_id": state.publisher_id, "ended": state.ended}))
     return 0
 

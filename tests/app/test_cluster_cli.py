@@ -21,3 +21,11 @@ def test_worker_and_cluster_help_explain_themselves():
 def test_cluster_up_off_loopback_needs_a_token():
     result = run_cli("cluster", "up", "--host", "0.0.0.0", timeout=60)
     assert result.returncode == 2 and "--token" in result.stderr, result.stderr
+
+
+def test_worker_without_janus_is_one_line():
+    result = run_cli("worker", "--janus", "http://127.0.0.1:1/janus", "--room", "1", "--feed", "2",
+                     "--no-captions", timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert "avcall: error: janus at http://127.0.0.1:1/janus" in result.stderr
+    assert "Traceback" not in result.stderr and "Unclosed" not in result.stderr, result.stderr
