@@ -1,8 +1,9 @@
-"""Janus WebRTC Gateway (Debian's `janus` 1.1.2): a local instance bound to loopback, and a small client of its
-HTTP API (aiohttp) for the VideoRoom plugin.
+"""Janus WebRTC Gateway (Debian's `janus` 1.1.2): a local instance whose API is bound to loopback, and a small
+client of its HTTP API (aiohttp) for the VideoRoom plugin.
 
 `LocalJanus` writes a config folder of its own in a temporary directory (the HTTP transport on 127.0.0.1 only,
-the VideoRoom plugin only, ICE candidates only on `lo`, no STUN), starts `janus -F that-folder` and stops it.
+the VideoRoom plugin only, ICE candidates only on this machine's own IPv4 addresses (see `ice_list`), no
+STUN), starts `janus -F that-folder` and stops it.
 `JanusSession` speaks the HTTP API: a session, plugin handles, requests (`message` answered at once for
 synchronous VideoRoom requests, by an event for asynchronous ones), a long poll that routes events to their
 handle and keeps the session alive.
