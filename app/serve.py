@@ -110,36 +110,17 @@ class Peer:
     # --- the pipeline ---------------------------------------------------------------------------------
     def build(self) -> None:
         """The peer's call from the one builder (pipelines/call.py), between the WebRTC tracks and the page."""
-        from avcall.pipelines.call import CallConfig, Transport, build_call
-        from avcall.pipelines.frames import SAMPLE_RATE
-        from avcall.pipelines.runner import Pipeline
-        from avcall.pipelines.sinks.webrtc import (EventChannelSink, OutgoingAudioTrack, OutgoingVideoTrack,
-                                                   TrackSink)
-        from avcall.pipelines.sources.webrtc import WebRTCAudioSource, WebRTCVideoSource
+        from avcall.pipelines.call import CallConfig, build_webrtc_call
 
-        server, sources, audio_sink = self.server, [], None
-        video = "video" in self.tracks
-        if video:
-            sources.append(WebRTCVideoSource(self.tracks["video"], self.clock))
-            self.video_out = OutgoingVideoTrack()
+        server, video = self.server, "video" in self.tracks
         suppressor = server.open_enhancer() if "audio" in self.tracks else None
-        if "audio" in self.tracks:
-            audio_in = WebRTCAudioSource(self.tracks["audio"], self.clock)
-            sources.append(audio_in)
-            lag = suppressor.delay / SAMPLE_RATE if suppressor is not None else 0.0  # its content lags its pts
-            self.audio_out = OutgoingAudioTrack(self.clock, audio_in.arrivals, content_lag_s=lag)
-            audio_sink = TrackSink(self.audio_out)
         cfg = CallConfig(max_faces=1, enhance=suppressor, enhance_mode=self.enhance_mode,
                          captions=server.cfg.captions, emotion=server.emotion_models is not None, emotion_on=False,
                          emotion_models=server.emotion_models, avatar="off" if video and server.has_avatar() else None,
                          overlay=self.overlay, meters=True)
-        # the browser's camera size is known only from its frames: any size stands for "there is video"
-        call = build_call(cfg, Transport(self.clock, (0, 0) if video else None, 30, "audio" in self.tracks,
-                                         live=True, audio_out=audio_sink))
-        self.call = call
-        stages = [*call.stages, *([TrackSink(self.video_out)] if video else []),
-                  EventChannelSink(self.send, on_state=self.state.update)]  # captions, readings; state
-        self.pipeline = Pipeline(sources, stages, live=True)
+        built = build_webrtc_call(cfg, self.tracks, self.clock, self.send, on_state=self.state.update)
+        self.call, self.pipeline = built.call, built.pipeline
+        self.audio_out, self.video_out = built.audio_out, built.video_out
         for track in (self.audio_out, self.video_out):
             if track is not None:
                 self.pc.addTrack(track)

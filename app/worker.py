@@ -131,34 +131,15 @@ class RoomCall:
 
     def _build(self) -> None:
         """The call, as `avcall serve` builds a peer's (app/serve.Peer.build), from the one builder."""
-        from avcall.pipelines.call import CallConfig, Transport, build_call
-        from avcall.pipelines.frames import SAMPLE_RATE
-        from avcall.pipelines.runner import Pipeline
-        from avcall.pipelines.sinks.webrtc import (EventChannelSink, OutgoingAudioTrack, OutgoingVideoTrack,
-                                                   TrackSink)
-        from avcall.pipelines.sources.webrtc import WebRTCAudioSource, WebRTCVideoSource
+        from avcall.pipelines.call import CallConfig, build_webrtc_call
 
-        sources, audio_sink = [], None
-        video, audio = "video" in self.tracks, "audio" in self.tracks
-        if video:
-            sources.append(WebRTCVideoSource(self.tracks["video"], self.clock))
-            self.video_out = OutgoingVideoTrack()
-        suppressor = self.suppressor = shared_suppressor(self.cfg.enhance) if audio else None
+        suppressor = self.suppressor = shared_suppressor(self.cfg.enhance) if "audio" in self.tracks else None
         self.enhance = suppressor.name if suppressor is not None else "off"
-        if audio:
-            audio_in = WebRTCAudioSource(self.tracks["audio"], self.clock)
-            sources.append(audio_in)
-            lag = suppressor.delay / SAMPLE_RATE if suppressor is not None else 0.0
-            self.audio_out = OutgoingAudioTrack(self.clock, audio_in.arrivals, content_lag_s=lag)
-            audio_sink = TrackSink(self.audio_out)
         cfg = CallConfig(max_faces=1, enhance=suppressor, captions=self.cfg.captions, overlay=self.cfg.overlay,
                          meters=True)
-        call = build_call(cfg, Transport(self.clock, (0, 0) if video else None, 30, audio, live=True,
-                                         audio_out=audio_sink))
         # how the call stands, from the stages' state events (Stage.report), as a served peer folds them in
-        stages = [*call.stages, *([TrackSink(self.video_out)] if video else []),
-                  EventChannelSink(self.send, on_state=self.stages_state.update)]
-        self.pipeline = Pipeline(sources, stages, live=True)
+        built = build_webrtc_call(cfg, self.tracks, self.clock, self.send, on_state=self.stages_state.update)
+        self.pipeline, self.audio_out, self.video_out = built.pipeline, built.audio_out, built.video_out
 
     async def _publish(self) -> None:
         from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription

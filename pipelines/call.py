@@ -191,3 +191,40 @@ def build_call(cfg: CallConfig, transport: Transport) -> Call:
 
         add(AVAlign(t.clock))  # last: the voice leaves as far behind its time as the picture does
     return Call(stages, out_size, fps, shedder, roles)
+
+
+@dataclass
+class WebRTCCall:
+    """A call between WebRTC tracks: its pipeline, its stages and the outgoing tracks to add to the connection."""
+
+    pipeline: object  # runner.Pipeline
+    call: Call
+    audio_out: object | None  # sinks.webrtc.OutgoingAudioTrack, when the peer sends audio
+    video_out: object | None  # sinks.webrtc.OutgoingVideoTrack, when the peer sends video
+
+
+def build_webrtc_call(cfg: CallConfig, tracks: dict, clock: SessionClock, send, on_state) -> WebRTCCall:
+    """The call over a peer's incoming aiortc `tracks` ({"audio": ..., "video": ...}, either may be missing),
+    for a served peer and a room worker alike: the sources, `build_call`'s stages with the voice's way out
+    placed before the picture work, the video track and the events at the end (`send` gets each event as JSON,
+    `on_state` the stages' state events)."""
+    from .frames import SAMPLE_RATE
+    from .runner import Pipeline
+    from .sinks.webrtc import EventChannelSink, OutgoingAudioTrack, OutgoingVideoTrack, TrackSink
+    from .sources.webrtc import WebRTCAudioSource, WebRTCVideoSource
+
+    sources, audio_out, video_out, audio_sink = [], None, None, None
+    video, audio = "video" in tracks, "audio" in tracks
+    if video:
+        sources.append(WebRTCVideoSource(tracks["video"], clock))
+        video_out = OutgoingVideoTrack()
+    if audio:
+        audio_in = WebRTCAudioSource(tracks["audio"], clock)
+        sources.append(audio_in)
+        lag = cfg.enhance.delay / SAMPLE_RATE if cfg.enhance is not None else 0.0  # its content lags its pts
+        audio_out = OutgoingAudioTrack(clock, audio_in.arrivals, content_lag_s=lag)
+        audio_sink = TrackSink(audio_out)
+    # the browser's camera size is known only from its frames: any size stands for "there is video"
+    call = build_call(cfg, Transport(clock, (0, 0) if video else None, 30, audio, live=True, audio_out=audio_sink))
+    stages = [*call.stages, *([TrackSink(video_out)] if video else []), EventChannelSink(send, on_state=on_state)]
+    return WebRTCCall(Pipeline(sources, stages, live=True), call, audio_out, video_out)
