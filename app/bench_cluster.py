@@ -94,14 +94,14 @@ def _median(values: list) -> float | None:
 
 
 async def _one_count(calls: int, seconds: float, janus: str, clip: Path, room: int,
-                     janus_pid: int | None = None) -> dict:
+                     janus_pid: int | None = None, calls_per_worker: int = 1) -> dict:
     from avcall.app.cluster import ClusterConfig, Controller
     from avcall.app.participant import Participant
 
     from avcall.app.janus import ensure_room
 
     await ensure_room(janus, room)
-    cfg = ClusterConfig(janus=janus, room=room, workers=calls)
+    cfg = ClusterConfig(janus=janus, room=room, workers=calls, calls_per_worker=calls_per_worker)
     controller = Controller(cfg)
     stop = asyncio.Event()
     control = asyncio.ensure_future(controller.run(stop))
@@ -119,6 +119,7 @@ async def _one_count(calls: int, seconds: float, janus: str, clip: Path, room: i
         start = time.monotonic()
         counts = [len(p.received.audio) for p in people]
         cpu0 = _cpu_seconds()
+        # each call's worker process (and its recogniser's); with K > 1 calls share a process and its CPU
         workers = {feed: [a.worker_pid, *_children(a.worker_pid)] for feed, a in controller.calls.items()}
         groups = {"janus": [janus_pid] if janus_pid else [], "ray": _named("raylet", "gcs_server"),
                   "bench_process": [os.getpid()]}  # the participants' media and the controller
@@ -126,8 +127,9 @@ async def _one_count(calls: int, seconds: float, janus: str, clip: Path, room: i
         await asyncio.sleep(seconds)
         end = time.monotonic()
         cpu = (_cpu_seconds() - cpu0) / (end - start)
-        spent = {k: round((sum(map(_proc_cpu, v)) - spent0[k]) / (end - start), 3)
-                 for k, v in {**workers, **groups}.items()}
+        sharing = {feed: sum(1 for other in workers.values() if other[0] == v[0]) for feed, v in workers.items()}
+        spent = {k: round((sum(map(_proc_cpu, v)) - spent0[k]) / (end - start) / sharing.get(k, 1), 3)
+                 for k, v in {**workers, **groups}.items()}  # a shared worker process: its share per call
         per_call = []
         for person, n0 in zip(people, counts):
             got = sum(len(x) for _, x in person.received.audio[n0:]) / 48_000
@@ -148,7 +150,9 @@ async def _one_count(calls: int, seconds: float, janus: str, clip: Path, room: i
                              "captions": len(person.received.captions(start)),
                              "incidents_in_window": incidents})
         failover = await _failover(controller, people[0])
-        return {"calls": calls, "seconds": round(end - start, 1), "machine_cpu_cores_busy": round(cpu, 2),
+        return {"calls": calls, "calls_per_worker": calls_per_worker,
+                "worker_processes": len({a.worker_pid for a in controller.calls.values()}),
+                "seconds": round(end - start, 1), "machine_cpu_cores_busy": round(cpu, 2),
                 "cores": {"worker_per_call_median": _median([spent.get(p.id) for p in people]),
                           **{k: spent[k] for k in groups}},
                 "per_call": per_call,
@@ -238,7 +242,8 @@ def _cpu_seconds() -> float:
     return (sum(fields) - fields[3] - fields[4]) / ticks
 
 
-def bench_cluster(calls: tuple[int, ...] = (1,), seconds: float = 20.0, room: int = 4321) -> dict:
+def bench_cluster(calls: tuple[int, ...] = (1,), seconds: float = 20.0, room: int = 4321,
+                  calls_per_worker: int = 1) -> dict:
     from avcall.app.cluster import ClusterConfig, start_ray, stop_ray
     from avcall.app.janus import LocalJanus
 
@@ -254,9 +259,10 @@ def bench_cluster(calls: tuple[int, ...] = (1,), seconds: float = 20.0, room: in
     runs = []
     try:  # Ray prints its report of the killed worker to stdout: to stderr here, stdout is the JSON's
         with contextlib.redirect_stdout(sys.stderr):
-            start_ray(ClusterConfig(janus=janus.url, workers=max(calls)))
+            start_ray(ClusterConfig(janus=janus.url, workers=max(calls), calls_per_worker=calls_per_worker))
             for n in calls:
-                runs.append(asyncio.run(_one_count(n, seconds, janus.url, clip, room + n, janus.proc.pid)))
+                runs.append(asyncio.run(_one_count(n, seconds, janus.url, clip, room + n, janus.proc.pid,
+                                                   calls_per_worker)))
     finally:
         stop_ray()
         janus.stop()

@@ -273,6 +273,8 @@ def build_parser() -> argparse.ArgumentParser:
                    f"captions the default, {DEFAULT_ENHANCER})")
     b.add_argument("--calls", type=peer_counts, default=(1,), metavar="N[,N...]",
                    help="cluster: participants at once, one run for each count (default 1)")
+    b.add_argument("--calls-per-worker", type=int, default=1, metavar="K",
+                   help="cluster: calls one worker process holds at once, sharing its model sessions (default 1)")
     b.add_argument("-o", "--out", type=Path, help="write the JSON here as well as printing it")
     return parser
 
@@ -380,7 +382,8 @@ def cmd_bench(args) -> int:
     if args.what == "cluster":
         from .bench_cluster import bench_cluster
 
-        print(write_json(bench_cluster(calls=args.calls, seconds=args.seconds), args.out))
+        result = bench_cluster(calls=args.calls, seconds=args.seconds, calls_per_worker=args.calls_per_worker)
+        print(write_json(result, args.out))
         return 0
     if args.what == "captions":
         result = bench_captions(args.input, seconds=args.seconds, backend=args.backend)

@@ -7,8 +7,8 @@ WebRTC sources and sinks) and publishes the result back into the room as a feed 
 "avcall" with the captions, the other events and telemetry twice a second. It ends when the participant
 unpublishes or leaves, when its subscription hangs up, or when `stop()` is called.
 
-The scheduler (app/cluster.py) runs one `RoomCall` per participant inside a Ray actor; the command runs one
-on its own.
+The scheduler (app/cluster.py) runs up to `--calls-per-worker` `RoomCall`s at once inside one Ray actor (one
+process: they share its model sessions); the command runs one on its own.
 """
 
 from __future__ import annotations
@@ -34,23 +34,26 @@ class WorkerConfig:
     room: int
     feed: int  # the participant's publisher id in the room
     publisher_id: int | None = None  # the id to publish as (the controller picks it, to kick it on failover)
-    enhance: bool = True
+    enhance: bool | str = True  # or a noise suppressor's name (pipelines/suppressors: "avcall-ao", ...)
     captions: bool = True
     overlay: bool = True
 
 
-def shared_suppressor(enabled: bool):
-    """A stream of the default noise suppressor (its sessions made once per process, shared by every call of
-    this worker process); None when off or when none ships."""
+def shared_suppressor(enabled: bool | str):
+    """A stream of the default noise suppressor, or of the one `enabled` names (its sessions made once per
+    process, shared by every call of this worker process; a model with a batch axis, avcall-ao, is stepped
+    for all of them in one batched call per hop); None when off or when none ships."""
     if not enabled:
         return None
     from avcall.pipelines.suppressors import available, open_suppressor
 
+    if isinstance(enabled, str):
+        return open_suppressor(enabled)
     shipped = available()
     return open_suppressor(shipped[0]) if shipped else None
 
 
-def warm_up(enhance: bool = True) -> float:
+def warm_up(enhance: bool | str = True) -> float:
     """Loads what a call needs before the first one comes (imports, the suppressor's sessions): seconds."""
     started = time.monotonic()
     import avcall.pipelines.call  # noqa: F401

@@ -190,6 +190,18 @@ def session_count() -> int:
         return len(_sessions)
 
 
+def session_report() -> dict:
+    """What this process shares, for a worker's status: the model file of each shared session (one per model
+    unless a model runs with other settings) and, for each batched one, how many model calls carried how many
+    stream steps (`largest`: the most streams one call stepped together)."""
+    with _lock:
+        files = [Path(key[0]).name for key in _sessions]
+        by_id = {id(session): Path(key[0]).name for key, session in _sessions.items()}
+        batched = {by_id.get(sid, str(sid)): {"calls": b.stats.calls, "rows": b.stats.rows,
+                                              "largest": b.stats.largest} for sid, b in _batched.items()}
+    return {"sessions": sorted(files), "batched": batched}
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:

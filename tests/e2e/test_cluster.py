@@ -2,9 +2,10 @@
 (its own config, HTTP API on 127.0.0.1) and a Ray head with CallWorker actors; a headless Chromium opens the
 room page, publishes a rendered talking clip into the room through janus.js, a worker picks it up and the
 page gets the processed feed back with captions of the clip's words. Killing the worker's process hands the
-call to another worker within 5 s and the captions come back. The room page's Janus proxy keeps the
-guard of `avcall serve`: other sites, other rooms and plugin requests a participant has no business with
-are refused."""
+call to another worker within 5 s and the captions come back. With `--calls-per-worker 2`, two scripted
+participants' calls share one worker process (its model sessions, its batched steps) and fail over together.
+The room page's Janus proxy keeps the guard of `avcall serve`: other sites, other rooms and plugin requests a
+participant has no business with are refused."""
 
 from __future__ import annotations
 
@@ -277,3 +278,97 @@ def test_avcall_worker_by_hand(cluster, fake_media, tmp_path):
     assert len(person.received.audio) > 25, out  # half a second of the processed voice, at least
     assert len(set(normalise(" ".join(person.received.captions()))) & WORDS) >= 2, person.received.captions()
     assert '"ended": "participant gone' in out, out  # it noticed the participant leave and ended
+
+
+def test_two_calls_share_one_worker_process_and_fail_over_together(cluster, fake_media, tmp_path):
+    """`cluster up --calls-per-worker 2`: two scripted participants' calls run in ONE worker process (the same
+    pid in the status and in each call's telemetry), which holds one session of the enhancer's model and steps
+    both calls in one batched call per hop (avcall-ao has a batch axis); killing that process gives both calls
+    to the spare worker."""
+    import asyncio
+
+    from avcall.app.participant import Participant
+
+    y4m, wav, _ = fake_media
+    clip = tmp_path / "talk.mp4"  # small frames: the participants' own encoding shares the 2 cores
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-stream_loop", "3", "-i", str(y4m), "-stream_loop", "3",
+                    "-i", str(wav), "-vf", "scale=160:120", "-c:v", "libx264", "-preset", "ultrafast",
+                    "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(clip)], check=True, timeout=120)
+    port, room = free_port(), 4343
+    proc = subprocess.Popen([sys.executable, "-m", "avcall.app.cli", "cluster", "up", "--janus", cluster.janus,
+                             "--room", str(room), "--port", str(port), "--workers", "2", "--calls-per-worker", "2",
+                             "--enhancer", "avcall-ao", "--no-captions"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    base = f"http://127.0.0.1:{port}"
+
+    def telemetry_pids(person, since: float = 0.0) -> set:
+        return {m.get("worker_pid") for t, m in person.received.messages if t >= since
+                and m.get("type") == "telemetry"}
+
+    async def calls() -> tuple[dict, dict, list]:
+        people = [Participant(cluster.janus, room, clip, display=f"k2-{i}") for i in range(2)]
+        try:
+            for person in people:
+                await person.start()
+            deadline, status = time.monotonic() + 90, {}
+            while time.monotonic() < deadline:  # both calls on one worker, both stepped in its batches
+                status = await asyncio.to_thread(_status, base)
+                pids = {c["worker_pid"] for c in status["calls"].values()}
+                batched = [w.get("batched") or {} for w in status["workers"] if w["pid"] in pids]
+                if (len(status["calls"]) == 2 and len(pids) == 1 and all(p.received.audio for p in people)
+                        and batched and batched[0].get("avse_ao.onnx", {}).get("largest") == 2
+                        and all(telemetry_pids(p) for p in people)):
+                    break
+                await asyncio.sleep(0.5)
+            before = status
+            assert len(before.get("calls", {})) == 2 and all(p.received.audio for p in people), before
+            (pid,) = {c["worker_pid"] for c in before["calls"].values()}
+            first = [telemetry_pids(p) for p in people]
+            killed = time.monotonic()
+            os.kill(pid, signal.SIGKILL)
+            deadline, after = time.monotonic() + 30, {}
+            while time.monotonic() < deadline:  # both calls back, on another worker, audio flowing again
+                after = await asyncio.to_thread(_status, base)
+                back = [any(t > killed for t, _ in p.received.feeds) and
+                        any(t > max(t for t, _ in p.received.feeds) for t, _ in p.received.audio) for p in people]
+                if (len(after["failovers"]) == 2 and all(back) and len(after["calls"]) == 2
+                        and all(telemetry_pids(p, killed) - {pid} for p in people)):
+                    break
+                await asyncio.sleep(0.5)
+            return before, after, [(old, telemetry_pids(p, killed)) for old, p in zip(first, people)]
+        finally:
+            for person in people:
+                await person.stop()
+
+    try:
+        deadline = time.monotonic() + 90
+        lines: list[str] = []
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            lines.append(line)
+            if "open http" in line or proc.poll() is not None:
+                break
+        assert "open http" in lines[-1], "".join(lines)
+        before, after, pids = asyncio.run(calls())
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+    print(f"K=2: before {before['workers']}; failovers {failover_seconds(after)}; after {after['workers']}")
+    assert before["calls_per_worker"] == 2
+    (pid,) = {c["worker_pid"] for c in before["calls"].values()}  # one worker process holds both calls
+    (worker,) = [w for w in before["workers"] if w["pid"] == pid]
+    assert sorted(worker["feeds"]) == sorted(int(f) for f in before["calls"]), worker
+    assert worker["sessions"].count("avse_ao.onnx") == 1, worker  # one session of the model for both calls
+    assert len(worker["sessions"]) == len(set(worker["sessions"])), worker  # and one per model
+    assert worker["batched"]["avse_ao.onnx"]["largest"] == 2, worker  # both calls' hops in one model call
+    assert all(old == {pid} for old, _ in pids), pids  # each call's own telemetry names that process
+    assert sorted(f["dead_pid"] for f in after["failovers"]) == [pid, pid], after["failovers"]
+    assert sorted(after["calls"]) == sorted(before["calls"]), after["calls"]  # both calls re-assigned
+    (new_pid,) = {c["worker_pid"] for c in after["calls"].values()}  # together, to the spare worker
+    assert new_pid != pid
+    assert all(new - {pid} == {new_pid} for _, new in pids), pids  # and each participant hears from it
+    assert all(f["seconds"] is not None and f["seconds"] < 10 for f in after["failovers"]), after["failovers"]
