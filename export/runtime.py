@@ -169,12 +169,13 @@ def shared_session(path: str | Path, *, threads: int = 1, prefer_gpu: bool = Tru
     return session
 
 
-def batched_session(path: str | Path, batch_axes: dict[str, int], *, threads: int = 1):
+def batched_session(path: str | Path, batch_axes: dict[str, int], *, threads: int = 1, prefer_gpu: bool = False):
     """The shared session of `path` behind one BatchedSession per process (pipelines/nets/batch.py): every
-    stream that runs this model is stepped in one batched call per hop."""
+    stream that runs this model is stepped in one batched call per hop (on a GPU, where the batch pays most,
+    with `prefer_gpu`)."""
     from ..pipelines.nets.batch import BatchedSession
 
-    session = shared_session(path, threads=threads, prefer_gpu=False)
+    session = shared_session(path, threads=threads, prefer_gpu=prefer_gpu)
     if not SHARE_SESSIONS:
         return session
     with _lock:

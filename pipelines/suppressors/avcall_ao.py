@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from avcall.export.runtime import batched_session, require_weights, shared_session
+from avcall.export.runtime import batched_session, require_weights
 from avcall.pipelines.nets.enhancer import AO_WEIGHTS, DELAY, StreamingEnhancer
 
 from .base import Suppressor
@@ -18,9 +18,8 @@ class AvcallAO(Suppressor):
 
     def __init__(self, *, prefer_gpu: bool = False) -> None:
         path = require_weights(AO_WEIGHTS)
-        # on the CPU, every stream of the process is stepped in one batched call per hop
-        session = (shared_session(path, prefer_gpu=True) if prefer_gpu else
-                   batched_session(path, {"logpow": 0, "state_in": 1, "mask": 0, "state_out": 1}))
+        # every stream of the process is stepped in one batched call per hop
+        session = batched_session(path, {"logpow": 0, "state_in": 1, "mask": 0, "state_out": 1}, prefer_gpu=prefer_gpu)
         self.enhancer = StreamingEnhancer.from_sessions(None, session)
 
     def reset(self) -> None:
