@@ -234,6 +234,12 @@ def corpus_info(corpus: str | Path | None) -> dict:
         info.update({k: d.get(k) for k in ("version", "seed", "examples", "seconds", "minutes_asked", "real_voices",
                                            "recipe")})
         info["command"] = f"avcall corpus make --minutes {d.get('minutes_asked')} --seed {d.get('seed')}"
+    elif corpus and (Path(corpus) / "examples").is_dir():  # a copy taken while `corpus make` ran: what it held
+        import soundfile as sf
+
+        flacs = sorted((Path(corpus) / "examples").glob("*.flac"))
+        info.update({"examples": len(flacs), "seconds": round(sum(sf.info(f).duration for f in flacs), 1),
+                     "command": "avcall corpus make, its first examples (copied while it ran)"})
     return info
 
 

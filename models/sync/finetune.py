@@ -305,10 +305,10 @@ def finetune(cfg: FinetuneConfig, lips_onnx: Path, audio_onnx: Path, log=print) 
         return m
 
     started = time.time()
-    best_key, step = None, 0
+    best_key, step, loss = None, 0, None
     while True:
         if step % cfg.eval_every == 0 or step == cfg.steps:
-            m = evaluate(step, round(loss.item(), 4) if step else None)
+            m = evaluate(step, round(loss.item(), 4) if loss is not None else None)
             v = m["val_real"]
             key = (v["segment_within_1"], v["relative_within_1"], v["within_1"])
             if best_key is None or key > best_key:
@@ -398,13 +398,6 @@ def ship(run: Path, candidate: Path, tracks: Path, before: Path, dev: dict, root
     data = {"train": sources_seen(root, named(train_clips)), "validation (early stopping)": sources_seen(root, named(val_clips)),
             "own_offsets_taken_out": {n: lag for n, lag in train_clips.items() if lag}}
     corpus = corpus_info(config["corpus"]) if config.get("corpus") not in (None, "None") else {}
-    if corpus and "examples" not in corpus:  # a corpus copied from a `corpus make` still running: what it held
-        import soundfile as sf
-
-        flacs = sorted((Path(config["corpus"]) / "examples").glob("*.flac"))
-        corpus |= {"examples": len(flacs), "seconds": round(sum(sf.info(f).duration for f in flacs), 1),
-                   "command": "avcall corpus make --minutes 20 --seed 0 --video-share 0, its first examples "
-                   "(copied while it ran)"}
     credits = ["avcall sync judge (this repository, Apache-2.0), fine-tuned from the corpus-trained judge",
                "Corpus voices, lips and noise: the corpus named under `corpus` (avcall corpus make)",
                "Real pairs: ../shared/data/av_train (tracker lips with their own voices): GRID (research use; the Zenodo "

@@ -219,13 +219,6 @@ def ship(run: Path, candidate: Path, exported: dict, tracks: Path, root: Path, d
     manifest = weights_dir() / "manifest.json"
     before = json.loads(manifest.read_text())["models"].get(WEIGHTS, {})
     corpus = corpus_info(config["corpus"]) if config.get("corpus") not in (None, "None") else {}
-    if corpus and "examples" not in corpus:  # a corpus copied from a `corpus make` still running: what it held
-        import soundfile as sf
-
-        flacs = sorted((Path(config["corpus"]) / "examples").glob("*.flac"))
-        corpus |= {"examples": len(flacs), "seconds": round(sum(sf.info(f).duration for f in flacs), 1),
-                   "command": "avcall corpus make --minutes 20 --seed 0 --video-share 0, its first examples "
-                   "(copied while it ran)"}
     dst = weights_dir() / WEIGHTS
     shutil.copyfile(Path(candidate) / WEIGHTS, dst)
     credits = ["avcall voice-to-lips GRU (this repository, Apache-2.0), fine-tuned from the corpus-trained net",
