@@ -340,29 +340,10 @@ def finetune(cfg: FinetuneConfig, lips_onnx: Path, audio_onnx: Path, log=print) 
 def export(run: Path, out_dir: Path) -> dict:
     """The best checkpoint's encoders as sync_lips.onnx / sync_audio.onnx in out_dir (dynamic batch, the
     shipped interface), parity against torch checked."""
-    from avcall.export.runtime import create_session
-    from avcall.pipelines.nets.sync_features import LIP_DIM, N_MELS
-    from avcall.pipelines.nets.sync_judge import AUDIO_WEIGHTS, LIPS_WEIGHTS
+    from .train import export_encoders
 
     state = torch.load(Path(run) / "model.pt")
-    lip_enc, audio_enc = LipEncoder(), AudioEncoder()
-    lip_enc.load_state_dict(state["lips"])
-    audio_enc.load_state_dict(state["audio"])
-    lip_enc.eval(), audio_enc.eval()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    examples = {"lips": torch.randn(8, LIP_DIM, WINDOW), "mel": torch.randn(8, N_MELS, WINDOW * AUDIO_PER_VIDEO)}
-    errors = {}
-    for model, name, file in ((lip_enc, "lips", LIPS_WEIGHTS), (audio_enc, "mel", AUDIO_WEIGHTS)):
-        path = out_dir / file
-        torch.onnx.export(model, (examples[name],), str(path), input_names=[name], output_names=["embedding"],
-                          dynamic_axes={name: {0: "batch"}, "embedding": {0: "batch"}}, opset_version=17,
-                          dynamo=False)
-        with torch.no_grad():
-            want = model(examples[name]).numpy()
-        got = create_session(path, threads=1).run(None, {name: examples[name].numpy()})[0]
-        errors[file] = float(np.abs(want - got).max())
-        if errors[file] > 1e-4:
-            raise RuntimeError(f"{file}: onnxruntime and torch differ by {errors[file]}")
+    errors = export_encoders(state, Path(out_dir))
     return {"parity_max_abs": max(errors.values()), "metrics": state["metrics"], "config": state["config"]}
 
 

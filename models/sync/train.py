@@ -163,21 +163,20 @@ def train(cfg: SyncConfig, progress: bool = True) -> dict:
     return final
 
 
-def export(run: Path, out_dir: Path, metrics: dict | None = None) -> dict:
-    """The two encoders as ONNX (dynamic batch) beside each other, with parity checked and manifest entries."""
-    from ...export.onnx_export import REAL_VOICE_CREDITS, corpus_info, write_manifest_entry
+def export_encoders(state: dict, out_dir: Path) -> dict[str, float]:
+    """A checkpoint's two encoders as sync_lips.onnx and sync_audio.onnx in out_dir (dynamic batch, the shipped
+    interface), each checked against torch: {file: largest difference}."""
     from ...export.runtime import create_session
     from avcall.pipelines.nets.sync_features import LIP_DIM, N_MELS
     from avcall.pipelines.nets.sync_judge import AUDIO_WEIGHTS, LIPS_WEIGHTS
 
-    state = torch.load(run / "model.pt")
     lip_enc, audio_enc = LipEncoder(), AudioEncoder()
     lip_enc.load_state_dict(state["lips"])
     audio_enc.load_state_dict(state["audio"])
     lip_enc.eval(), audio_enc.eval()
     out_dir.mkdir(parents=True, exist_ok=True)
-    entries = {}
     examples = {"lips": torch.randn(8, LIP_DIM, WINDOW), "mel": torch.randn(8, N_MELS, WINDOW * AUDIO_PER_VIDEO)}
+    errors = {}
     for model, name, file in ((lip_enc, "lips", LIPS_WEIGHTS), (audio_enc, "mel", AUDIO_WEIGHTS)):
         path = out_dir / file
         torch.onnx.export(model, (examples[name],), str(path), input_names=[name], output_names=["embedding"],
@@ -186,20 +185,32 @@ def export(run: Path, out_dir: Path, metrics: dict | None = None) -> dict:
         with torch.no_grad():
             want = model(examples[name]).numpy()
         got = create_session(path, threads=1).run(None, {name: examples[name].numpy()})[0]
-        error = float(np.abs(want - got).max())
-        if error > 1e-4:
-            raise RuntimeError(f"{file}: onnxruntime and torch differ by {error}")
-        config = state["config"]
-        corpus = corpus_info(config["corpus"])
-        credits = [f"avcall sync judge: {type(model).__name__} (this repository, Apache-2.0)",
+        errors[file] = float(np.abs(want - got).max())
+        if errors[file] > 1e-4:
+            raise RuntimeError(f"{file}: onnxruntime and torch differ by {errors[file]}")
+    return errors
+
+
+def export(run: Path, out_dir: Path, metrics: dict | None = None) -> dict:
+    """The two encoders as ONNX (dynamic batch) beside each other, with parity checked and manifest entries."""
+    from ...export.onnx_export import REAL_VOICE_CREDITS, corpus_info, write_manifest_entry
+
+    state = torch.load(run / "model.pt")
+    errors = export_encoders(state, out_dir)
+    config = state["config"]
+    corpus = corpus_info(config["corpus"])
+    entries = {}
+    for file, error in errors.items():
+        arch = "LipEncoder" if "lips" in file else "AudioEncoder"
+        credits = [f"avcall sync judge: {arch} (this repository, Apache-2.0)",
                    "Training voices, lips and noise: the corpus named under `corpus` (avcall corpus make)"]
         entries[file] = write_manifest_entry(
-            path, recipe=f"avcall train sync --corpus {config['corpus']} --out {config['out']} --steps "
+            out_dir / file, recipe=f"avcall train sync --corpus {config['corpus']} --out {config['out']} --steps "
             f"{config['steps']} --batch {config['batch']} --seed {config['seed']} --export",
             corpus=corpus, metrics=(metrics or {}) | dict(state["metrics"]) | {"parity_max_abs": error},
             credits=credits + (REAL_VOICE_CREDITS if corpus.get("real_voices") else []),
             latency_ms=1000 * WINDOW / 25 / 2, manifest=out_dir / "manifest.json",
-            extra={"arch": type(model).__name__, "role": "sync judge"})
+            extra={"arch": arch, "role": "sync judge"})
     return entries
 
 
