@@ -73,6 +73,9 @@ class Call:
     fps: Fraction | float
     shedder: LoadShedder | None = None  # live: what thins the optional work out when the voice falls behind
     roles: dict[str, Stage] = field(default_factory=dict)  # stages a controller talks to, by role
+    # how the call stands as built, before its stages report anything (Stage.report): the modes asked for,
+    # "unavailable" for what the call does not have
+    state: dict = field(default_factory=dict)
 
     def describe(self) -> list[str]:
         """The call as a printable list: each stage in order, with what it takes."""
@@ -190,7 +193,10 @@ def build_call(cfg: CallConfig, transport: Transport) -> Call:
         from .stages.av_align import AVAlign
 
         add(AVAlign(t.clock))  # last: the voice leaves as far behind its time as the picture does
-    return Call(stages, out_size, fps, shedder, roles)
+    state = {"enhance": (cfg.enhance_mode or cfg.enhance.name) if "enhancer" in roles else "off",
+             "emotion": ("on" if cfg.emotion_on else "off") if "emotion" in roles else "unavailable",
+             "avatar": cfg.avatar if "avatar" in roles else "unavailable"}
+    return Call(stages, out_size, fps, shedder, roles, state)
 
 
 @dataclass
@@ -226,5 +232,6 @@ def build_webrtc_call(cfg: CallConfig, tracks: dict, clock: SessionClock, send, 
         audio_sink = TrackSink(audio_out)
     # the browser's camera size is known only from its frames: any size stands for "there is video"
     call = build_call(cfg, Transport(clock, (0, 0) if video else None, 30, audio, live=True, audio_out=audio_sink))
+    on_state(call.state)  # what the page may offer from the start, before the stages have started
     stages = [*call.stages, *([TrackSink(video_out)] if video else []), EventChannelSink(send, on_state=on_state)]
     return WebRTCCall(Pipeline(sources, stages, live=True), call, audio_out, video_out)

@@ -62,6 +62,10 @@ def test_a_served_peer_runs_the_same_call():
     if server.has_avatar():
         assert served.index("webrtc_audio_out") < served.index("talking_face")  # before the face is drawn
     assert {"level_in", "level_out", "face", "overlay"} <= set(peer.call.roles)
+    # before any stage has started, the page is told what the call has (a first telemetry can come that early)
+    assert peer.state["avatar"] == ("off" if server.has_avatar() else "unavailable")
+    assert peer.state["emotion"] == ("off" if server.emotion_models is not None else "unavailable")
+    assert peer.state["enhance"] == peer.enhance_mode
     assert "av_align" not in served  # the browser plays the tracks with its own buffers
 
 
