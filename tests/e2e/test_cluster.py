@@ -16,6 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -86,6 +87,8 @@ def cluster():
             break
     assert "open http" in lines[-1], "".join(lines)
     janus = next(re.search(r"Janus at (\S+)", line).group(1) for line in lines if "Janus at" in line)
+    # keep reading what it prints: a pipe nobody reads fills up and blocks the cluster's process mid-call
+    threading.Thread(target=lambda: [lines.append(line) for line in proc.stdout], daemon=True).start()
     yield Cluster(f"http://127.0.0.1:{port}", janus)
     proc.send_signal(signal.SIGINT)
     try:
@@ -349,6 +352,7 @@ def test_two_calls_share_one_worker_process_and_fail_over_together(cluster, fake
             if "open http" in line or proc.poll() is not None:
                 break
         assert "open http" in lines[-1], "".join(lines)
+        threading.Thread(target=lambda: [lines.append(line) for line in proc.stdout], daemon=True).start()
         before, after, pids = asyncio.run(calls())
     finally:
         proc.send_signal(signal.SIGINT)
