@@ -78,17 +78,8 @@ def cluster():
     proc = subprocess.Popen([sys.executable, "-m", "avcall.app.cli", "cluster", "up", "--port", str(port),
                              "--workers", "1"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    lines: list[str] = []
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        lines.append(line)
-        if "open http" in line or proc.poll() is not None:
-            break
-    assert "open http" in lines[-1], "".join(lines)
+    lines = _until_open(proc)
     janus = next(re.search(r"Janus at (\S+)", line).group(1) for line in lines if "Janus at" in line)
-    # keep reading what it prints: a pipe nobody reads fills up and blocks the cluster's process mid-call
-    threading.Thread(target=lambda: [lines.append(line) for line in proc.stdout], daemon=True).start()
     yield Cluster(f"http://127.0.0.1:{port}", janus)
     proc.send_signal(signal.SIGINT)
     try:
@@ -98,6 +89,21 @@ def cluster():
         proc.wait(timeout=10)
     if veth is not None:
         subprocess.run(["ip", "link", "del", veth], capture_output=True)
+
+
+def _until_open(proc: subprocess.Popen) -> list[str]:
+    """`avcall cluster up`'s lines until it says where its page is; then a thread keeps reading what it prints
+    (a pipe nobody reads fills up and blocks the cluster's process mid-call)."""
+    lines: list[str] = []
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        lines.append(line)
+        if "open http" in line or proc.poll() is not None:
+            break
+    assert "open http" in lines[-1], "".join(lines)
+    threading.Thread(target=lambda: [lines.append(line) for line in proc.stdout], daemon=True).start()
+    return lines
 
 
 def _add_veth() -> str | None:
@@ -344,15 +350,7 @@ def test_two_calls_share_one_worker_process_and_fail_over_together(cluster, fake
                 await person.stop()
 
     try:
-        deadline = time.monotonic() + 90
-        lines: list[str] = []
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            lines.append(line)
-            if "open http" in line or proc.poll() is not None:
-                break
-        assert "open http" in lines[-1], "".join(lines)
-        threading.Thread(target=lambda: [lines.append(line) for line in proc.stdout], daemon=True).start()
+        _until_open(proc)
         before, after, pids = asyncio.run(calls())
     finally:
         proc.send_signal(signal.SIGINT)
