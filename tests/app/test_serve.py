@@ -56,9 +56,19 @@ class Served:
         await self.runner.cleanup()
 
 
+async def connected(pc, timeout_s: float = 15.0) -> None:
+    """Until the connection is up (ICE and DTLS done): the call's seconds count from there, as a lost handshake
+    packet (retransmitted after 1 s, then 2 s) would otherwise eat them on a lossy network."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while pc.connectionState not in ("connected", "failed", "closed"):
+        assert asyncio.get_running_loop().time() < deadline, f"not connected after {timeout_s} s"
+        await asyncio.sleep(0.05)
+
+
 async def call(url: str, clip: Path | None, seconds: float, body: dict | None = None):
-    """A peer as the page makes one: the clip's audio and video out, a data channel "avcall", no STUN;
-    returns (status, answer, received audio (float32, 48 kHz mono), video frames received, messages)."""
+    """A peer as the page makes one: the clip's audio and video out, a data channel "avcall", no STUN, kept up
+    for `seconds` once connected; returns (status, answer, received audio (float32, 48 kHz mono), video frames
+    received, messages)."""
     from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
     from aiortc.contrib.media import MediaPlayer
 
@@ -93,6 +103,7 @@ async def call(url: str, clip: Path | None, seconds: float, body: dict | None = 
         answer = await reply.json()
     if reply.status == 200:
         await pc.setRemoteDescription(RTCSessionDescription(sdp=answer["sdp"], type=answer["type"]))
+        await connected(pc)
         await asyncio.sleep(seconds)
     await pc.close()
     if player:
