@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
+from .asr import DEFAULT_ENGINE
 from .clock import SessionClock
 from .load import AudioProbe, LoadShedder
 from .stage import Stage
@@ -43,7 +44,7 @@ class CallConfig:
     enhance_mode: str | None = None  # None: the suppressor runs; "off": there, faded out, until switched on
     captions: bool = False
     burn_captions: bool = False
-    asr: str = "pocketsphinx"
+    asr: str = DEFAULT_ENGINE  # the recogniser every caller gets unless it names another (--asr)
     asr_model: Path | None = None
     captions_from: str = "raw"  # "raw": the voice as recorded; "enhanced": after the enhancer
     # "voice" / "reenact": the outgoing video is the portrait; "off": the talking face is there, switched off

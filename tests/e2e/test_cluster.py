@@ -81,12 +81,7 @@ def cluster():
     lines = _until_open(proc)
     janus = next(re.search(r"Janus at (\S+)", line).group(1) for line in lines if "Janus at" in line)
     yield Cluster(f"http://127.0.0.1:{port}", janus)
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
+    _stop(proc)
     if veth is not None:
         subprocess.run(["ip", "link", "del", veth], capture_output=True)
 
@@ -104,6 +99,16 @@ def _until_open(proc: subprocess.Popen) -> list[str]:
     assert "open http" in lines[-1], "".join(lines)
     threading.Thread(target=lambda: [lines.append(line) for line in proc.stdout], daemon=True).start()
     return lines
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Stop `avcall cluster up` as Ctrl-C does (it stops Ray and its Janus); killed if it has not ended in 30 s."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
 
 
 def _add_veth() -> str | None:
@@ -194,8 +199,9 @@ def test_a_room_call_on_a_worker_and_its_failover(cluster, fake_media, tmp_path)
             shutil.copy(shot, Path(os.environ["AVCALL_SCREENSHOTS"]) / "room.png")
     finally:
         driver.quit()
+    finals = [(c["text"], c["at"] >= killed_ms) for c in page.get("captions") or [] if c.get("kind") == "final"]
     print(f"failover: the page's feed back {(back - killed_ms) / 1000 if back else None} s after the kill; "
-          f"controller {failover_seconds(after)}; captions after: {_heard(page, killed_ms)}")
+          f"controller {failover_seconds(after)}; captions (after the kill?): {finals}")
     assert back is not None, page  # the page got a processed feed again, from another worker
     (failover,) = after["failovers"]
     assert failover["dead_pid"] == call["worker_pid"]
@@ -205,7 +211,6 @@ def test_a_room_call_on_a_worker_and_its_failover(cluster, fake_media, tmp_path)
     assert page["telemetry"]["worker_pid"] == now["worker_pid"]
     assert page["telemetry"]["overlay"] is False, page["telemetry"]  # the next worker was told the page's choice
     assert (back - killed_ms) / 1000 < 5.0, (back - killed_ms, failover)
-    finals = [(c["text"], c["feed"]) for c in page["captions"] if c.get("kind") == "final" and c["at"] >= killed_ms]
     assert len(_heard(page, killed_ms)) >= 2, finals  # the captions resumed
     assert not page.get("errors"), page["errors"]
 
@@ -353,12 +358,7 @@ def test_two_calls_share_one_worker_process_and_fail_over_together(cluster, fake
         _until_open(proc)
         before, after, pids = asyncio.run(calls())
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        _stop(proc)
     print(f"K=2: before {before['workers']}; failovers {failover_seconds(after)}; after {after['workers']}")
     assert before["calls_per_worker"] == 2
     (pid,) = {c["worker_pid"] for c in before["calls"].values()}  # one worker process holds both calls

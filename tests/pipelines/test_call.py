@@ -7,6 +7,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from avcall.app.process import ProcessConfig, call_config
+from avcall.pipelines.asr import DEFAULT_ENGINE
 from avcall.pipelines.call import CallConfig, Transport, build_call
 from avcall.pipelines.clock import SessionClock
 from avcall.pipelines.suppressors import DEFAULT, available, open_suppressor
@@ -67,6 +68,8 @@ def test_a_served_peer_runs_the_same_call():
     assert peer.state["emotion"] == ("off" if server.emotion_models is not None else "unavailable")
     assert peer.state["enhance"] == peer.enhance_mode
     assert "av_align" not in served  # the browser plays the tracks with its own buffers
+    # the served page's captions come from the default recogniser, as those of a file or a live call do
+    assert peer.call.roles["captioner"].spec == (DEFAULT_ENGINE, None)
 
 
 def test_the_soak_runs_the_call_of_process(tmp_path):
