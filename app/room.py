@@ -63,6 +63,15 @@ def add_room_routes(app: web.Application, server, janus_url: str, room: int,
             return _error(404, "janus.js is not installed (Debian: apt-get install libjs-janus-gateway)")
         return web.Response(text=found.read_text(), content_type="application/javascript")
 
+    async def relay(method: str, url: str, timeout_s: float, **kwargs) -> web.Response:
+        """Janus' answer as it came, or 502 when it does not answer."""
+        session = await client()
+        try:
+            async with session.request(method, url, timeout=aiohttp.ClientTimeout(total=timeout_s), **kwargs) as reply:
+                return web.json_response(await reply.json(content_type=None), status=reply.status)
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as err:
+            return _error(502, f"Janus did not answer: {type(err).__name__}")
+
     async def proxy_post(request: web.Request) -> web.Response:
         try:
             body = await request.json()
@@ -85,24 +94,13 @@ def add_room_routes(app: web.Application, server, janus_url: str, room: int,
                 return _error(403, f"this page's room is {room}")
         tail = "".join(f"/{int(part)}" for part in (request.match_info.get("session"),
                                                      request.match_info.get("handle")) if part)
-        session = await client()
-        try:
-            async with session.post(janus_url + tail, json=body, timeout=aiohttp.ClientTimeout(total=15)) as reply:
-                return web.json_response(await reply.json(content_type=None), status=reply.status)
-        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as err:
-            return _error(502, f"Janus did not answer: {type(err).__name__}")
+        return await relay("POST", janus_url + tail, 15, json=body)
 
     async def proxy_poll(request: web.Request) -> web.Response:
         if not token_ok(request.query.get("token") or request.headers.get("X-Avcall-Token")):
             return _error(403, "missing or wrong token")
         params = {k: v for k, v in request.query.items() if k in ("maxev", "rid") and v.isdigit()}
-        session = await client()
-        try:
-            async with session.get(f"{janus_url}/{int(request.match_info['session'])}", params=params,
-                                   timeout=aiohttp.ClientTimeout(total=LONG_POLL_S)) as reply:
-                return web.json_response(await reply.json(content_type=None), status=reply.status)
-        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as err:
-            return _error(502, f"Janus did not answer: {type(err).__name__}")
+        return await relay("GET", f"{janus_url}/{int(request.match_info['session'])}", LONG_POLL_S, params=params)
 
     async def cluster(request: web.Request) -> web.Response:
         if not token_ok(request.query.get("token") or request.headers.get("X-Avcall-Token")):
