@@ -144,16 +144,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     lv = commands.add_parser("live", help="the desktop companion: local camera and mic, a window, the clean voice out",
                              description="Track the face of the local camera, clean the voice of the microphone "
-                             "with the lips' help, caption it, show the face and the captions in a window and "
-                             "play the clean voice on --output (for example a PulseAudio null sink that a call "
-                             "app takes as its microphone: pactl load-module module-null-sink sink_name=avcall, "
-                             "then pick 'Monitor of avcall' there). Ctrl-C ends it.")
-    lv.add_argument("--camera", type=device_arg, default=0, metavar="N", help="camera index (default 0)")
-    lv.add_argument("--mic", type=device_arg, default="default", metavar="NAME", help="microphone (default: the default one)")
+                             "with the lips' help, caption it and show the face and the captions in a window. "
+                             "Call apps get the clean voice as the microphone 'avcall microphone' (made on the "
+                             "sound server, PulseAudio or PipeWire, while this runs; removed at exit) and the "
+                             "video as a virtual camera (v4l2loopback on Linux, OBS's on Windows and macOS); "
+                             "the far end's voice that the microphone picks up from the loudspeaker is cancelled "
+                             "first. Without a sound server the voice plays on --output (a virtual cable: "
+                             "docs/call_apps.md). Ctrl-C ends it.")
+    lv.add_argument("--camera", type=device_arg, default=0, metavar="N",
+                    help="camera index (default 0), or off: no video")
+    lv.add_argument("--mic", type=device_arg, default="default", metavar="NAME",
+                    help="microphone: a sound-server source's name or description, a device index, or default")
+    lv.add_argument("--mic-out", choices=["on", "off"], default="on",
+                    help="on (default, with a sound server): the clean voice is the microphone 'avcall microphone'; "
+                    "off: no virtual microphone, the voice plays on --output")
+    lv.add_argument("--far-end", metavar="NAME", help="the output device the call app plays on, whose sound the "
+                    "microphone picks up as echo (default: the sound server's default output), or off")
+    lv.add_argument("--echo", choices=["aec3", "speex", "off"], default="aec3",
+                    help="the echo canceller run before the noise suppressor: aec3 (WebRTC's, default), speex "
+                    "(speexdsp's, weaker: bench/echo.json) or off")
+    lv.add_argument("--camera-out", default="auto", metavar="DEVICE",
+                    help="where the outgoing video goes as a camera: auto (default: the first free virtual "
+                    "camera), a loopback device such as /dev/video10, off, or file:PATH (frames written to PATH)")
     lv.add_argument("--enhance", metavar="NAME", type=enhancer_arg,
                     help=f"the noise suppressor, or 'off' (default {DEFAULT_ENHANCER}): {enhancer_choices()}")
     lv.add_argument("--output", type=device_arg, metavar="NAME",
-                    help="where the clean voice plays: an output device name or index (default: the default one)")
+                    help="also play the clean voice on this output device (name or index); without a sound "
+                    "server or with --mic-out off it plays on the default output unless this names another")
     lv.add_argument("--no-window", action="store_true", help="no window (audio and captions only)")
     lv.add_argument("--seconds", type=float, help="stop after this many seconds (default: Ctrl-C)")
     lv.add_argument("--record", type=Path, metavar="DIR",
@@ -245,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = commands.add_parser("bench", help="measure speed and write JSON",
                             description="Benchmarks (not tests): speed measured here, written as JSON.")
-    b.add_argument("what", choices=["tracking", "enhance", "captions", "serve", "avatar", "emotion", "cluster"],
+    b.add_argument("what", choices=["tracking", "enhance", "captions", "serve", "avatar", "emotion", "cluster", "echo"],
                    help="tracking: face mesh + lip "
                    "features per 640x480 frame on one CPU core; enhance: every noise suppressor hop by hop, its "
                    "real-time factor on one CPU core and its delay; captions: the noise suppressor "
@@ -253,7 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "served path on loopback with an aiortc peer, its added audio delay; avatar: the talking "
                    "face, voice to rendered frame on one core; emotion: the emotion stage's cost per 250 ms hop "
                    "on one core; cluster: calls through Janus and Ray workers on this machine (calls held at "
-                   "real time, added delay through the SFU, failover time)")
+                   "real time, added delay through the SFU, failover time); echo: the echo control through a "
+                   "private PulseAudio, WebRTC's AEC3 beside speexdsp (ERLE, convergence, the near end's SI-SDR "
+                   "in double talk, CPU)")
     b.add_argument("--input", type=Path, help="tracking: video of a face (default: a clip of ../shared/data); "
                    "enhance, captions: speech audio (default: an utterance of ../shared/data/speech)")
     b.add_argument("--video", type=Path, help="avatar: a video of a face that drives the reenacted portrait "
@@ -333,18 +352,25 @@ def cmd_live(args) -> int:
 
     from avcall.pipelines.suppressors import available
 
+    from .live import live_audio
+
     wanted = args.enhance or DEFAULT_ENHANCER
     enhance = wanted if wanted in available() else None
     if enhance is None:
         print("avcall live: no noise suppressor: the voice is passed through", file=sys.stderr)
-    with tempfile.TemporaryDirectory(prefix="avcall-live-") as scratch:
+    camera = None if args.camera == "off" else args.camera
+    with tempfile.TemporaryDirectory(prefix="avcall-live-") as scratch, \
+            live_audio(mic=args.mic, output=args.output, mic_out=args.mic_out == "on", far_end=args.far_end,
+                       echo=args.echo) as audio:
         out = args.record or Path(scratch)
-        result = run_process(ProcessConfig(input=None, outdir=out, camera=args.camera, mic=args.mic,
-                                           seconds=args.seconds, show=not args.no_window, play=True,
-                                           speaker=args.output, enhance=enhance, captions=True,
+        result = run_process(ProcessConfig(input=None, outdir=out, camera=camera, mic=audio.mic,
+                                           seconds=args.seconds, show=not args.no_window, play=audio.play,
+                                           speaker=audio.speaker, enhance=enhance, captions=True,
                                            burn_captions=not args.no_window, emotion=args.emotion,
                                            keep_emotion=args.record is not None, avatar=args.avatar,
-                                           portrait=args.portrait))
+                                           portrait=args.portrait, mic_from_server=audio.mic_from_server,
+                                           voice_sink=audio.voice_sink, far_end=audio.far_end, echo=args.echo,
+                                           camera_out=None if args.camera_out == "off" else args.camera_out))
     kept = f"; recorded in {args.record}" if args.record else ""
     print(f"avcall live: {result.media_seconds:.1f} s, face in {result.face_frames}/{result.video_frames} frames{kept}")
     return 0
@@ -379,6 +405,12 @@ def cmd_bench(args) -> int:
     from .bench import (bench_avatar, bench_captions, bench_emotion, bench_enhance, bench_serve, bench_tracking,
                         write_json)
 
+    if args.what == "echo":
+        from .bench_echo import bench_echo
+
+        result = bench_echo(command="avcall bench echo" + (f" -o {args.out}" if args.out else ""))
+        print(write_json(result, args.out))
+        return 0
     if args.what == "cluster":
         from .bench_cluster import bench_cluster
 

@@ -42,6 +42,50 @@ def list_audio() -> tuple[list[tuple[int, str]], list[tuple[int, str]], str | No
     return mics, speakers, None
 
 
+def sound_server_report() -> list[str]:
+    """The sound server's sources and sinks (the names --mic and --far-end take) and the avcall microphone."""
+    from avcall.pipelines import pulse, virtual_mic
+
+    with pulse.session() as server:
+        if server is None:
+            return ["No sound server (PulseAudio or PipeWire) answers: `avcall live` plays the voice on an output "
+                    "device (a virtual cable: docs/call_apps.md)."]
+        info = server.server_info()
+        sources, sinks = pulse.sources(server), pulse.sinks(server)
+        owners = {m.owner for m in virtual_mic.tagged_modules(server)}
+    lines = [f"Sound server: {info.server_name} {info.server_version}."]
+    mic = pulse.find(sources, virtual_mic.SOURCE)
+    if mic is not None:
+        lines.append(f"The avcall microphone: {mic.description!r} ({mic.name}), made by avcall live "
+                     f"(pid {', '.join(map(str, sorted(owners)))}).")
+    else:
+        lines.append(f"The avcall microphone: {virtual_mic.DESCRIPTION!r} ({virtual_mic.SOURCE}) appears while "
+                     f"`avcall live` runs.")
+    lines.append("Sound-server sources (pick the microphone with --mic NAME):")
+    lines += [f"  {d.name}: {d.description}" for d in sources
+              if d.name not in (virtual_mic.SOURCE, f"{virtual_mic.SINK}.monitor")]
+    lines.append("Sound-server outputs (the echo control listens to one: --far-end NAME, default the default one):")
+    lines += [f"  {d.name}: {d.description}" for d in sinks if d.name != virtual_mic.SINK]
+    return lines
+
+
+def virtual_camera_report() -> str:
+    """The loopback devices a virtual camera can use (v4l2loopback names its devices in sysfs)."""
+    from avcall.pipelines.sinks.virtual_camera import missing_camera
+
+    found = []
+    for name in sorted(glob.glob("/sys/devices/virtual/video4linux/video*/name")):
+        node = "/dev/" + name.split("/")[-2]
+        try:
+            label = open(name).read().strip()
+        except OSError:
+            continue
+        found.append(f"{node} ({label})")
+    if found:
+        return "Virtual cameras (--camera-out, default the first free one): " + ", ".join(found) + "."
+    return f"No virtual camera for --camera-out: {missing_camera()}."
+
+
 def devices_report() -> str:
     lines = []
     cameras = list_cameras()
@@ -64,4 +108,6 @@ def devices_report() -> str:
             lines += [f"  {i}: {desc}" for i, desc in speakers]
         else:
             lines.append("No speaker found.")
+    lines += sound_server_report()
+    lines.append(virtual_camera_report())
     return "\n".join(lines)

@@ -28,12 +28,16 @@ from avcall.pipelines.runner import Pipeline
 from avcall.pipelines.sinks.atomic import write_text_atomic
 from avcall.pipelines.sinks.lips import LipsSink
 from avcall.pipelines.sinks.mp4 import Mp4Sink
+from avcall.pipelines.sinks.pulse import PulseSink
 from avcall.pipelines.sinks.speaker import SpeakerSink
+from avcall.pipelines.sinks.virtual_camera import VirtualCameraSink
 from avcall.pipelines.sinks.wav import WavSink
 from avcall.pipelines.sinks.window import WindowSink
 from avcall.pipelines.sources.camera import CameraSource
 from avcall.pipelines.sources.file import FileSource
 from avcall.pipelines.sources.microphone import MicrophoneSource
+from avcall.pipelines.sources.pulse import PulseSource
+from avcall.pipelines.stages.echo_control import EchoControl
 
 from .outputs import StagedOutput
 
@@ -68,6 +72,15 @@ class ProcessConfig:
     emotion: bool = False  # the EmotionReader: emotion.jsonl and the emotion.png timeline
     # False: the readings are only shown (`avcall live` without --record), never written, not even to scratch
     keep_emotion: bool = True
+    # `avcall live` on a sound server (pipelines/pulse.py): `mic` is a server source's name, the voice is also
+    # played into `voice_sink` (the avcall microphone's sink), and with `far_end` (a sink's monitor) the echo
+    # of what that sink plays is cancelled by `echo` (pipelines/echo.py) before any other stage hears the voice
+    mic_from_server: bool = False
+    voice_sink: str | None = None
+    far_end: str | None = None
+    echo: str = "aec3"
+    # the outgoing video to a virtual camera: "auto" (the first free one), a device, "file:PATH" (tests)
+    camera_out: str | None = None
 
 
 @dataclass
@@ -102,12 +115,17 @@ async def process(cfg: ProcessConfig, *, progress: bool = True) -> ProcessResult
         live = cfg.input is None
         call = build_call(call_config(cfg, suppressor), Transport(clock, video_size, fps, has_audio, live))
         lips = LipsSink(tmp / "lips.npz")
-        stages = [*call.stages, Mp4Sink(tmp / "annotated.mp4", video_size=call.video_size, fps=call.fps,
+        echo = ([EchoControl(cfg.far_end, clock=clock, canceller=cfg.echo)] if cfg.far_end and has_audio else [])
+        stages = [*echo, *call.stages, Mp4Sink(tmp / "annotated.mp4", video_size=call.video_size, fps=call.fps,
                                         audio=has_audio)]
+        if cfg.camera_out and call.video_size is not None:
+            stages.append(virtual_camera(cfg.camera_out, call.video_size, call.fps))
         if cfg.show and call.video_size is not None:
             stages.append(WindowSink())
         if cfg.play and has_audio:
             stages.append(SpeakerSink(cfg.speaker))
+        if cfg.voice_sink and has_audio:
+            stages.append(PulseSink(cfg.voice_sink))
         stages.append(lips)
         if suppressor is not None:
             stages.append(WavSink(tmp / "enhanced.wav", subtype=cfg.wav_subtype, name="enhanced_wav"))
@@ -158,6 +176,13 @@ def _warn_damaged_input(incidents: dict) -> None:
             return
 
 
+def virtual_camera(out: str, size: tuple[int, int], fps) -> VirtualCameraSink:
+    """The virtual camera `out` names: "auto", a device path, or "file:PATH" (the file-backed camera)."""
+    if out.startswith("file:"):
+        return VirtualCameraSink(size, float(fps), device=out[len("file:"):], backend="file")
+    return VirtualCameraSink(size, float(fps), device=None if out == "auto" else out)
+
+
 def emotion_shipped() -> bool:
     """Whether the emotion nets ship (the served page's opt-in and the demo's timeline need them)."""
     from avcall.export.runtime import shipped
@@ -185,7 +210,9 @@ async def _open_sources(cfg: ProcessConfig, clock: SessionClock):
         camera = CameraSource(cfg.camera, clock=clock)
         size = await camera.open()
         sources.append(camera)
-    if cfg.mic is not None:
+    if cfg.mic is not None and cfg.mic_from_server:
+        sources.append(PulseSource(None if cfg.mic == "default" else str(cfg.mic), clock=clock))
+    elif cfg.mic is not None:
         sources.append(MicrophoneSource(None if cfg.mic == "default" else cfg.mic, clock=clock))
     return sources, size, 30, cfg.mic is not None, cfg.seconds
 

@@ -10,7 +10,9 @@ PYTHON=${PYTHON:-python3}
 # the corpus voices: flite, festival and its US voices, espeak-ng
 # chromium, chromium-driver and firefox-esr: the browser tests of the served page
 # janus and libjs-janus-gateway: the SFU of `avcall cluster up` and the room page's janus.js
-DEBS="libportaudio2 ffmpeg libgl1 libglib2.0-0 flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts espeak-ng chromium chromium-driver firefox-esr iproute2 janus libjs-janus-gateway"
+# pulseaudio and pulseaudio-utils: the sound server the tests of `avcall live`'s microphone start (and pactl,
+# paplay, parec); libpulse0: what pulsectl and pasimple load; swig and libspeexdsp-dev: speexdsp's build
+DEBS="libportaudio2 ffmpeg libgl1 libglib2.0-0 flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts espeak-ng chromium chromium-driver firefox-esr iproute2 janus libjs-janus-gateway pulseaudio pulseaudio-utils libpulse0 swig libspeexdsp-dev"
 
 missing=()
 for deb in $DEBS; do
