@@ -186,3 +186,33 @@ def test_echo_figures_through_the_sound_server(shared_data):
     assert speex["erle_far_only_db"] < aec3["erle_far_only_db"]
     # in double talk AEC3 keeps no more of the user's voice than was there: recorded, not yet met (README)
     assert aec3["near_si_sdr_no_far_end_db"] > 20.0
+
+
+def test_where_the_voice_comes_from_and_goes_to(server):
+    """The plan `avcall live` makes before the call: the microphone and the far end are the server's (its
+    defaults as they were before the avcall microphone existed); the avcall microphone is never its own input
+    nor its own far end; without a server, one line and the default output."""
+    from avcall.app.live import plan_audio
+    from avcall.pipelines import pulse, virtual_mic
+    from avcall.pipelines.errors import DeviceError
+
+    none = plan_audio(None, mic="default", output=None, mic_out=True, far_end=None, echo="aec3")
+    assert none.play and none.voice_sink is None and none.far_end is None and not none.mic_from_server
+    assert len(none.notes) == 1 and "no sound server" in none.notes[0]
+    with server.use(), pulse.session() as s:
+        plan = plan_audio(s, mic="default", output=None, mic_out=True, far_end=None, echo="aec3")
+        assert (plan.mic, plan.mic_from_server, plan.far_end) == (pulse.default_source(s), True, "speakers.monitor")
+        assert plan.voice_sink == virtual_mic.SINK and not plan.play
+        assert plan_audio(s, mic="Monitor of Feed", output=None, mic_out=True, far_end="off", echo="aec3").mic \
+            == "feed.monitor"  # by description, as the desktop shows it
+        made = virtual_mic.create(s)
+        try:
+            with pytest.raises(DeviceError, match="avcall microphone itself"):
+                plan_audio(s, mic="avcall microphone", output=None, mic_out=True, far_end=None, echo="aec3")
+            with pytest.raises(DeviceError, match="avcall microphone itself"):  # the server's default now
+                plan_audio(s, mic="default", output=None, mic_out=True, far_end=None, echo="aec3")
+            with pytest.raises(DeviceError, match="--far-end"):
+                plan_audio(s, mic="feed.monitor", output=None, mic_out=True, far_end=virtual_mic.SINK, echo="aec3")
+        finally:
+            virtual_mic.remove(s, made)
+        assert avcall_modules(server) == []
