@@ -83,7 +83,11 @@ def private_pulseaudio(script: list[str] = (), *, timeout_s: float = 10.0) -> It
             process.kill()
             process.wait()
         log.close()
-        shutil.rmtree(folder, ignore_errors=True)
+        for _ in range(3):  # a client ending just now may still write its cookie under HOME
+            shutil.rmtree(folder, ignore_errors=True)
+            if not folder.exists():
+                break
+            time.sleep(0.2)
 
 
 def _wait_ready(server: PrivateServer, timeout_s: float) -> None:
