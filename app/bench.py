@@ -3,6 +3,7 @@
 `tracking`: the face tracker and lip features on 640x480 frames, pinned to one CPU core, ms per frame.
 `enhance`: every noise suppressor that ships, hop by hop through its streaming interface, pinned to one CPU
 core, on the same audio in the same run: real-time factor, declared and measured delay, algorithmic latency.
+`gate`: the lip gate's decision over a real face clip, pinned to one core: its CPU per second of call.
 """
 
 from __future__ import annotations
@@ -118,6 +119,35 @@ def _ms_stats(times_s: list[float], audio_s: float) -> dict:
     return {"rtf": float(t.sum() / 1e3 / audio_s),
             "ms_per_hop": {"mean": float(t.mean()), "p50": float(np.percentile(t, 50)),
                            "p95": float(np.percentile(t, 95)), "max": float(t.max())}}
+
+
+def bench_gate(video: Path | None = None) -> dict:
+    """The lip gate's own cost: its decision (the scorer, the voice's level, the sync judge's streamed evidence)
+    over a real face clip with its own voice and tracked lips, hop by hop as the stage runs it, pinned to one CPU
+    core: CPU seconds per second of call (the tracking it reads is the call's anyway)."""
+    from avcall.models.data.measure import measure_video
+    from avcall.pipelines.lip_gate import gate_clip
+    from avcall.pipelines.nets.sync_judge import SyncJudge
+
+    if video is None:
+        data = shared_data_dir()
+        if data is None:
+            raise InputError("no clip: give --input VIDEO (a talking face) or put ../shared/data beside the checkout")
+        video = data / DEFAULT_CLIP
+    measured = measure_video(video)
+    audio = np.asarray(measured.audio, np.float32)
+    lips = measured.track.frames(float(measured.audio_offset))
+    judge = SyncJudge()
+    gate_clip(audio[:16_000], lips[:25], judge=judge)  # warm up: the sessions' first runs
+    with one_core() as core:
+        began_cpu, began = time.process_time(), time.perf_counter()
+        gains = gate_clip(audio, lips, judge=judge)
+        cpu, wall = time.process_time() - began_cpu, time.perf_counter() - began
+    seconds = len(audio) / 16_000
+    return {"what": "the lip gate's decision, hop by hop (pipelines/lip_gate.py), with the sync judge",
+            "clip": str(video), "seconds": round(seconds, 2), "cpu_per_call_second": round(cpu / seconds, 4),
+            "wall_per_call_second": round(wall / seconds, 4), "held_share": round(float(np.mean(gains < 0.5)), 3),
+            "target_cpu_per_call_second": 0.02, "core": core, "cpu": cpu_name()}
 
 
 def bench_enhance(audio_path: Path | None = None, seconds: float = 10.0, backends: list[str] | None = None,

@@ -62,6 +62,10 @@ def enhancer_arg(text: str) -> str:
                                      f"{', '.join(available()) or 'none'}, or off")
 
 
+LIP_GATE_HELP = ("on (default, with a camera): another voice is held back (-30 dB) while your lips are still, in "
+                 "the voice and the captions; off: every voice passes as the suppressor leaves it")
+
+
 def peer_counts(text: str) -> tuple[int, ...]:
     """1,2,4 -> (1, 2, 4)."""
     try:
@@ -115,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="clean the voice with a noise suppressor: writes enhanced.wav (16-bit PCM, lined up with "
                    f"the input), and annotated.mp4 gets the enhanced audio. NAME: {enhancer_choices()}")
     p.add_argument("--float-wav", action="store_true", help="write enhanced.wav as 32-bit float, not 16-bit PCM")
+    p.add_argument("--lip-gate", choices=["on", "off"], default="on", help=LIP_GATE_HELP)
     p.add_argument("--captions", action="store_true",
                    help="live captions of the (enhanced) voice: writes captions.vtt and captions.srt")
     p.add_argument("--burn-captions", action="store_true", help="... and draw them on annotated.mp4")
@@ -168,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "camera), a loopback device such as /dev/video10, off, or file:PATH (frames written to PATH)")
     lv.add_argument("--enhance", metavar="NAME", type=enhancer_arg,
                     help=f"the noise suppressor, or 'off' (default {DEFAULT_ENHANCER}): {enhancer_choices()}")
+    lv.add_argument("--lip-gate", choices=["on", "off"], default="on", help=LIP_GATE_HELP)
     lv.add_argument("--output", type=device_arg, metavar="NAME",
                     help="also play the clean voice on this output device (name or index); without a sound "
                     "server or with --mic-out off it plays on the default output unless this names another")
@@ -198,6 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a STUN server for ICE, e.g. stun:stun.example.org:3478 (default: none)")
     sv.add_argument("--no-enhance", action="store_true", help="do not load the speech enhancer")
     sv.add_argument("--no-captions", action="store_true", help="no live captions")
+    sv.add_argument("--lip-gate", choices=["on", "off"], default="on", help=LIP_GATE_HELP + " (the page's 'Only my "
+                    "voice' switch turns it off and on per call)")
     sv.add_argument("--janus", metavar="URL", help="a Janus' HTTP API (e.g. http://127.0.0.1:8088/janus): the page "
                     "gets a room mode at /room that joins its VideoRoom, where `avcall cluster up`'s workers "
                     "process each participant")
@@ -239,6 +247,12 @@ def build_parser() -> argparse.ArgumentParser:
     from avcall.models.emotion.train_args import add_arguments as add_emotion_arguments
 
     add_emotion_arguments(emotion)
+    gate = recipes.add_parser("lip-gate", help="the lip gate's scorer (no torch: a logistic model)",
+                              description="Fit the lip gate's scorer on the turns condition built from "
+                              "../shared/data/av_train's real faces with their voices; writes lip_gate.json.")
+    from avcall.models.lip_gate.train import add_arguments as add_gate_arguments
+
+    add_gate_arguments(gate)
 
     from .sync import add_parser as add_sync_parser
 
@@ -262,7 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = commands.add_parser("bench", help="measure speed and write JSON",
                             description="Benchmarks (not tests): speed measured here, written as JSON.")
-    b.add_argument("what", choices=["tracking", "enhance", "captions", "serve", "avatar", "emotion", "cluster", "echo"],
+    b.add_argument("what", choices=["tracking", "enhance", "captions", "serve", "avatar", "emotion", "cluster", "echo",
+                                    "gate"],
                    help="tracking: face mesh + lip "
                    "features per 640x480 frame on one CPU core; enhance: every noise suppressor hop by hop, its "
                    "real-time factor on one CPU core and its delay; captions: the noise suppressor "
@@ -272,8 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "on one core; cluster: calls through Janus and Ray workers on this machine (calls held at "
                    "real time, added delay through the SFU, failover time); echo: the echo control through a "
                    "private PulseAudio, WebRTC's AEC3 beside speexdsp (ERLE, convergence, the near end's SI-SDR "
-                   "in double talk, CPU)")
-    b.add_argument("--input", type=Path, help="tracking: video of a face (default: a clip of ../shared/data); "
+                   "in double talk, CPU); gate: the lip gate's decision over a real face clip, its CPU per second "
+                   "of call on one core")
+    b.add_argument("--input", type=Path, help="tracking, gate: video of a face (default: a clip of ../shared/data); "
                    "enhance, captions: speech audio (default: an utterance of ../shared/data/speech)")
     b.add_argument("--video", type=Path, help="avatar: a video of a face that drives the reenacted portrait "
                    "(default: a clip of ../shared/data)")
@@ -326,7 +342,7 @@ def cmd_process(args) -> int:
                         wav_subtype="FLOAT" if args.float_wav else "PCM_16",
                         captions=args.captions, burn_captions=args.burn_captions, asr=args.asr,
                         asr_model=args.asr_model, captions_from=args.captions_from, avatar=args.avatar,
-                        portrait=args.portrait, emotion=args.emotion)
+                        portrait=args.portrait, emotion=args.emotion, lip_gate=args.lip_gate == "on")
     result = run_process(cfg, progress=not args.quiet)
     faces = (f"face found in {result.face_frames}/{result.video_frames} frames"
              if result.video_frames else "no video: nothing to track")
@@ -370,7 +386,8 @@ def cmd_live(args) -> int:
                                            keep_emotion=args.record is not None, avatar=args.avatar,
                                            portrait=args.portrait, mic_from_server=audio.mic_from_server,
                                            voice_sink=audio.voice_sink, far_end=audio.far_end, echo=args.echo,
-                                           camera_out=None if args.camera_out == "off" else args.camera_out))
+                                           camera_out=None if args.camera_out == "off" else args.camera_out,
+                                           lip_gate=args.lip_gate == "on"))
     kept = f"; recorded in {args.record}" if args.record else ""
     print(f"avcall live: {result.media_seconds:.1f} s, face in {result.face_frames}/{result.video_frames} frames{kept}")
     return 0
@@ -390,7 +407,7 @@ def cmd_serve(args) -> int:
     token = new_token() if args.token == "new" else args.token
     run_server(ServeConfig(host=args.host, port=args.port, token=token, max_peers=args.max_peers, stun=args.stun,
                            enhance=not args.no_enhance, captions=not args.no_captions, janus=args.janus,
-                           room=args.room))
+                           room=args.room, lip_gate=args.lip_gate == "on"))
     return 0
 
 
@@ -425,6 +442,10 @@ def cmd_bench(args) -> int:
         result = bench_emotion(args.input, seconds=args.seconds)
     elif args.what == "serve":
         result = bench_serve(seconds=args.seconds, clip=args.input, peers=args.peers, sessions=args.sessions)
+    elif args.what == "gate":
+        from .bench import bench_gate
+
+        result = bench_gate(args.input)
     elif args.what == "enhance":
         result = bench_enhance(args.input, seconds=args.seconds, backends=[args.backend] if args.backend else None,
                                whole_call=args.whole_call)
@@ -441,6 +462,11 @@ def cmd_corpus(args) -> int:
 
 
 def cmd_train(args) -> int:
+    if args.recipe == "lip-gate":  # scipy, no torch
+        from avcall.models.lip_gate.train import run
+
+        print(json.dumps(run(args)))
+        return 0
     try:
         if args.recipe == "sync":
             from avcall.models.sync.train import run

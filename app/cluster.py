@@ -50,6 +50,7 @@ class ClusterConfig:
     spare: bool = True  # keep a warm free slot ready for the next call or a failover
     enhance: bool | str = True  # or a noise suppressor's name (app/worker.shared_suppressor)
     captions: bool = True
+    lip_gate: bool = True
 
 
 @dataclass
@@ -262,7 +263,7 @@ class Controller:
             publisher_id = random.randrange(1, 2**52)
             self.calls[feed] = Assignment(feed, info["pid"], publisher_id, info.get("node"))
             wcfg = WorkerConfig(self.cfg.janus, self.cfg.room, feed, publisher_id, enhance=self.cfg.enhance,
-                                captions=self.cfg.captions)
+                                captions=self.cfg.captions, lip_gate=self.cfg.lip_gate)
             run = worker.handle.run.remote(wcfg)
             watch = asyncio.ensure_future(self._published(worker, feed, failover)) if failover else None
             try:
@@ -480,7 +481,7 @@ def cmd_cluster(args) -> int:
     cfg = ClusterConfig(janus=janus, room=args.room, address=args.address, workers=args.workers,
                         worker_cpus=args.worker_cpus, worker_gpus=args.worker_gpus,
                         calls_per_worker=args.calls_per_worker, spare=not args.no_spare, enhance=enhance,
-                        captions=not args.no_captions)
+                        captions=not args.no_captions, lip_gate=args.lip_gate == "on")
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` ends it as Ctrl-C does: calls, Ray, Janus stopped
     try:
         resources = start_ray(cfg)
@@ -531,3 +532,5 @@ def add_parser(commands) -> None:
                    "new actor to start)")
     c.add_argument("--no-enhance", action="store_true", help="workers pass the voice through")
     c.add_argument("--no-captions", action="store_true", help="workers send no captions")
+    c.add_argument("--lip-gate", choices=["on", "off"], default="on", help="on (default): each worker holds another "
+                   "voice back while its participant's lips are still; off")

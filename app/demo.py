@@ -3,7 +3,8 @@
 The call is made from what the installed packages ship: a text-to-speech voice says two corpus sentences,
 the corpus's lip model turns their phones into lip movements and the renderer animates the bundled portrait
 (scikit-image's astronaut) along them; a second voice talks over it 6 dB lower and a generated street noise
-plays under both at 10 dB. The pipeline (face tracking, lip features, the speech enhancer when its weights
+plays under both at 10 dB; between its two lines the speaker pauses and listens while the second voice
+talks (what the lip gate holds back). The pipeline (face tracking, lip features, the speech enhancer when its weights
 are shipped, captions) runs over that clip, and `./avcall-demo/` gets:
 
   input.mp4      the noisy call as recorded
@@ -40,6 +41,7 @@ from .process import ProcessConfig, emotion_shipped, run_process
 SCRIPT = ("anna will send the budget on friday", "please call me back tomorrow morning")
 TALKER_LINE = "a bitter baker turned along the chair"
 SIR_DB, SNR_DB = 6.0, 10.0
+PAUSE_S = 2.5  # between the script's two lines: the speaker listens while the second voice talks
 DEMO_LINE = "Can you hear me now? I think the video is working again, so let us get started."
 
 
@@ -76,7 +78,8 @@ def _speak(voice, lines, gap_s: float = 0.6):
     return np.concatenate(audio), Timing(tuple(phones))
 
 
-def write_talking_portrait(path: Path, text: str = DEMO_LINE, audio_fn=None, fps: float | None = None) -> bool:
+def write_talking_portrait(path: Path, text: str = DEMO_LINE, audio_fn=None, fps: float | None = None,
+                           gap_s: float = 0.6) -> bool:
     """The bundled portrait saying `text` (a line, or lines with pauses between them) at `fps` (default: the
     corpus's 25); False when no text-to-speech engine is installed. `audio_fn(clean)` may change the
     soundtrack (the demo adds a talker and noise)."""
@@ -87,7 +90,7 @@ def write_talking_portrait(path: Path, text: str = DEMO_LINE, audio_fn=None, fps
     voice = _voice("flite:slt")
     if voice is None:
         return False
-    clean, timing = _speak(voice, [text] if isinstance(text, str) else list(text))
+    clean, timing = _speak(voice, [text] if isinstance(text, str) else list(text), gap_s)
     clean = 0.5 * clean / max(float(np.abs(clean).max()), 1e-6)
     fps = fps or LIP_FPS
     frames = int(np.ceil(len(clean) / SAMPLE_RATE * fps))
@@ -103,30 +106,40 @@ class Call:
 
 
 def make_call(path: Path, fps: float | None = None) -> Call | None:
-    """The noisy call clip at `path` (None without a TTS engine), its video at `fps` (default 25)."""
+    """The noisy call clip at `path` (None without a TTS engine), its video at `fps` (default 25). The speaker
+    says the script's two lines with a pause between them; the second voice talks over the first line and again
+    in the pause (where the speaker listens: the lip gate's case)."""
     from avcall.models.data.noise import make_noise, mix_at_snr
+    from avcall.models.data.turns import silences
 
     made = {}
 
     def soundtrack(clean: np.ndarray) -> np.ndarray:
         rng = np.random.default_rng(7)
         other = _voice("flite:kal") or _voice("flite:slt")
-        talk, _ = _speak(other, [TALKER_LINE, TALKER_LINE])
-        talk = np.resize(np.concatenate([np.zeros(SAMPLE_RATE, np.float32), talk]), len(clean))
+        talk, _ = _speak(other, [TALKER_LINE], gap_s=0.0)
+        talk = talk[SAMPLE_RATE // 2:]  # its lead-in off
+        track = np.zeros(len(clean), np.float32)
+        track[SAMPLE_RATE:SAMPLE_RATE + len(talk)] = talk[:max(0, len(clean) - SAMPLE_RATE)]
+        pause = max(silences([(0.0, len(clean) / SAMPLE_RATE)], clean), key=lambda g: g[1] - g[0], default=None)
+        if pause is not None:  # 150 ms after the first line, a usual gap between turns
+            start, room = int((pause[0] + 0.15) * SAMPLE_RATE), int((pause[1] - pause[0] - 0.3) * SAMPLE_RATE)
+            track[start:start + min(room, len(talk))] += talk[:room]
         noise = make_noise("traffic", len(clean), rng)
-        noisy = clean + mix_at_snr(clean, talk, SIR_DB) + mix_at_snr(clean, noise, SNR_DB)
+        noisy = clean + mix_at_snr(clean, track, SIR_DB) + mix_at_snr(clean, noise, SNR_DB)
         gain = min(1.0, 0.95 / float(np.abs(noisy).max()))
         made["clean"], made["noisy"] = clean * gain, (noisy * gain).astype(np.float32)
         return made["noisy"]
 
-    if not write_talking_portrait(path, SCRIPT, soundtrack, fps):
+    if not write_talking_portrait(path, SCRIPT, soundtrack, fps, gap_s=PAUSE_S):
         return None
     return Call(made["clean"], made["noisy"])
 
 
 # --------------------------------------------------------------------------------------------- report
-def spectrogram_png(audio: np.ndarray, title: str) -> str:
-    """A log spectrogram as an inline PNG (data URL), drawn with OpenCV (no plotting library needed)."""
+def spectrogram_png(audio: np.ndarray, title: str, spans: list | None = None) -> str:
+    """A log spectrogram as an inline PNG (data URL), drawn with OpenCV (no plotting library needed); `spans`
+    ([start, end] seconds) are marked by a bar along its top."""
     import cv2
 
     from avcall.pipelines.nets.enhancer_features import stft
@@ -136,9 +149,24 @@ def spectrogram_png(audio: np.ndarray, title: str) -> str:
     img = np.clip((db - (db.max() - 70)) / 70 * 255, 0, 255).astype(np.uint8)[::-1]
     img = cv2.resize(img, (min(900, max(300, img.shape[1])), 200), interpolation=cv2.INTER_AREA)
     img = cv2.applyColorMap(img, cv2.COLORMAP_MAGMA)
+    seconds = len(audio) / SAMPLE_RATE
+    for start, end in spans or ():
+        x0, x1 = (int(img.shape[1] * t / seconds) for t in (start, end))
+        img[:8, x0:max(x1, x0 + 1)] = (60, 200, 255)
     cv2.putText(img, title, (8, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (255, 255, 255), 1, cv2.LINE_AA)
     ok, png = cv2.imencode(".png", img)
     return png_data_url(png.tobytes())
+
+
+def wav_data_url(audio: np.ndarray) -> str:
+    """16-bit WAV inline in the report, for its players."""
+    import io
+
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, np.clip(audio, -1, 1), SAMPLE_RATE, subtype="PCM_16", format="WAV")
+    return "data:audio/wav;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
 def png_data_url(png: bytes) -> str:
@@ -206,23 +234,32 @@ def make_avatar(clip: Path, outdir: Path, enhance: str | None) -> str:
 def write_report(path: Path, *, call: Call | None, enhanced: np.ndarray | None, captions: list[str],
                  metrics: dict, telemetry: dict, seconds: float, note: str, avatar_strip: str | None = None,
                  emotion_png: Path | None = None, other_captions: dict[str, str] | None = None) -> None:
-    """`other_captions`: {engine: its captions of the same voice}, shown beside the default engine's."""
+    """`other_captions`: {what: captions of the same voice} (without the lip gate, another engine), shown beside
+    the call's own."""
     from avcall.models.data.align import normalise
 
     from .eval.metrics import edit_alignment
 
     parts = [f"<h1>avcall demo</h1><p>{html.escape(note)}</p>"]
     if call is not None:
-        images = [spectrogram_png(call.noisy, f"input: voice + talker {SIR_DB:.0f} dB lower + street noise at {SNR_DB:.0f} dB")]
+        held = telemetry.get("stages", {}).get("lip_gate", {}).get("held_spans", [])
+        images = [spectrogram_png(call.noisy, f"input: voice + talker {SIR_DB:.0f} dB lower + street noise at "
+                                  f"{SNR_DB:.0f} dB", held)]
         if enhanced is not None:
-            images.append(spectrogram_png(enhanced, "enhanced by avcall"))
+            images.append(spectrogram_png(enhanced, "enhanced by avcall", held))
+            players = "".join(f"<figure><figcaption>{name}</figcaption><audio controls src='{wav_data_url(a)}'>"
+                              "</audio></figure>" for name, a in (("input", call.noisy), ("avcall", enhanced)))
+            parts.append(f"<h2>Listen</h2><div style='display:flex;gap:2rem'>{players}</div>")
         images.append(spectrogram_png(call.clean, "the clean voice (reference)"))
-        parts.append("<h2>Spectrograms</h2>" + "".join(f'<img alt="spectrogram" src="{src}">' for src in images))
+        gate = (f"<p>The orange bars: where the lip gate held another voice back while the speaker's lips were "
+                f"still ({sum(e - s for s, e in held):.1f} s in {len(held)} spans).</p>") if held else ""
+        parts.append("<h2>Spectrograms</h2>" + gate
+                     + "".join(f'<img alt="spectrogram" src="{src}">' for src in images))
         from avcall.pipelines.asr import DEFAULT_ENGINE
 
         script = " ".join(SCRIPT)
         rows = f"<tr><th>script</th><td>{html.escape(script)}</td><td></td></tr>"
-        shown = {f"{DEFAULT_ENGINE} (the default)": " ".join(captions)} | (other_captions or {})
+        shown = {f"{DEFAULT_ENGINE} with the lip gate (the default)": " ".join(captions)} | (other_captions or {})
         for engine, heard in shown.items():
             errors, _ = edit_alignment(normalise(script), normalise(heard))
             rows += (f"<tr><th>{html.escape(engine)}</th><td>{html.escape(heard) or '<em>none</em>'}</td>"
@@ -295,13 +332,16 @@ def run_demo(outdir: Path = Path("avcall-demo"), clip: Path | None = None) -> st
         avatar_strip = make_avatar(clip, outdir, enhance)
     steps.set_postfix_str("scoring and writing the report")
     other_captions = None
-    if call is not None:  # the engine the captions had before, on the same voice, for comparison
-        from avcall.pipelines.asr import make_engine
+    if call is not None:  # the same voice captioned without the lip gate, and by the engine of before
+        from avcall.pipelines.asr import DEFAULT_ENGINE, make_engine
 
         from .eval.captions import caption
 
-        emitted = caption(call.noisy, [], make_engine("pocketsphinx"))
-        other_captions = {"pocketsphinx": " ".join(c.text for c, _ in emitted if c.kind == "final")}
+        other_captions = {}
+        for label, engine in ((f"{DEFAULT_ENGINE} without the lip gate", DEFAULT_ENGINE),
+                              ("pocketsphinx", "pocketsphinx")):
+            emitted = caption(call.noisy, [], make_engine(engine))
+            other_captions[label] = " ".join(c.text for c, _ in emitted if c.kind == "final")
     metrics = peer_metrics(call, enhanced[:len(call.noisy)] if enhanced is not None else None) if call else {}
     note = (f"The rendered portrait says two corpus sentences while a second voice talks {SIR_DB:.0f} dB lower and "
             f"street noise plays at {SNR_DB:.0f} dB." if call else f"Input: {clip}.")
@@ -320,6 +360,10 @@ def run_demo(outdir: Path = Path("avcall-demo"), clip: Path | None = None) -> st
     if f"avcall ({DEFAULT})" in metrics:
         m, n = metrics[f"avcall ({DEFAULT})"], metrics["noisy"]
         lines.append(f"  enhanced: SI-SDR {n['si_sdr']:.1f} -> {m['si_sdr']:.1f} dB, STOI {n['stoi']} -> {m['stoi']}")
+    held = telemetry["stages"].get("lip_gate", {}).get("held_spans", [])
+    if held:
+        lines.append(f"  lip gate: another voice held back for {sum(e - s for s, e in held):.1f} s while the speaker "
+                     "listened")
     if emotion:
         lines.append(f"  emotion: {_emotion_summary(outdir / 'emotion.jsonl')}")
     lines.append(f"  report: {outdir / 'report.html'} (and input.mp4, annotated.mp4, captions.vtt there)")

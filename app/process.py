@@ -70,6 +70,8 @@ class ProcessConfig:
     avatar: str | None = None
     portrait: Path | None = None  # the photo for --avatar (default: the bundled one)
     emotion: bool = False  # the EmotionReader: emotion.jsonl and the emotion.png timeline
+    # the lip gate (another voice held back while the speaker's lips are still), wherever there is a camera feed
+    lip_gate: bool = True
     # False: the readings are only shown (`avcall live` without --record), never written, not even to scratch
     keep_emotion: bool = True
     # `avcall live` on a sound server (pipelines/pulse.py): `mic` is a server source's name, the voice is also
@@ -97,7 +99,8 @@ def call_config(cfg: ProcessConfig, suppressor=None) -> CallConfig:
     """The call `cfg` asks for (its I/O aside), with the enhancer's suppressor opened by the caller."""
     return CallConfig(max_faces=cfg.max_faces, face_model=cfg.face_model, enhance=suppressor, captions=cfg.captions,
                       burn_captions=cfg.burn_captions, asr=cfg.asr, asr_model=cfg.asr_model,
-                      captions_from=cfg.captions_from, avatar=cfg.avatar, portrait=cfg.portrait, emotion=cfg.emotion)
+                      captions_from=cfg.captions_from, avatar=cfg.avatar, portrait=cfg.portrait, emotion=cfg.emotion,
+                      lip_gate=True if cfg.lip_gate else "off")
 
 
 async def process(cfg: ProcessConfig, *, progress: bool = True) -> ProcessResult:

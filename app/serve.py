@@ -55,6 +55,7 @@ class ServeConfig:
     stun: list[str] = field(default_factory=list)
     enhance: bool = True  # load the enhancer (when its weights are shipped)
     captions: bool = True
+    lip_gate: bool = True  # each call has the lip gate (the page's "Only my voice" toggle switches it)
     peer_timeout_s: float = 10.0  # a connected peer whose media stops this long is gone: it is closed
     janus: str | None = None  # a Janus' HTTP API: the page gets its room mode at /room (app/room.py)
     room: int = 1234
@@ -89,13 +90,13 @@ def _is_loopback(host: str) -> bool:
 class Peer:
     """One browser: its RTCPeerConnection, the pipeline over its tracks, its data channel."""
 
-    def __init__(self, server: Server, pc, enhance: str, overlay: bool) -> None:
+    def __init__(self, server: Server, pc, enhance: str, overlay: bool, lip_gate: bool = True) -> None:
         self.id = uuid.uuid4().hex[:12]
         self.server, self.pc = server, pc
         self.clock = SessionClock()
         self.channel = None
         self.tracks: dict[str, object] = {}
-        self.enhance_mode, self.overlay = enhance, overlay
+        self.enhance_mode, self.overlay, self.lip_gate = enhance, overlay, lip_gate
         self.pipeline = None
         self.tasks: list[asyncio.Task] = []
         self._closing: asyncio.Future | None = None
@@ -105,7 +106,8 @@ class Peer:
         self.call = None  # the call's stages, from the one builder (pipelines/call.py)
         # how the call stands, from the stages' state events (Stage.report): meters, face, modes
         self.state: dict = {"level_in_db": None, "level_out_db": None, "face": False, "enhance": "off",
-                            "sync_offset_ms": None, "emotion": "unavailable", "avatar": "unavailable"}
+                            "sync_offset_ms": None, "emotion": "unavailable", "avatar": "unavailable",
+                            "lip_gate": "unavailable", "lip_gate_reason": None}
 
     # --- the pipeline ---------------------------------------------------------------------------------
     def build(self) -> None:
@@ -117,7 +119,7 @@ class Peer:
         cfg = CallConfig(max_faces=1, enhance=suppressor, enhance_mode=self.enhance_mode,
                          captions=server.cfg.captions, emotion=server.emotion_models is not None, emotion_on=False,
                          emotion_models=server.emotion_models, avatar="off" if video and server.has_avatar() else None,
-                         overlay=self.overlay, meters=True)
+                         overlay=self.overlay, meters=True, lip_gate=self.lip_gate if server.cfg.lip_gate else "off")
         built = build_webrtc_call(cfg, self.tracks, self.clock, self.send, on_state=self.state.update)
         self.call, self.pipeline = built.call, built.pipeline
         self.audio_out, self.video_out = built.audio_out, built.video_out
@@ -177,6 +179,7 @@ class Peer:
                 "incidents": self.pipeline.incidents.summary()["counts"] if self.pipeline else {},
                 "messages_dropped": self.messages_dropped,
                 "emotion": self.state["emotion"], "avatar": self.state["avatar"],
+                "lip_gate": self.state["lip_gate"], "lip_gate_reason": self.state["lip_gate_reason"],
                 "avatar_codec_bytes_per_frame": self._codec_bytes_per_frame()}
 
     def _codec_bytes_per_frame(self) -> float | None:
@@ -208,6 +211,11 @@ class Peer:
             self.enhance_mode = switch["enhance"] = msg["enhance"]
         if isinstance(msg.get("overlay"), bool):
             self.overlay = switch["overlay"] = msg["overlay"]
+        if isinstance(msg.get("lip_gate"), bool):
+            self.lip_gate = switch["lip_gate"] = msg["lip_gate"]
+            if not self._has("lip_gate") and msg["lip_gate"]:
+                self.send(json.dumps({"type": "status", "text": "the lip gate is not available: it needs the "
+                                      "camera (and the server's --lip-gate on)"}))
         if msg.get("avatar") in AVATAR_MODES:
             switch["avatar"] = msg["avatar"]
             if not self._has("avatar") and msg["avatar"] != "off":
@@ -366,7 +374,7 @@ class Server:
             return _error(503, f"too many peers: this server takes {self.cfg.max_peers} at once (--max-peers)")
         ice = [RTCIceServer(urls=url) for url in self.cfg.stun]  # none by default: nothing leaves the machine
         pc = RTCPeerConnection(RTCConfiguration(iceServers=ice))
-        peer = Peer(self, pc, enhance, bool(params.get("overlay", True)))
+        peer = Peer(self, pc, enhance, bool(params.get("overlay", True)), bool(params.get("lip_gate", True)))
         self.peers[peer.id] = peer
 
         @pc.on("datachannel")

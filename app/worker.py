@@ -37,6 +37,7 @@ class WorkerConfig:
     enhance: bool | str = True  # or a noise suppressor's name (pipelines/suppressors: "avcall-ao", ...)
     captions: bool = True
     overlay: bool = True
+    lip_gate: bool = True  # the lip gate in the call (the room page's "Only my voice" toggle switches it)
 
 
 def shared_suppressor(enabled: bool | str):
@@ -139,7 +140,7 @@ class RoomCall:
         suppressor = self.suppressor = shared_suppressor(self.cfg.enhance) if "audio" in self.tracks else None
         self.enhance = suppressor.name if suppressor is not None else "off"
         cfg = CallConfig(max_faces=1, enhance=suppressor, captions=self.cfg.captions, overlay=self.cfg.overlay,
-                         meters=True)
+                         meters=True, lip_gate=True if self.cfg.lip_gate else "off")
         # how the call stands, from the stages' state events (Stage.report), as a served peer folds them in
         built = build_webrtc_call(cfg, self.tracks, self.clock, self.send, on_state=self.stages_state.update)
         self.pipeline, self.audio_out, self.video_out = built.pipeline, built.audio_out, built.video_out
@@ -178,7 +179,8 @@ class RoomCall:
     # --- the call ---------------------------------------------------------------------------------------
     def on_message(self, message) -> None:
         """The participant's toggles, as the served page sends them ({"type": "control", "enhance": "on" or
-        "off", "overlay": bool}); anything else, or more than CONTROL_RATE a second, is ignored."""
+        "off", "overlay": bool, "lip_gate": bool}); anything else, or more than CONTROL_RATE a second, is
+        ignored."""
         from avcall.app.serve import CONTROL_BURST, CONTROL_RATE, RateLimit
 
         if self._control is None:
@@ -196,6 +198,8 @@ class RoomCall:
             self.enhance = switch["enhance"] = self.suppressor.name if msg["enhance"] == "on" else "off"
         if isinstance(msg.get("overlay"), bool):
             self.overlay = switch["overlay"] = msg["overlay"]
+        if isinstance(msg.get("lip_gate"), bool):
+            switch["lip_gate"] = msg["lip_gate"]
         if switch:
             asyncio.ensure_future(self.pipeline.control(switch))
 
@@ -210,7 +214,8 @@ class RoomCall:
         return {"type": "telemetry", "worker_pid": self.state.pid, "feed": self.cfg.feed,
                 "audio_delay_ms": self.state.audio_delay_ms, "face": bool(self.stages_state.get("face")),
                 "enhance": self.stages_state.get("enhance", self.enhance), "overlay": self.overlay,
-                "incidents": self.state.incidents}
+                "lip_gate": self.stages_state.get("lip_gate", "unavailable"),
+                "lip_gate_reason": self.stages_state.get("lip_gate_reason"), "incidents": self.state.incidents}
 
     async def _telemetry(self) -> None:
         while True:
@@ -276,7 +281,7 @@ class RoomCall:
 def cmd_worker(args) -> int:
     """`avcall worker --janus URL --room R --feed ID`: one call, until the participant leaves or Ctrl-C."""
     cfg = WorkerConfig(janus=args.janus, room=args.room, feed=args.feed, enhance=not args.no_enhance,
-                       captions=not args.no_captions, overlay=not args.no_overlay)
+                       captions=not args.no_captions, overlay=not args.no_overlay, lip_gate=args.lip_gate == "on")
     warm_up(cfg.enhance)
     print(f"avcall worker: subscribing to feed {cfg.feed} in room {cfg.room} at {cfg.janus}", flush=True)
     try:
@@ -302,3 +307,5 @@ def add_parser(commands) -> None:
     w.add_argument("--no-enhance", action="store_true", help="pass the voice through (no noise suppressor)")
     w.add_argument("--no-captions", action="store_true", help="no captions")
     w.add_argument("--no-overlay", action="store_true", help="send the video without the lip tracking drawn")
+    w.add_argument("--lip-gate", choices=["on", "off"], default="on",
+                   help="on (default): another voice is held back while the participant's lips are still; off")

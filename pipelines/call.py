@@ -3,7 +3,7 @@
 `avcall process` (a file, or the local camera and microphone), `avcall live`, `avcall soak`, the demo and
 each peer of `avcall serve` all ask `build_call(config, transport)`; a new stage is added here, once.
 
-    face tracker -> active speaker -> emotion -> lip features -> [meters in] -> captioner (raw voice)
+    face tracker -> active speaker -> emotion -> lip features -> lip gate -> [meters in] -> captioner (raw voice)
     -> enhancer -> sync monitor -> captioner (enhanced voice) -> caption burner -> overlay (+ mood)
     -> [meters out] -> [the audio's way out] -> talking face -> load probe -> A/V align
 
@@ -55,6 +55,9 @@ class CallConfig:
     emotion_models: object | None = None  # shared nets (a server's, for all its peers); None: opened per call
     overlay: bool = True  # the mesh and lips drawn on the outgoing camera video
     meters: bool = False  # level meters in and out and the face-presence tap (the served page's panel)
+    # the lip gate (another voice held back while the speaker's lips are still): there wherever there is a camera
+    # feed and a voice; "off" to leave it out, False to have it there switched off (a page's toggle turns it on)
+    lip_gate: bool | str = True
 
 
 @dataclass
@@ -131,6 +134,11 @@ def build_call(cfg: CallConfig, transport: Transport) -> Call:
         from .stages.lip_features import LipFeatureExtractor
 
         add(LipFeatureExtractor())
+    if video and t.has_audio and cfg.lip_gate != "off":
+        from .stages.lip_gate import LipGate
+
+        # before the captioner and the enhancer: both take its gains with the voice (offline it waits for the lips)
+        add(LipGate(enabled=cfg.lip_gate is True, wait_for_lips=not live), "lip_gate")
     if cfg.meters:
         from .stages.taps import FacePresence, LevelMeter
 
@@ -196,7 +204,8 @@ def build_call(cfg: CallConfig, transport: Transport) -> Call:
         add(AVAlign(t.clock))  # last: the voice leaves as far behind its time as the picture does
     state = {"enhance": (cfg.enhance_mode or cfg.enhance.name) if "enhancer" in roles else "off",
              "emotion": ("on" if cfg.emotion_on else "off") if "emotion" in roles else "unavailable",
-             "avatar": cfg.avatar if "avatar" in roles else "unavailable"}
+             "avatar": cfg.avatar if "avatar" in roles else "unavailable",
+             "lip_gate": ("open" if cfg.lip_gate is True else "off") if "lip_gate" in roles else "unavailable"}
     return Call(stages, out_size, fps, shedder, roles, state)
 
 

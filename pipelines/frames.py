@@ -31,6 +31,8 @@ class AudioFrame(Frame):
 
     samples: np.ndarray = field(repr=False)
     sample_rate: int = SAMPLE_RATE
+    # the lip gate's gain per sample, on these samples' time (pipelines/stages/lip_gate.py); None: no gate, open
+    gate: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def duration(self) -> float:

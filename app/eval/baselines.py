@@ -1,9 +1,11 @@
 """The enhancement methods `avcall eval enhance` compares (the captions evaluation's enhanced path and the demo's
 report use them too). They go through one small interface (`Method`) and one registry (`METHODS`,
 `register_method`): `noisy` (the input as is), `noisereduce`, every noise suppressor of pipelines/suppressors by
-its name (`dtln`, `dfn3`, `rnnoise`, `avcall-ao`), `avcall` (what `--enhance` runs: the default suppressor and the
-limiter), and the lip-guided models under evaluation (`avcall-av`, `avdcnn`, the target-talker extractors) when
-their weights are there.
+its name (`dtln`, `dfn3`, `rnnoise`, `avcall-ao`), `avcall` (what a call with a camera runs: the default
+suppressor, the lip gate and the limiter), `avcall-nogate` (the same without the gate: what `--enhance` runs
+without a camera), the gate's baselines (`avcall-vad-gate`: opened by voice activity alone; `avcall-other-lips`:
+another clip's lips), and the lip-guided models under evaluation (`avcall-av`, `avdcnn`, the target-talker
+extractors) when their weights are there.
 """
 
 from __future__ import annotations
@@ -119,9 +121,47 @@ class AvcallEnhancer:
         return self.enhancer.enhance_clip(audio, lips if self.use_lips else None, audio_offset)
 
 
+class GatedChain:
+    """A suppressor, then the lip gate (pipelines/lip_gate.py), then the limiter: what a call with a camera runs
+    (`avcall`: the default suppressor). `gate`: "lips" (the face's lips and the voice decide), "vad" (the
+    baseline: an audio-only voice-activity decision opens it: it hears speech, not whose) or "other-lips" (the
+    lips of another clip: the evaluator gives them, and the gate must fail with them). Without lips (no video)
+    the gate is open. `gains` holds the last clip's gains, for the evaluation's turn figures."""
+
+    needs_lips = True
+
+    def __init__(self, name: str, backend: str = DEFAULT_BACKEND, gate: str = "lips") -> None:
+        from avcall.export.runtime import shipped
+        from avcall.pipelines.nets.sync_judge import AUDIO_WEIGHTS, LIPS_WEIGHTS, SyncJudge
+
+        self.name, self.gate = name, gate
+        self.base = SuppressorMethod(backend, backend)
+        self.suppressor = self.base.suppressor
+        judged = gate != "vad" and shipped(LIPS_WEIGHTS) and shipped(AUDIO_WEIGHTS)  # as the stage: without, none
+        self.judge = SyncJudge() if judged else None
+        self.lips_from_other_clip = gate == "other-lips"
+        self.gains = None
+
+    def enhance(self, audio, lips, audio_offset):
+        from avcall.pipelines.audio import Limiter
+        from avcall.pipelines.lip_gate import gate_clip
+
+        out = self.base.enhance(audio, None, audio_offset)
+        if self.gate == "vad":
+            self.gains = gate_clip(audio, [], delay=self.suppressor.delay, audio_only=True)
+        elif lips is not None:
+            self.gains = gate_clip(audio, lips.frames(audio_offset), delay=self.suppressor.delay, judge=self.judge)
+        else:
+            self.gains = None
+        return Limiter()(out if self.gains is None else out * self.gains)
+
+
 register_method("noisy", Identity)
 register_method("noisereduce", NoiseReduce)
-register_method("avcall", lambda: SuppressorMethod("avcall", DEFAULT_BACKEND, limit=True))  # what --enhance runs
+register_method("avcall", lambda: GatedChain("avcall"))  # what a call with a camera runs: DTLN, the gate, the limiter
+register_method("avcall-nogate", lambda: SuppressorMethod("avcall-nogate", DEFAULT_BACKEND, limit=True))
+register_method("avcall-vad-gate", lambda: GatedChain("avcall-vad-gate", gate="vad"))
+register_method("avcall-other-lips", lambda: GatedChain("avcall-other-lips", gate="other-lips"))
 for _backend in ("dtln", "dfn3", "rnnoise", "avcall-ao"):
     register_method(_backend, lambda b=_backend: SuppressorMethod(b, b))
 register_method("avcall-av", lambda: AvcallEnhancer("avcall-av", "avse_av.onnx", "avse_ao.onnx"))

@@ -26,6 +26,7 @@ from __future__ import annotations
 import csv
 import re
 import statistics
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,24 +35,26 @@ import numpy as np
 from tqdm import tqdm
 
 from avcall.pipelines.errors import InputError
-from avcall.pipelines.frames import SAMPLE_RATE, LipFeatures
+from avcall.pipelines.frames import SAMPLE_RATE
 
 from .baselines import build_methods
-from .data import (check_data_dir, clip_rng, fit_length, load_audio, noise_files, scale_to_snr, speech_files,
-                   write_report)
+from .data import (check_data_dir, clip_rng, fit_length, git_commit, load_audio, noise_files, scale_to_snr,
+                   speech_files, write_report)
 from .metrics import edit_alignment
 
-CONDITIONS = ("clean", "noise5dB", "noise0dB", "talker0dB")
+CONDITIONS = ("clean", "noise5dB", "noise0dB", "talker0dB", "turns")
 ENGINES = ("pocketsphinx", "two-pass", "whisper")  # compared by default
-PATHS = ("raw", "enhanced")
-ENHANCERS = ("avcall",)  # what --enhance runs: the default noise suppressor and the limiter
+# raw: the voice as recorded; enhanced: after the suppressor alone; gated: the raw voice through the lip gate (what
+# the captioner of a call with a camera hears; only where there is a face)
+PATHS = ("raw", "enhanced", "gated")
+ENHANCERS = ("avcall-nogate",)  # the default noise suppressor and the limiter (the gate is the `gated` path)
 
 
 @dataclass
 class CaptionClip:
     name: str
     audio: np.ndarray  # 16 kHz mono float32, as recorded
-    text: str
+    text: str | None  # None: a face clip with no transcript (heard in `turns` only, for the other voice's words)
     lips: object | None  # LipTrack of the talking face, None for speech/
     audio_offset: float
 
@@ -73,6 +76,7 @@ def speech_transcripts(data: Path) -> dict[str, str]:
 
 def caption_clips(data: Path, measure=None, clips: int | None = None) -> list[CaptionClip]:
     from avcall.models.data.realclips import transcribed_clips
+    from avcall.models.data.shared_data import talking_face_clips
 
     if measure is None:
         from avcall.models.data.measure import measure_video as measure
@@ -81,9 +85,10 @@ def caption_clips(data: Path, measure=None, clips: int | None = None) -> list[Ca
     for path in speech_files(data):
         if path.name in texts:
             out.append(CaptionClip(path.name, load_audio(path), texts[path.name], None, 0.0))
-    for clip in transcribed_clips(data):
-        m = measure(clip.path)
-        out.append(CaptionClip(clip.path.name, np.asarray(m.audio, np.float32), clip.text, m.track,
+    texts = {clip.path.name: clip.text for clip in transcribed_clips(data)}
+    for path in talking_face_clips(data):
+        m = measure(path)
+        out.append(CaptionClip(path.name, np.asarray(m.audio, np.float32), texts.get(path.name), m.track,
                                float(m.audio_offset)))
     if clips is not None:
         out = out[:max(0, clips)]
@@ -93,32 +98,66 @@ def caption_clips(data: Path, measure=None, clips: int | None = None) -> list[Ca
     return out
 
 
+@dataclass
+class Heard:
+    """A clip in one condition: what the microphone gets, and for `turns` the example (its spans and lips)."""
+
+    audio: np.ndarray
+    turns: object | None = None  # models.data.turns.TurnsExample
+
+
 def conditions(clip: CaptionClip, others: list[tuple[str, np.ndarray]], noises: list[tuple[str, np.ndarray]],
-               seed: int) -> dict[str, np.ndarray]:
-    """The clip in each condition (same length as recorded; peaks kept below 1)."""
+               seed: int) -> dict[str, Heard]:
+    """The clip in each condition (same length as recorded, peaks kept below 1; `turns`, as `avcall eval
+    enhance` builds it, where the clip has a face and a silence to stretch). A face clip without a transcript is
+    heard in `turns` only."""
+    from avcall.models.data.turns import build, recognised_words
+
     n = len(clip.audio)
     rng = clip_rng(seed, clip.name)
     talker = [a for name, a in others if name != clip.name]
     talker = talker[int(rng.integers(len(talker)))]
     _, noise = noises[int(rng.integers(len(noises)))]
     noise_part = fit_length(noise, n, int(rng.integers(len(noise))))
-    out = {"clean": clip.audio}
-    for name, added, snr in (("noise5dB", noise_part, 5.0), ("noise0dB", noise_part, 0.0),
-                             ("talker0dB", fit_length(talker, n), 0.0)):
-        mix = clip.audio + scale_to_snr(clip.audio, added, snr)
-        out[name] = (mix * min(1.0, 0.99 / max(float(np.abs(mix).max()), 1e-9))).astype(np.float32)
+    out = {}
+    if clip.text is not None:
+        out["clean"] = Heard(clip.audio)
+        for name, added, snr in (("noise5dB", noise_part, 5.0), ("noise0dB", noise_part, 0.0),
+                                 ("talker0dB", fit_length(talker, n), 0.0)):
+            mix = clip.audio + scale_to_snr(clip.audio, added, snr)
+            out[name] = Heard((mix * min(1.0, 0.99 / max(float(np.abs(mix).max()), 1e-9))).astype(np.float32))
+    if clip.lips is not None:
+        turns = build(clip.audio, clip.lips, clip.audio_offset, recognised_words(clip.audio),
+                      [a for name, a in others if name != clip.name], noise, seed, clip.name)
+        if turns is not None:
+            out["turns"] = Heard(turns.mixture, turns)
     return out
 
 
+def other_words(emitted: list, turns) -> tuple[list, int]:
+    """The final captions' words split by where they fall: (the words outside the other voice's spans, as a
+    final caption each, and how many fall inside them, by the middle of the word)."""
+    from avcall.pipelines.stages.captioner import Caption
+
+    kept, inside = [], 0
+    for c, took in emitted:
+        if c.kind != "final":
+            kept.append((c, took))
+            continue
+        words = []
+        for w in c.words:
+            hop = int((w.start + w.end) / 2 * 100)
+            if 0 <= hop < len(turns.other_only) and turns.other_only[hop]:
+                inside += 1
+            else:
+                words.append(w)
+        if words:
+            kept.append((Caption("final", " ".join(w.text for w in words), words[0].start, words[-1].end,
+                                  c.emitted, c.line, tuple(words)), took))
+    return kept, inside
+
+
 # --------------------------------------------------------------------------------------------- scoring
-def lip_frames(track, audio_offset: float) -> list[LipFeatures]:
-    """The talking face's lip features as the live path gets them, on the audio's clock."""
-    return [LipFeatures(pts=i / track.fps - audio_offset, present=bool(track.face_present[i]),
-                        confidence=float(track.confidence[i]), shape=track.lips[i].astype(np.float32),
-                        opening=float(track.opening[i]), width=float(track.width[i]))
-            for i in range(len(track.lips))]
-
-
 def caption(audio: np.ndarray, lips: list[LipFeatures], engine, cpu: list | None = None,
             wall: list | None = None) -> list[tuple[object, float]]:
     """The Captioner over a clip, 10 ms at a time with the lip frames interleaved by pts:
@@ -189,17 +228,21 @@ def summarise(rows: list[dict]) -> dict:
         by = out[engine] = {}
         for cond in CONDITIONS:
             for path in PATHS:
-                sel = [r for r in mine if r["condition"] == cond and r["path"] == path]
-                if not sel:
+                every = [r for r in mine if r["condition"] == cond and r["path"] == path]
+                sel = [r for r in every if "errors" in r]  # those with a transcript
+                if not every:
                     continue
                 partial = [x for r in sel for x in r["partial_latencies"]]
                 final = [x for r in sel for x in r["final_latencies"]]
+                other = [r for r in every if "other_words" in r]
                 by.setdefault(cond, {})[path] = {
-                    "wer": sum(r["errors"] for r in sel) / max(sum(r["ref_words"] for r in sel), 1),
+                    "wer": sum(r["errors"] for r in sel) / max(sum(r["ref_words"] for r in sel), 1) if sel else None,
+                    "other_words_per_min": (60 * sum(r["other_words"] for r in other)
+                                            / max(sum(r["other_s"] for r in other), 1e-9)) if other else None,
                     "partial_latency_s": statistics.median(partial) if partial else None,
                     "final_latency_s": statistics.median(final) if final else None,
-                    "cpu_per_audio_s": sum(r["cpu_s"] for r in sel) / max(sum(r["audio_s"] for r in sel), 1e-9),
-                    "n": len(sel)}
+                    "cpu_per_audio_s": sum(r["cpu_s"] for r in every) / max(sum(r["audio_s"] for r in every), 1e-9),
+                    "n": len(every)}
                 wall_p = [x for r in sel for x in r.get("partial_latencies_wall", ())]
                 wall_f = [x for r in sel for x in r.get("final_latencies_wall", ())]
                 by[cond][path] |= {"partial_latency_wall_s": statistics.median(wall_p) if wall_p else None,
@@ -212,22 +255,23 @@ def format_table(summary: dict) -> str:
     """One row per condition and path, each engine's final-line WER, median latencies and CPU side by side."""
     engines = list(summary)
     head = "| condition | heard | " + " | ".join(
-        f"{e}: WER | {e}: partial / final latency | {e}: CPU per s of audio" for e in engines) + " |"
-    lines = [head, "|" + " --- |" * (2 + 3 * len(engines))]
+        f"{e}: WER | {e}: other voice's words a minute | {e}: partial / final latency | {e}: CPU per s of audio"
+        for e in engines) + " |"
+    lines = [head, "|" + " --- |" * (2 + 4 * len(engines))]
     rows = dict.fromkeys((c, p) for e in engines for c in CONDITIONS for p in PATHS if p in summary[e].get(c, {}))
     for cond, path in rows:
         cells = []
         for e in engines:
             d = summary[e].get(cond, {}).get(path)
             if not d:
-                cells += ["–", "–", "–"]
+                cells += ["–", "–", "–", "–"]
                 continue
 
-            def s(k):
-                return f"{d[k]:.2f}" if d.get(k) is not None else "–"
+            def s(k, f="{:.2f}"):
+                return f.format(d[k]) if d.get(k) is not None else "–"
 
-            cells += [f"{100 * d['wer']:.1f}%", f"{s('partial_latency_s')} / {s('final_latency_s')} s",
-                      f"{d['cpu_per_audio_s']:.3f}"]
+            cells += [s("wer", "{:.1%}"), s("other_words_per_min", "{:.1f}"),
+                      f"{s('partial_latency_s')} / {s('final_latency_s')} s", f"{d['cpu_per_audio_s']:.3f}"]
         lines.append(f"| {cond} | {path} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -237,6 +281,8 @@ def evaluate_captions(data: Path, out: Path, *, seed: int = 0, clips: int | None
                       conditions_only: tuple[str, ...] = CONDITIONS, enhancers: tuple[str, ...] = ENHANCERS) -> dict:
     from avcall.models.data.align import align
     from avcall.pipelines.asr import make_engine
+    from avcall.pipelines.lip_gate import gate_clip
+    from avcall.pipelines.nets.sync_judge import SyncJudge
 
     data = check_data_dir(data)
     items = caption_clips(data, measure, clips)
@@ -260,35 +306,55 @@ def evaluate_captions(data: Path, out: Path, *, seed: int = 0, clips: int | None
     rows = []
     bar = tqdm(total=len(items) * len(conditions_only) * len(paths) * len(engines), desc="captions",
                disable=not progress)
+    gate_judge = SyncJudge() if "gated" in paths else None
     for item in items:
-        timed = align(item.audio, item.text).words
-        lips = lip_frames(item.lips, item.audio_offset) if item.lips is not None else []
-        for cond, audio in conditions(item, others, noises, seed).items():
+        timed = align(item.audio, item.text).words if item.text else []
+        for cond, heard_as in conditions(item, others, noises, seed).items():
             if cond not in conditions_only:
                 continue
+            audio, turns = heard_as.audio, heard_as.turns
+            track, offset = (turns.lips, 0.0) if turns is not None else (item.lips, item.audio_offset)
+            lips = track.frames(offset) if track is not None else []
             for path in paths:
+                if path == "gated" and track is None:
+                    continue  # no face: no gate (it would be open: the raw path)
                 heard, extra = audio, 0.0
                 if path == "enhanced":
-                    heard = enhancer.enhance(audio, item.lips, item.audio_offset)
+                    heard = enhancer.enhance(audio, None, offset)
                     suppressor = getattr(enhancer, "suppressor", None)  # a method of eval enhance without one: 0
                     extra = suppressor.latency_ms / 1000 if suppressor is not None else 0.0
+                elif path == "gated":  # the captioner's gate: on the raw voice's time, no suppressor delay
+                    heard = audio * gate_clip(audio, lips, judge=gate_judge)
                 for spec in engines:
                     # a fresh decoder each time: PocketSphinx adapts its cepstral mean across utterances, and the
                     # figures must not depend on what was heard before
                     cpu: list[float] = []
                     wall: list[float] = []
                     emitted = caption(heard, lips, make_engine(spec), cpu, wall)
-                    row = score_clip(item.text, list(timed), emitted, extra)
-                    by_wall = score_clip(item.text, list(timed), [(c, w) for (c, _), w in zip(emitted, wall)], extra)
-                    row |= {"partial_latencies_wall": by_wall["partial_latencies"],
-                            "final_latencies_wall": by_wall["final_latencies"]}
-                    rows.append({"clip": item.name, "condition": cond, "path": path, "engine": spec,
-                                 "reference": item.text, "audio_s": len(heard) / SAMPLE_RATE, "cpu_s": cpu[0]}
-                                | row)
+                    row = {"clip": item.name, "condition": cond, "path": path, "engine": spec,
+                           "reference": item.text, "audio_s": len(heard) / SAMPLE_RATE, "cpu_s": cpu[0]}
+                    if turns is not None:  # the other voice's words, and the target's words alone for the WER
+                        emitted, inside = other_words(emitted, turns)
+                        row |= {"other_words": inside, "other_s": float(turns.other_only.sum()) / 100}
+                    if item.text is not None:
+                        row |= score_clip(item.text, list(timed), emitted, extra)
+                        by_wall = score_clip(item.text, list(timed), [(c, w) for (c, _), w in zip(emitted, wall)],
+                                             extra)
+                        row |= {"partial_latencies_wall": by_wall["partial_latencies"],
+                                "final_latencies_wall": by_wall["final_latencies"]}
+                    else:
+                        row |= {"hypothesis": " ".join(c.text for c, _ in emitted if c.kind == "final")}
+                    rows.append(row)
                     bar.update(1)
     bar.close()
     report = {"meta": {"data": str(data), "seed": seed, "engines": list(engines), "clips": len(items),
-                       "enhancer": enhancer.name if enhancer else None, "threads": 1},
+                       "enhancer": enhancer.name if enhancer else None, "threads": 1,
+                       "command": "avcall " + " ".join(sys.argv[1:]) if Path(sys.argv[0]).name == "avcall" else None,
+                       "commit": git_commit(),
+                       "notes": ["gated: the raw voice times the lip gate's gains (what a call with a camera "
+                                 "captions); turns: other_words_per_min counts the final captions' words whose middle "
+                                 "falls where only the other voice talks, per minute of those spans; the WER there "
+                                 "leaves those words out: it is the target's, against its transcript"]},
               "rows": rows, "summary": summarise(rows)}
     out.parent.mkdir(parents=True, exist_ok=True)
     write_report(out, report)

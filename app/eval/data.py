@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 import re
-import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from avcall.models.data.shared_data import clip_rng, fit_length  # noqa: F401 - the evaluations' helpers
 from avcall.pipelines.errors import InputError, OutputError
 
 if TYPE_CHECKING:
@@ -72,15 +72,6 @@ def noise_files(data: Path) -> list[Path]:
     in_pairs = {p for _, noisy, clean in noise_pairs(data) for p in (noisy, clean)}
     return sorted(p for p in (data / "noise").iterdir() if p.suffix.lower() in AUDIO_SUFFIXES and p not in in_pairs)
 
-def fit_length(x: np.ndarray, n: int, offset: int = 0) -> np.ndarray:
-    """`n` samples of `x` from `offset`, looping `x` as often as needed."""
-    import numpy as np
-
-    if len(x) == 0:
-        raise ValueError("fit_length: empty signal")
-    idx = (offset + np.arange(n)) % len(x)
-    return x[idx]
-
 def scale_to_snr(target: np.ndarray, added: np.ndarray, snr_db: float) -> np.ndarray:
     """`added` scaled so that energy(target) / energy(added) is `snr_db` over the whole length."""
     import numpy as np
@@ -91,11 +82,20 @@ def scale_to_snr(target: np.ndarray, added: np.ndarray, snr_db: float) -> np.nda
         raise ValueError("scale_to_snr: silent signal")
     return (added.astype(np.float64) * np.sqrt(et / (ea * 10 ** (snr_db / 10)))).astype(np.float32)
 
-def clip_rng(seed: int, clip: str):
-    """The clip's own random stream: the same for a clip whatever other clips are evaluated with it."""
-    import numpy as np
+def git_commit() -> str | None:
+    """The checkout's commit (with "+changes" when its tracked files differ from it), for a report to name."""
+    import subprocess
 
-    return np.random.default_rng([seed, zlib.crc32(clip.encode())])
+    root = Path(__file__).resolve().parents[2]
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+changes" if dirty else "")
+
 
 def write_report(path: Path, report: dict) -> None:
     """JSON written whole or not at all (a temporary file beside it, then renamed)."""

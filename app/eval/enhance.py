@@ -28,12 +28,13 @@ from avcall.pipelines.errors import InputError, OutputError
 
 from .baselines import METHODS, Method, build_methods
 from .cpu import cpu_name, one_core
-from .data import (SAMPLE_RATE, check_data_dir, clip_rng, fit_length, load_audio, noise_files, noise_pairs,
+from .data import (SAMPLE_RATE, check_data_dir, git_commit, clip_rng, fit_length, load_audio, noise_files, noise_pairs,
                    scale_to_snr, speech_files, write_report)
 from .metrics import measured_delay, pesq_wb, si_sdr, stoi_score
 
 if TYPE_CHECKING:
     import numpy as np
+    from avcall.models.data.turns import TurnsExample
     from avcall.pipelines.face.lip_track import LipTrack
 
 CONDITIONS = {
@@ -42,11 +43,18 @@ CONDITIONS = {
     "noise0dB": "the clip's own audio + a real noise of noise/ at 0 dB SNR (random offset, looped if short)",
     "noise5dB": "the clip's own audio + the same noise excerpt as noise0dB at 5 dB SNR",
     "pair": "the real noisy/clean pairs of noise/ (VoiceBank-DEMAND p287, a babble pair at 0 dB); no video",
+    "turns": "a call where the user talks and listens (models/data/turns.py): the clip's silences of 300 ms or more "
+             "stretched to 2.5 s with its own frames and sound played to and fro; another person of speech/ in each "
+             "(150 ms from the words) and over about 20% of the target's speech, at 0 dB against its active level; "
+             "the noise of noise0dB 20 dB under it",
 }
-CLIP_CONDITIONS = ("talker0dB", "noise0dB", "noise5dB")
+CLIP_CONDITIONS = ("talker0dB", "noise0dB", "noise5dB", "turns")
 # The methods the enhancement issue compares; those not registered are named in the report's meta.
 ISSUE_METHODS = ("noisy", "noisereduce", "avcall", "dtln", "dfn3", "rnnoise", "avcall-ao", "avcall-av", "avdcnn")
-METRICS = ("si_sdr", "si_sdr_improvement", "pesq", "stoi", "rtf")
+METRICS = ("si_sdr", "si_sdr_improvement", "pesq", "stoi", "rtf", "other_leak_db", "target_cut", "onset_late_ms")
+GATE_BASE = "dtln"  # the suppressor the gated methods run: their `target_cut` is measured against its output
+OPEN_DB = -3.0  # the gate counts as open (onset_late_ms) once within this of 1
+CUT_DB = -6.0  # a target hop attenuated more than this against the suppressor alone is cut (target_cut)
 PEAK = 0.99  # a mixture louder than this is scaled down (with its reference) so that no method sees clipping
 NOTES = [
     ("The clean reference of the talking-face conditions is the clip's own recorded audio: real speech, "
@@ -59,6 +67,10 @@ NOTES = [
      "limited to one thread; metric computation is not timed."),
     ("pesq is null where the PESQ library refuses the pair (too short, no utterance found); stoi is null where "
      "the clip has too few speech frames; summary means skip nulls."),
+    ("turns: other_leak_db = 10 log10 of the output's energy over the input's, over the hops where only the other "
+     "voice talks; target_cut = the share of the hops where only the target talks (and loud) that a gated method "
+     f"attenuates by more than {-CUT_DB:.0f} dB against {GATE_BASE} alone; onset_late_ms = median over the target's "
+     f"phrase starts after a stretched silence of the time until the gate is within {-OPEN_DB:.0f} dB of open."),
 ]
 
 
@@ -72,6 +84,8 @@ class EvalExample:
     lips: LipTrack | None
     audio_offset: float
     source: str  # what was added (file and offset), or the pair's files
+    turns: TurnsExample | None = None  # the turns condition: what each hop holds
+    other_lips: LipTrack | None = None  # another clip's lips on this example's time line (the gate's failing case)
 
     @property
     def seconds(self) -> float:
@@ -88,7 +102,10 @@ def _mix(target: np.ndarray, added: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 def clip_examples(clip: str, target: np.ndarray, lips: LipTrack | None, audio_offset: float,
                   speech: list[tuple[str, np.ndarray]], noises: list[tuple[str, np.ndarray]],
                   seed: int) -> list[EvalExample]:
-    """The three mixtures of one clip: talker0dB, noise0dB, noise5dB (the same noise excerpt in both)."""
+    """The mixtures of one clip: talker0dB, noise0dB, noise5dB (the same noise excerpt in both) and, where the
+    clip has a silence to stretch, turns."""
+    from avcall.models.data.turns import build, recognised_words
+
     import numpy as np
 
     n = len(target)
@@ -106,6 +123,11 @@ def clip_examples(clip: str, target: np.ndarray, lips: LipTrack | None, audio_of
             ("noise5dB", noise_part, 5.0, f"{noise_name}@{offset / SAMPLE_RATE:.2f}s")):
         noisy, clean = _mix(target, scale_to_snr(target, added, snr))
         out.append(EvalExample(condition, clip, noisy, clean, lips, audio_offset, source))
+    if lips is not None:
+        turns = build(target, lips, audio_offset, recognised_words(target), [a for _, a in speech], noise, seed, clip)
+        if turns is not None:
+            out.append(EvalExample("turns", clip, turns.mixture, turns.target, turns.lips, 0.0,
+                                   f"{turns.source}; {noise_name}", turns=turns))
     return out
 
 def pair_examples(data: Path) -> list[EvalExample]:
@@ -153,6 +175,8 @@ def examples(data: Path, seed: int = 0, clips: int | None = None, measure=None,
     p = plan(data, clips)
     speech = [(f.name, load_audio(f)) for f in p.speech]
     noises = [(f.name, load_audio(f)) for f in p.noises]
+    previous_turns = None  # the last clip's turns lips: another person's lips for this clip's (the first: the last's)
+    pending = []
     for video in p.clips:
         measured = measure(video)
         audio = np.asarray(measured.audio, np.float32)
@@ -160,9 +184,32 @@ def examples(data: Path, seed: int = 0, clips: int | None = None, measure=None,
             if skipped is not None:
                 skipped.append(f"{video.name}: no usable audio")
             continue
-        yield from clip_examples(video.name, audio, measured.track, float(measured.audio_offset), speech, noises,
-                                 seed)
+        for ex in clip_examples(video.name, audio, measured.track, float(measured.audio_offset), speech, noises,
+                                seed):
+            if ex.turns is None:
+                yield ex
+            elif previous_turns is None:
+                pending.append(ex)  # waits for the last clip's lips
+            else:
+                yield _with_other_lips(ex, previous_turns)
+            previous_turns = ex.lips if ex.turns is not None else previous_turns
+    for ex in pending:
+        yield _with_other_lips(ex, previous_turns)
     yield from pair_examples(data)
+
+
+def _with_other_lips(ex: EvalExample, other: LipTrack) -> EvalExample:
+    """`ex` with another clip's lips looped or cut to its length (a face that talks and listens at other times)."""
+    import dataclasses
+
+    import numpy as np
+
+    from avcall.pipelines.face.lip_track import LipTrack
+
+    idx = np.arange(len(ex.lips)) % len(other)
+    looped = LipTrack(other.lips[idx], other.opening[idx], other.width[idx], other.face_present[idx],
+                      other.confidence[idx], other.fps)
+    return dataclasses.replace(ex, other_lips=looped)
 
 
 # --------------------------------------------------------------------------------------------- running
@@ -176,7 +223,7 @@ def warm_up(method: Method) -> None:
 def run_method(method: Method, ex: EvalExample) -> tuple[np.ndarray, float]:
     import numpy as np
 
-    lips = ex.lips if method.needs_lips else None
+    lips = (ex.other_lips if getattr(method, "lips_from_other_clip", False) else ex.lips) if method.needs_lips else None
     began = time.perf_counter()
     out = method.enhance(ex.noisy, lips, ex.audio_offset)
     elapsed = time.perf_counter() - began
@@ -201,6 +248,38 @@ def score(ex: EvalExample, out: np.ndarray, input_si_sdr: float) -> dict:
     value = si_sdr(ex.clean, out)
     return {"si_sdr": value, "si_sdr_improvement": value - input_si_sdr,
             "pesq": pesq_wb(ex.clean, out), "stoi": stoi_score(ex.clean, out)}
+
+
+def turn_figures(ex: EvalExample, out: np.ndarray, base: np.ndarray | None, gains: np.ndarray | None) -> dict:
+    """The turns condition's figures of one method's output (see NOTES); `base`: the suppressor alone's output,
+    `gains`: the method's gate (None for a method without one)."""
+    import numpy as np
+
+    from avcall.models.data.turns import HOP
+
+    figures = {"other_leak_db": None, "target_cut": None, "onset_late_ms": None}
+    if ex.turns is None:
+        return figures
+    n = min(len(out), len(ex.noisy)) // HOP
+
+    def energy(x):
+        return np.sum(np.square(x[:n * HOP].astype(np.float64).reshape(n, HOP)), axis=1)
+
+    e_in, e_out = energy(ex.noisy), energy(out)
+    other = ex.turns.other_only[:n]
+    if other.any():
+        figures["other_leak_db"] = float(10 * np.log10((e_out[other].sum() + 1e-12) / (e_in[other].sum() + 1e-12)))
+    if gains is not None and base is not None:
+        target = ex.turns.target_only[:n]
+        ratio = 10 * np.log10((e_out[target] + 1e-12) / (energy(base)[target] + 1e-12))
+        figures["target_cut"] = float(np.mean(ratio < CUT_DB)) if target.any() else None
+        late = []
+        for onset in ex.turns.onsets:
+            i = int(round(onset * SAMPLE_RATE))
+            opened = np.flatnonzero(gains[i:i + SAMPLE_RATE // 2] >= 10 ** (OPEN_DB / 20))
+            late.append(1000 * (opened[0] if len(opened) else SAMPLE_RATE // 2) / SAMPLE_RATE)
+        figures["onset_late_ms"] = float(np.median(late)) if late else None
+    return figures
 
 def summarise(rows: list[dict]) -> dict:
     """{condition: {method: {metric mean (nulls skipped; null when none), n}}}, in the rows' order."""
@@ -243,6 +322,23 @@ def format_table(summary: dict, methods: list[str]) -> str:
         rtf = f"{sum(rtfs) / len(rtfs):.4f}" if rtfs else "-"
         lines.append(m.ljust(name_w) + "".join(cell(summary[c].get(m)).ljust(width) for c in conditions) + rtf)
     return "\n".join(lines)
+
+def format_turns(summary: dict, methods: list[str]) -> str:
+    """The turns condition's figures, methods down."""
+    turns = summary.get("turns")
+    if not turns:
+        return ""
+
+    def f(entry, key, fmt):
+        return fmt.format(entry[key]) if entry and entry.get(key) is not None else "-"
+
+    lines = ["turns (the user talks and listens): other voice's leak dB / target cut / onset late ms / SI-SDRi dB"]
+    for m in methods:
+        e = turns.get(m)
+        lines.append(f"  {m:22s} {f(e, 'other_leak_db', '{:+.1f}'):>7} {f(e, 'target_cut', '{:.1%}'):>7} "
+                     f"{f(e, 'onset_late_ms', '{:.0f}'):>5} {f(e, 'si_sdr_improvement', '{:+.2f}'):>7}")
+    return "\n".join(lines)
+
 
 def _n(by_method: dict) -> int:
     return max((e["n"] for e in by_method.values()), default=0)
@@ -312,9 +408,11 @@ def evaluate(data: Path, out: Path, method_names: list[str] | None = None, seed:
             core = pinned
             for m in methods:
                 outputs[m.name], times[m.name] = run_method(m, ex)
+        base = outputs.get(GATE_BASE)
         for m in methods:
             row = {"condition": ex.condition, "clip": ex.clip, "method": m.name}
             row.update(score(ex, outputs[m.name], input_si_sdr))  # `noisy`: the same samples, so exactly 0 dB
+            row.update(turn_figures(ex, outputs[m.name], base, getattr(m, "gains", None)))
             row.update({"rtf": times[m.name] / ex.seconds, "seconds": ex.seconds, "source": ex.source})
             rows.append(row)
         if plots and ex.condition not in plotted:
@@ -339,6 +437,8 @@ def evaluate(data: Path, out: Path, method_names: list[str] | None = None, seed:
             "notes": NOTES + notes + [f"skipped {s}" for s in skipped],
             "plots": str(plot_dir) if plots and plotted else None,
             "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "command": "avcall " + " ".join(sys.argv[1:]) if Path(sys.argv[0]).name == "avcall" else None,
+            "commit": git_commit(),
         },
         "rows": rows,
         "summary": summarise(rows),
@@ -373,7 +473,9 @@ def run(args) -> int:
     data = args.data if args.data is not None else shared_data_dir()
     report = evaluate(data, args.out, names, seed=args.seed, clips=args.clips, progress=not args.quiet,
                       plots=not args.no_plots)
-    print(format_table(report["summary"], [m["name"] for m in report["meta"]["methods"]]))
+    names = [m["name"] for m in report["meta"]["methods"]]
+    print(format_table(report["summary"], names))
+    print(format_turns(report["summary"], names))
     plots = f" and plots in {report['meta']['plots']}" if report["meta"]["plots"] else ""
     print(f"wrote {args.out}{plots}")
     return 0

@@ -22,7 +22,7 @@
     captions: $('captions'), partial: $('partial'), latency: $('latency'),
     meterIn: $('meter-in'), meterOut: $('meter-out'),
     meterInText: $('meter-in-text'), meterOutText: $('meter-out-text'),
-    face: $('face'), serverInfo: $('server-info'),
+    face: $('face'), gate: $('gate'), lipGate: $('lip-gate'), serverInfo: $('server-info'),
     emotion: $('emotion'), mood: $('mood'), moodLeading: $('mood-leading'),
     moodConfidence: $('mood-confidence'), moodConfidenceText: $('mood-confidence-text'),
     moodValence: $('mood-valence'), moodArousal: $('mood-arousal'), moodTimeline: $('mood-timeline'),
@@ -129,6 +129,7 @@
           token,
           enhance: el.enhance.value,
           overlay: el.overlay.checked,
+          lip_gate: el.lipGate.checked,
         }),
       });
     } catch (err) {
@@ -380,6 +381,15 @@
     setMeter(el.meterOut, el.meterOutText, levels.out_db);
     el.face.textContent = `face: ${msg.face ? 'yes' : 'no'}`;
     el.face.className = msg.face ? 'yes' : 'no';
+    // the lip gate: "holding" while another voice is kept out of your voice and captions
+    const gate = msg.lip_gate ?? 'unavailable';
+    el.gate.textContent = gate === 'holding' ? `only my voice: holding another voice back (${msg.lip_gate_reason})`
+      : gate === 'open' ? `only my voice: open (${msg.lip_gate_reason ?? 'lips'})` : `only my voice: ${gate}`;
+    el.gate.className = gate === 'holding' ? 'holding' : '';
+    if (gate === 'unavailable' && !el.lipGate.disabled) {
+      el.lipGate.disabled = true;
+      el.lipGate.parentElement.title = 'the lip gate needs the camera';
+    }
     el.serverInfo.textContent =
       `server: enhance ${msg.enhance ?? '–'}, overlay ${msg.overlay ? 'on' : 'off'}, peers ${msg.peers ?? '–'}` +
       (msg.avatar_codec_bytes_per_frame != null ? `, face motion ${msg.avatar_codec_bytes_per_frame} B/frame` : '');
@@ -398,6 +408,7 @@
   el.stop.addEventListener('click', () => { stop(); });
   el.enhance.addEventListener('change', () => sendControl({ enhance: el.enhance.value }));
   el.overlay.addEventListener('change', () => sendControl({ overlay: el.overlay.checked }));
+  el.lipGate.addEventListener('change', () => sendControl({ lip_gate: el.lipGate.checked }));
   el.avatar.addEventListener('change', () => sendControl({ avatar: el.avatar.value }));
   el.emotion.addEventListener('change', () => setEmotion(el.emotion.checked));
   el.emotion.checked = false;  // an explicit opt-in every time: never a state the browser restored

@@ -38,7 +38,9 @@
       resync(msg);
       $("telemetry").textContent = `worker pid ${msg.worker_pid} · audio delay in the worker ` +
         `${msg.audio_delay_ms == null ? "–" : Math.round(msg.audio_delay_ms) + " ms"} · face ${msg.face ? "yes" : "no"}` +
-        ` · voice cleaning ${msg.enhance} · lip tracking ${msg.overlay ? "on" : "off"}`;
+        ` · voice cleaning ${msg.enhance} · lip tracking ${msg.overlay ? "on" : "off"}` +
+        (msg.lip_gate === "holding" ? ` · only my voice: holding another voice back (${msg.lip_gate_reason})`
+          : ` · only my voice: ${msg.lip_gate ?? "–"}`);
     }
   }
 
@@ -129,9 +131,12 @@
   // again, at most every 2 s
   let resent = 0;
   function resync(msg) {
-    const want = {enhance: $("enhance").checked ? "on" : "off", overlay: $("overlay").checked};
-    const has = {enhance: msg.enhance === "off" ? "off" : "on", overlay: msg.overlay};
-    if ((want.enhance !== has.enhance || want.overlay !== has.overlay) && Date.now() - resent > 2000) {
+    const want = {enhance: $("enhance").checked ? "on" : "off", overlay: $("overlay").checked,
+                  lip_gate: $("lip-gate").checked};
+    const has = {enhance: msg.enhance === "off" ? "off" : "on", overlay: msg.overlay,
+                 lip_gate: msg.lip_gate === "unavailable" ? want.lip_gate : msg.lip_gate !== "off"};
+    if ((want.enhance !== has.enhance || want.overlay !== has.overlay || want.lip_gate !== has.lip_gate)
+        && Date.now() - resent > 2000) {
       resent = Date.now();
       control(want);
     }
@@ -152,6 +157,7 @@
 
   $("enhance").addEventListener("change", (e) => control({enhance: e.target.checked ? "on" : "off"}));
   $("overlay").addEventListener("change", (e) => control({overlay: e.target.checked}));
+  $("lip-gate").addEventListener("change", (e) => control({lip_gate: e.target.checked}));
   $("start").addEventListener("click", start);
   $("stop").addEventListener("click", stop);
   Janus.init({debug: false, dependencies: Janus.useDefaultDependencies({adapter: browser()}),

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..frames import LipFeatures
+
 LIP_FPS = 25.0
 
 
@@ -27,3 +29,10 @@ class LipTrack:
 
     def __len__(self) -> int:
         return len(self.lips)
+
+    def frames(self, audio_offset: float = 0.0) -> list[LipFeatures]:
+        """The track as the live path gets it, frame by frame on the audio's clock: frame i at
+        i / fps - audio_offset seconds."""
+        return [LipFeatures(pts=i / self.fps - audio_offset, present=bool(self.face_present[i]),
+                            confidence=float(self.confidence[i]), shape=self.lips[i].astype(np.float32),
+                            opening=float(self.opening[i]), width=float(self.width[i])) for i in range(len(self))]

@@ -221,7 +221,9 @@ class Captioner(Stage):
         return [frame, *self._completed()]
 
     def _hear(self, frame: AudioFrame) -> None:
-        self._submit(("hear", frame.samples, frame.pts))
+        # through the lip gate, when there is one: another voice's words are not the user's captions
+        samples = frame.samples if frame.gate is None else frame.samples * frame.gate
+        self._submit(("hear", samples, frame.pts))
 
     def _submit(self, item: tuple) -> None:
         """Into the batch the worker has not started yet, or a new one."""

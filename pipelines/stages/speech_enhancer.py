@@ -114,6 +114,9 @@ class SpeechEnhancer(Stage):
         self._pending: deque[AudioFrame] = deque()  # frames whose samples are not out yet (compensate_delay)
         self._out = np.zeros(0, np.float32)
         self._skip = 0  # output samples still to drop (the delay, offline)
+        # the lip gate's gains on the way to the output: delayed like the suppressor's output, so each gain meets
+        # the samples it was decided for (and the gate decides with the raw voice of the delay ahead)
+        self._gate_line = np.ones(0, np.float32)
 
     async def start(self) -> None:
         suppressor = self.backend
@@ -160,7 +163,7 @@ class SpeechEnhancer(Stage):
         if behind:
             self.telemetry.passed_through += 1
             self.incidents.count("audio_passthrough_samples", n)
-        samples = self._limit(np.concatenate(out)[:n])
+        samples = self._limit(np.concatenate(out)[:n] * self._gate_gains(audio.gate, n))
         if not self.compensate_delay:
             return [AudioFrame(pts=audio.pts, samples=samples, sample_rate=audio.sample_rate)]
         self._pending.append(audio)
@@ -178,6 +181,19 @@ class SpeechEnhancer(Stage):
         self.chain = getattr(self.chain, "new", self.chain)  # a switch lasts one hop
         self.telemetry.enhanced += ran
         return y
+
+    def _gate_gains(self, gate: np.ndarray | None, n: int) -> np.ndarray:
+        """The gains for the next `n` output samples: the lip gate's of `delay` samples ago (a frame without a
+        gate is open: the gate switched off, or not in the call)."""
+        delay = self.chain.delay
+        if len(self._gate_line) != delay:  # a new stream, or a backend of another delay
+            last = self._gate_line[-1] if len(self._gate_line) else 1.0
+            self._gate_line = np.full(delay, last, np.float32)
+        if gate is None:
+            gate = np.ones(n, np.float32)
+        line = np.concatenate([self._gate_line, gate])
+        self._gate_line = line[n:]
+        return line[:n]
 
     def _limit(self, samples: np.ndarray) -> np.ndarray:
         before = self.limiter.reduced
@@ -203,7 +219,7 @@ class SpeechEnhancer(Stage):
         ready = []
         while self._pending:
             y = self._hop(np.zeros(HOP_SAMPLES, np.float32), self.mode != "off", self._pending[-1].pts)
-            ready += self._release(self._limit(y))
+            ready += self._release(self._limit(y * self._gate_gains(None, HOP_SAMPLES)))
         return ready
 
     def _switch(self, name: str) -> None:

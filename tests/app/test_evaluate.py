@@ -175,7 +175,8 @@ def test_default_methods_are_the_registered_ones_that_can_run(monkeypatch, tmp_p
     from avcall.pipelines.suppressors import DEFAULT, available
 
     packaged = [n for n in available() if n != "avcall-ao"]  # the packaged suppressors need no weights of ours
-    assert [m.name for m in methods] == ["noisy", "noisereduce"] + ["avcall"] * (DEFAULT in packaged) + packaged
+    chains = ["avcall", "avcall-nogate", "avcall-vad-gate", "avcall-other-lips"]  # with and without the lip gate
+    assert [m.name for m in methods] == ["noisy", "noisereduce"] + chains * (DEFAULT in packaged) + packaged
     assert all(isinstance(m, baselines.Method) for m in methods)
     assert len(notes) == len(baselines.METHODS) - len(methods)  # each one left out is said, with why
     assert all("no trained weights" in n or "is missing" in n or "no weights" in n for n in notes), notes
@@ -196,7 +197,7 @@ def test_cli_writes_a_report_with_the_summary_keys(shared_data, tmp_path):
     result = run_cli("eval", "enhance", "--clips", "2", "--methods", "noisy,noisereduce", "--out", str(out), "-q")
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
-    assert set(report["summary"]) == {"talker0dB", "noise0dB", "noise5dB", "pair"}
+    assert set(report["summary"]) == {"talker0dB", "noise0dB", "noise5dB", "pair", "turns"}
     for by_method in report["summary"].values():
         assert set(by_method) == {"noisy", "noisereduce"}
         for entry in by_method.values():

@@ -1,0 +1,1 @@
+"""The lip gate's scorer: its training recipe (train.py)."""

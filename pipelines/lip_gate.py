@@ -1,0 +1,378 @@
+"""The lip gate: whose voice is heard, decided every 10 ms from the speaker's lips and the voice together.
+
+Every suppressor keeps speech, whoever speaks. The camera tells more: while the user's lips are still, the
+voice heard is someone else's. `GateDecision` takes the tracked face's lip features (at the camera's rate)
+and the raw voice (10 ms hops) and gives, per hop, a gain: 1 where the voice is the face's, a floor
+(FLOOR_DB) where it is not, with ramps in dB between (no clicks).
+
+How it decides:
+- No usable face (none, turned away, tracked with low confidence, the camera off or stalled), or a face found
+  less than WARM_S ago: open. The gate never mutes a user it cannot see.
+- Otherwise a small learned scorer (`GateScorer`, a logistic model fitted on real faces with their voices by
+  `avcall train lip-gate`) gives per hop the probability that the voice is the face's, from the lips' motion
+  over the last 120-400 ms against how much this face moves, how long the lips have been still, the mouth's
+  opening against its rest, the voice's level over its floor and whether it just started, how the mouth's
+  opening follows the voice's level, and the sync judge's evidence that these lips and this voice agree
+  (`SyncEvidence`).
+- The voice comes in segments, each starting at an onset (voice after ONSET_QUIET_S of quiet, or a syllable's
+  rise). At an onset the scorer decides whose segment it is: the lips move 100-300 ms before the sound of a
+  phrase, so the face's own phrase opens the gate as its sound starts; deciding at the onset, not on the lips
+  alone, keeps the end of the other person's turn out (the user's lips start moving before it ends). Within a
+  segment the scorer's running mean has to cross P_CLOSE (P_OPEN) to change it: word endings and short
+  pauses pass. Quiet hops change nothing: there is nothing to let through.
+
+Its cost: a few numpy operations a hop, the lips' part once per video frame, and for the judge two small ONNX
+runs a video frame (`avcall bench gate`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .frames import HOP_SAMPLES, SAMPLE_RATE, LipFeatures
+
+FLOOR_DB = -30.0
+ATTACK_S = 0.01  # closed to open
+RELEASE_S = 0.04  # open to closed
+ONSET_QUIET_S = 0.08  # quiet before voice that makes it a new segment
+HANGOVER_S = 0.2  # the audio-only baseline: open this long after the last voiced hop
+FACE_LOST_S = 0.3  # no usable lips for this long: open
+WARM_S = 1.0  # a face (found again) is watched this long before the gate may close
+MIN_CONFIDENCE = 0.5
+VOICE_DB = 9.0  # above the running noise floor
+MIN_LEVEL_DB = -60.0
+FLOOR_RISE_DB_PER_S = 3.0
+RISE_DB = 6.0
+RISE_S = 0.05
+MOVING = 0.02  # lip motion per frame that counts as moving
+# chosen on the training clips' `turns` (models/lip_gate/train.py), for the user's words first: a gate that
+# cuts fewer of them and lets more of the other voice through
+P_ONSET = 0.3  # the scorer's probability at an onset that opens the gate
+P_OPEN, P_CLOSE = 0.5, 0.2  # within a segment, its running mean over these: open, closed
+SEGMENT_ALPHA = 0.1
+WEIGHTS = Path(__file__).with_name("lip_gate.json")
+
+
+@dataclass
+class GateState:
+    """How the gate stands, for telemetry: `open` and why ("no face", "lips", "another voice", ...)."""
+
+    open: bool = True
+    reason: str = "no face"
+
+
+FEATURES = ("motion_120ms", "motion_peak_200ms", "motion_400ms", "motion_over_talking", "opening_over_rest",
+            "opening_spread", "voiced", "level_over_floor", "onset", "quiet_before", "lips_still_for", "judge_score",
+            "judge_seconds", "opening_follows_voice")
+
+
+class LipMotion:
+    """Per video frame: how much the mouth moved since the last frame (opening and shape, inter-ocular units);
+    the last few seconds of it."""
+
+    def __init__(self) -> None:
+        self.last: LipFeatures | None = None
+        self.frames: deque[tuple[float, float, float]] = deque()  # (pts, motion, opening) of the last seconds
+
+    def add(self, f: LipFeatures) -> float:
+        motion = 0.0
+        if self.last is not None:
+            motion = abs(f.opening - self.last.opening) + 2.0 * float(np.mean(np.abs(f.shape - self.last.shape)))
+        self.last = f
+        self.frames.append((f.pts, motion, f.opening))
+        while self.frames and f.pts - self.frames[0][0] > 3.0:
+            self.frames.popleft()
+        return motion
+
+    def lost(self) -> None:
+        self.last = None
+
+    def features(self, t: float) -> list[float]:
+        """The lip half of the gate's features at `t` (see FEATURES)."""
+        if not self.frames:
+            return [0.0] * 6
+        pts, motion, opening = (np.array(c) for c in zip(*self.frames))
+
+        def within(s):
+            return motion[pts > t - s] if np.any(pts > t - s) else motion[-1:]
+
+        peak = float(within(0.2).max())
+        # how much this face moves when it talks: the top of its motion over the last seconds
+        talking = float(np.percentile(motion, 90)) if len(motion) >= 10 else peak
+        return [float(within(0.12).mean()), peak, float(within(0.4).mean()),
+                float(np.log((peak + 1e-3) / (talking + 1e-3))), float(opening[-1] - opening.min()),
+                float(opening[-10:].std())]
+
+    def follows(self, levels: deque) -> float:
+        """How the mouth's opening follows the voice's level over the last half second: the best correlation at
+        a lag of 0-80 ms of the voice behind the lips (0 when there is too little to tell)."""
+        if len(self.frames) < 12 or len(levels) < 50:
+            return 0.0
+        pts = np.array([f[0] for f in self.frames])[-12:]
+        opening = np.array([f[2] for f in self.frames])[-12:]
+        times, level = np.array([x[0] for x in levels]), np.array([x[1] for x in levels])
+        best = 0.0
+        for lag in (0.0, 0.04, 0.08):
+            at = np.interp(pts + lag, times, level)
+            if opening.std() > 1e-6 and at.std() > 1e-6:
+                best = max(best, float(np.corrcoef(opening, at)[0, 1]))
+        return best
+
+
+class GateScorer:
+    """Whether the voice of this hop is the face's: a logistic model over FEATURES (lip motion, the voice's
+    activity, the judge), standardised; its weights are in lip_gate.json, trained on `turns` examples built from
+    ../shared/data/av_train (see `avcall train lip-gate`)."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        spec = json.loads((path or WEIGHTS).read_text())
+        if tuple(spec["features"]) != FEATURES:
+            raise ValueError(f"{path or WEIGHTS}: made for other features ({spec['features']})")
+        self.mean, self.scale = np.array(spec["mean"]), np.array(spec["scale"])
+        self.weights, self.bias = np.array(spec["weights"]), float(spec["bias"])
+        self.spec = spec
+
+    @staticmethod
+    def transform(x: np.ndarray) -> np.ndarray:
+        """Motions on a log scale (they spread over decades); openings in tenths."""
+        x = np.array(x, np.float64)
+        x[..., :3] = np.log(x[..., :3] + 1e-3)
+        x[..., 4:6] = x[..., 4:6] * 10
+        return x
+
+    def __call__(self, x: list[float]) -> float:
+        z = (self.transform(x) - self.mean) / self.scale
+        return float(1 / (1 + np.exp(-(z @ self.weights + self.bias))))
+
+
+class GateDecision:
+    """Per hop: `push_lips(features, usable)` as frames come, `gain(samples, t)` for each 10 ms of raw voice
+    (its time `t` in seconds) -> HOP_SAMPLES gains."""
+
+    def __init__(self, judge=None, scorer: GateScorer | None = None, *, floor_db: float = FLOOR_DB,
+                 audio_only: bool = False) -> None:
+        self.judge = judge  # a SyncEvidence or None
+        self.scorer = scorer or (None if audio_only else GateScorer())
+        # the baseline that hears speech, not whose: open while there is voice (and a hangover after it)
+        self.audio_only = audio_only
+        self.floor = 10 ** (floor_db / 20)
+        self.motion = LipMotion()
+        self.state = GateState()
+        self.off = False  # switched off: the gains ramp up to 1 and stay there (the decision still runs)
+        self.level_floor: float | None = None
+        self.quiet_s = 1.0  # quiet before the current hop
+        self.face_at = -1e9  # pts of the last usable lips
+        self.face_since: float | None = None  # pts of the first usable lips since the face was last lost
+        self.moved_at = -1e9  # pts of the last lips that moved
+        self.levels: deque[float] = deque(maxlen=round(RISE_S * SAMPLE_RATE / HOP_SAMPLES))
+        self.voice_levels: deque[tuple[float, float]] = deque(maxlen=60)  # (t, dB over the floor) of the last hops
+        self.voice_at = -1e9  # the last voiced hop (audio_only)
+        self._lips_at = None  # the lip frame the lips' part of the features is of
+        self._lips_part: tuple[list[float], list[float]] = ([], [])
+        self.segment_p = 0.5  # the scorer's running mean over the current voice segment
+        self.p = 0.5  # the scorer's last probability that the voice is the face's
+        self.features: list[float] = []
+        self._gain = 1.0
+
+    # --- inputs ---------------------------------------------------------------------------------------
+    def push_lips(self, f: LipFeatures, usable: bool = True) -> None:
+        if not usable or not f.present or f.confidence < MIN_CONFIDENCE:
+            self.motion.lost()
+            return
+        if self.motion.add(f) >= MOVING:
+            self.moved_at = f.pts
+        if self.face_since is None:
+            self.face_since = f.pts
+        self.face_at = f.pts
+        if self.judge is not None:
+            self.judge.push_lips(f)
+
+    def gain(self, samples: np.ndarray, t: float) -> np.ndarray:
+        voiced, onset, level = self._voiced(samples)
+        self.voice_levels.append((t, max(level, 0.0)))
+        if self.judge is not None:
+            self.judge.push_audio(samples, t, voiced)
+        if self.audio_only:
+            self.voice_at = t if voiced else self.voice_at
+            self.state.open = t - self.voice_at <= HANGOVER_S
+            self.state.reason = "voice" if self.state.open else "no voice"
+        elif t - self.face_at > FACE_LOST_S:
+            self.state.open, self.state.reason = True, "no face"
+            self.face_since = None
+        elif t - self.face_since < WARM_S:  # a face just found: its lips' motion is not known yet
+            self.state.open, self.state.reason = True, "face just found"
+        else:
+            if self._lips_at != self.face_at:  # the lips' part once per video frame: they change no faster
+                self._lips_at = self.face_at
+                score, seconds = self.judge.score(t) if self.judge is not None else (0.0, 0.0)
+                self._lips_part = (self.motion.features(t), [score, seconds, self.motion.follows(self.voice_levels)])
+            motion, judged = self._lips_part
+            self.features = [*motion, float(voiced), min(level, 40.0) / 40.0, float(onset), min(self.quiet_s, 1.0),
+                             min(t - self.moved_at, 1.0), *judged]
+            self.p = self.scorer(self.features)
+            self._decide(voiced, onset)
+        self.quiet_s = 0.0 if voiced else self.quiet_s + HOP_SAMPLES / SAMPLE_RATE
+        return self._ramp(1.0 if self.state.open or self.off else self.floor)
+
+    def _ramp(self, target: float) -> np.ndarray:
+        """One hop of gains towards `target`, in dB (equal loudness steps): no click at either end."""
+        step = HOP_SAMPLES / SAMPLE_RATE / (ATTACK_S if target > self._gain else RELEASE_S) * -FLOOR_DB
+        g0 = 20 * np.log10(self._gain)
+        g1 = float(np.clip(20 * np.log10(target), g0 - step, g0 + step))
+        ramp = 10 ** (np.linspace(g0, g1, HOP_SAMPLES + 1)[1:] / 20)
+        self._gain = float(ramp[-1])
+        return ramp.astype(np.float32)
+
+    # --- the decision ---------------------------------------------------------------------------------
+    def _voiced(self, samples: np.ndarray) -> tuple[bool, bool, float]:
+        """(voiced, onset, dB over the floor): the hop's level over the running noise floor, and whether a voice
+        starts here: after ONSET_QUIET_S of quiet, or a syllable's rise of RISE_DB within RISE_S."""
+        level = 10 * np.log10(float(np.mean(np.square(samples, dtype=np.float64))) + 1e-12)
+        if self.level_floor is None or level < self.level_floor:
+            self.level_floor = level
+        else:
+            self.level_floor += FLOOR_RISE_DB_PER_S * len(samples) / SAMPLE_RATE
+        voiced = level > max(self.level_floor + VOICE_DB, MIN_LEVEL_DB)
+        rise = level - min(self.levels, default=level)
+        self.levels.append(level)
+        onset = voiced and (self.quiet_s >= ONSET_QUIET_S or rise >= RISE_DB)
+        return voiced, onset, level - self.level_floor
+
+    def _decide(self, voiced: bool, onset: bool) -> None:
+        """At an onset the scorer decides whose voice starts (P_ONSET); within a segment its running mean
+        (over about 1 / SEGMENT_ALPHA hops) must fall under P_CLOSE to close the gate, or rise over P_OPEN to open
+        it; quiet hops change nothing."""
+        s = self.state
+        if not voiced:
+            return
+        if onset:
+            self.segment_p = self.p
+            mine = self.p >= P_ONSET
+            s.open, s.reason = mine, ("lips" if mine else "another voice")
+            return
+        self.segment_p += SEGMENT_ALPHA * (self.p - self.segment_p)
+        if s.open and self.segment_p < P_CLOSE:
+            s.open, s.reason = False, "lips still"
+        elif not s.open and self.segment_p > P_OPEN:
+            s.open, s.reason = True, "lips"
+
+
+JUDGE_SPAN_S = 1.0  # the judge's evidence: the last second of lips and voice
+NEAR = 2  # frames of offset the voice may be off the lips and still be in sync (camera and microphone paths)
+
+
+class SyncEvidence:
+    """The sync judge, streamed: per video frame one embedding of the lips (its 5-frame window) and one of the
+    voice over the same 0.2 s; the score over the last JUDGE_SPAN_S is how much closer the lips are to the voice
+    in sync (within NEAR frames) than 3-10 frames off it, the speaking score of `SyncJudge`, kept causal."""
+
+    def __init__(self, judge) -> None:
+        from .nets.spectrum import LIPS_VOICE_MEL, N_FFT
+
+        self.judge, self.mel, self.n_fft = judge, LIPS_VOICE_MEL, N_FFT
+        self.audio = np.zeros(0, np.float32)
+        self.audio_t0 = 0.0  # time of self.audio[0]
+        self.mels: deque[tuple[float, np.ndarray]] = deque()  # (time of the frame's centre, log-mel)
+        self.lips: deque[LipFeatures] = deque()
+        self.pending: deque[tuple[float, np.ndarray]] = deque()  # (centre pts, lip embedding) awaiting the voice
+        self.pairs: deque[tuple[float, np.ndarray, np.ndarray, bool]] = deque()  # (pts, lips, voice, voiced)
+        self.voiced_at: deque[float] = deque()
+
+    def push_lips(self, f: LipFeatures) -> None:
+        from .nets.sync_features import WINDOW
+
+        self.lips.append(f)
+        while len(self.lips) > 50:
+            self.lips.popleft()
+        if len(self.lips) < WINDOW:
+            return
+        window = list(self.lips)[-WINDOW:]
+        if any(not w.present for w in window):
+            return
+        mean = np.mean([np.concatenate([w.shape.ravel(), [w.opening, w.width]]) for w in self.lips if w.present], 0)
+        feats = np.stack([np.concatenate([w.shape.ravel(), [w.opening, w.width]]) - mean for w in window]) * 20.0
+        embedding = self.judge.embed(feats.T[None].astype(np.float32), np.zeros((0, 40, 20), np.float32))[0][0]
+        self.pending.append((window[WINDOW // 2].pts, embedding))
+        self._pair()
+
+    def push_audio(self, samples: np.ndarray, t: float, voiced: bool) -> None:
+        if voiced:
+            self.voiced_at.append(t)
+        while self.voiced_at and t - self.voiced_at[0] > JUDGE_SPAN_S:
+            self.voiced_at.popleft()
+        if not len(self.audio):
+            self.audio_t0 = t
+        self.audio = np.concatenate([self.audio, samples])
+        half = self.n_fft // 2
+        # log-mel frames centred every 10 ms, each once the samples after its centre are in
+        done = round((self.mels[-1][0] - self.audio_t0) * SAMPLE_RATE) + HOP_SAMPLES if self.mels else half
+        while done + half <= len(self.audio):
+            frame = self.audio[done - half:done + half] * np.hanning(self.n_fft).astype(np.float32)
+            self.mels.append((self.audio_t0 + done / SAMPLE_RATE, self.mel(frame[None])[0]))
+            done += HOP_SAMPLES
+        keep = len(self.audio) - 3 * SAMPLE_RATE
+        if keep > 0:
+            self.audio, self.audio_t0 = self.audio[keep:], self.audio_t0 + keep / SAMPLE_RATE
+        while self.mels and self.mels[-1][0] - self.mels[0][0] > 2.0:
+            self.mels.popleft()
+        self._pair()
+
+    def _pair(self) -> None:
+        """The voice's embedding for each lip window whose 0.2 s of voice is in (standardised over the last 2 s)."""
+        if not self.mels:
+            return
+        times = np.array([m[0] for m in self.mels])
+        while self.pending and self.pending[0][0] + 0.12 <= times[-1] + 1e-6:
+            pts, lips = self.pending.popleft()
+            i0 = int(np.searchsorted(times, pts - 0.08 - 0.005))
+            if i0 + 20 > len(times):
+                continue
+            mel = np.stack([m[1] for m in self.mels])
+            window = ((mel[i0:i0 + 20] - mel.mean(0)) / (mel.std(0) + 1e-3)).T[None].astype(np.float32)
+            voice = self.judge.embed(np.zeros((0, 82, 5), np.float32), window)[1][0]
+            voiced = any(abs(v - pts) <= 0.1 for v in self.voiced_at)
+            self.pairs.append((pts, lips, voice, voiced))
+        while self.pairs and self.pairs[-1][0] - self.pairs[0][0] > JUDGE_SPAN_S + 0.5:
+            self.pairs.popleft()
+
+    def score(self, t: float) -> tuple[float, float]:
+        """(score, seconds of voiced frames it rests on) over the last JUDGE_SPAN_S before `t`."""
+        pairs = list(self.pairs)
+        lips = np.stack([p[1] for p in pairs]) if pairs else np.zeros((0, 64))
+        voice = np.stack([p[2] for p in pairs]) if pairs else np.zeros((0, 64))
+        scores = []
+        for i, (pts, _, _, voiced) in enumerate(pairs):
+            if not voiced or t - pts > JUDGE_SPAN_S:
+                continue
+            near = [j for j in range(i - NEAR, i + NEAR + 1) if 0 <= j < len(pairs)]
+            far = [j for j in range(len(pairs)) if 3 <= abs(j - i) <= 10]
+            if len(far) < 4:
+                continue
+            d_near = np.linalg.norm(voice[near] - lips[i], axis=1).min()
+            d_far = np.median(np.linalg.norm(voice[far] - lips[i], axis=1))
+            scores.append(d_far - d_near)
+        return (float(np.mean(scores)) if scores else 0.0), len(scores) / 25.0
+
+
+def gate_clip(audio: np.ndarray, lips: list[LipFeatures], *, delay: int = 0, judge=None,
+              scorer: GateScorer | None = None, audio_only: bool = False) -> np.ndarray:
+    """The gate's gains over a whole clip, decided hop by hop as the live stage decides them (each hop sees the
+    lips up to its time). `delay`: the suppressor's delay in samples: the gains are for its output, lined up
+    with the input (each decision hears the raw voice `delay` ahead of the output it gates, as live)."""
+    gate = GateDecision(SyncEvidence(judge) if judge is not None else None, scorer, audio_only=audio_only)
+    audio = np.asarray(audio, np.float32)
+    padded = np.concatenate([audio, np.zeros(-len(audio) % HOP_SAMPLES + delay, np.float32)])
+    gains, k = [], 0
+    for i in range(0, len(padded) - HOP_SAMPLES + 1, HOP_SAMPLES):
+        t = i / SAMPLE_RATE
+        while k < len(lips) and lips[k].pts <= t:
+            gate.push_lips(lips[k])
+            k += 1
+        gains.append(gate.gain(padded[i:i + HOP_SAMPLES], t))
+    out = np.concatenate(gains)
+    return out[delay:delay + len(audio)] if delay else out[:len(audio)]
