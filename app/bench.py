@@ -25,6 +25,7 @@ from avcall.pipelines.face.mesh import lip_features
 from avcall.models.data.shared_data import shared_data_dir
 
 from .eval.cpu import cpu_name, one_core, pin_to_one_core
+from .eval.data import git_commit
 from .eval.media import letterbox
 
 BENCH_SIZE = (640, 480)
@@ -147,7 +148,9 @@ def bench_gate(video: Path | None = None) -> dict:
     return {"what": "the lip gate's decision, hop by hop (pipelines/lip_gate.py), with the sync judge",
             "clip": str(video), "seconds": round(seconds, 2), "cpu_per_call_second": round(cpu / seconds, 4),
             "wall_per_call_second": round(wall / seconds, 4), "held_share": round(float(np.mean(gains < 0.5)), 3),
-            "target_cpu_per_call_second": 0.02, "core": core, "cpu": cpu_name()}
+            "target_cpu_per_call_second": 0.02, "core": core, "cpu": cpu_name(),
+            "command": "avcall bench gate" + (f" --input {video}" if video != shared_data_dir() / DEFAULT_CLIP else ""),
+            "commit": git_commit()}
 
 
 def bench_enhance(audio_path: Path | None = None, seconds: float = 10.0, backends: list[str] | None = None,

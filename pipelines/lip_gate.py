@@ -55,20 +55,24 @@ MOVING = 0.02  # lip motion per frame that counts as moving
 P_ONSET = 0.3  # the scorer's probability at an onset that opens the gate
 P_OPEN, P_CLOSE = 0.5, 0.2  # within a segment, its running mean over these: open, closed
 SEGMENT_ALPHA = 0.1
+ENROL_WINDOW, ENROL_MIN, ENROL_RATE = 20, 20, 0.01  # hops: a voice's recent shape, before telling, the profiles' pace
+SURE_USER, SURE_OTHER = 0.7, 0.2  # the scorer's probability that enrols a hop into the user's or the others' profile
 WEIGHTS = Path(__file__).with_name("lip_gate.json")
 
 
 @dataclass
 class GateState:
-    """How the gate stands, for telemetry: `open` and why ("no face", "lips", "another voice", ...)."""
+    """How the gate stands, for telemetry: `open` and why. Open: "camera off", "no face", "face turned away",
+    "lips tracked with low confidence", "face just found", "lips" (the face's voice); closed: "another voice" (its
+    onset came with the lips still), "lips still" (they stopped while a voice went on)."""
 
     open: bool = True
-    reason: str = "no face"
+    reason: str = "camera off"
 
 
 FEATURES = ("motion_120ms", "motion_peak_200ms", "motion_400ms", "motion_over_talking", "opening_over_rest",
             "opening_spread", "voiced", "level_over_floor", "onset", "quiet_before", "lips_still_for", "judge_score",
-            "judge_seconds", "opening_follows_voice")
+            "judge_seconds", "opening_follows_voice", "voice_like_user")
 
 
 class LipMotion:
@@ -113,15 +117,60 @@ class LipMotion:
         a lag of 0-80 ms of the voice behind the lips (0 when there is too little to tell)."""
         if len(self.frames) < 12 or len(levels) < 50:
             return 0.0
-        pts = np.array([f[0] for f in self.frames])[-12:]
-        opening = np.array([f[2] for f in self.frames])[-12:]
+        recent = list(self.frames)[-12:]
+        pts = np.array([f[0] for f in recent])
+        opening = np.array([f[2] for f in recent])
         times, level = np.array([x[0] for x in levels]), np.array([x[1] for x in levels])
-        best = 0.0
-        for lag in (0.0, 0.04, 0.08):
-            at = np.interp(pts + lag, times, level)
-            if opening.std() > 1e-6 and at.std() > 1e-6:
-                best = max(best, float(np.corrcoef(opening, at)[0, 1]))
-        return best
+        if opening.std() <= 1e-6:
+            return 0.0
+        at = np.stack([np.interp(pts + lag, times, level) for lag in (0.0, 0.04, 0.08)])
+        a = opening - opening.mean()
+        b = at - at.mean(axis=1, keepdims=True)
+        spread = np.sqrt((a @ a) * np.sum(b * b, axis=1))
+        r = np.where(spread > 1e-12, (b @ a) / np.maximum(spread, 1e-12), 0.0)
+        return float(max(0.0, r.max()))
+
+
+class VoiceProfile:
+    """Whose voice this sounds like: the lips enrol the user. The spectral shape (40-band log-mel, its mean over
+    the bands taken off: loudness does not count) of the hops the gate is sure are the face's goes into the
+    user's profile, of those it is sure are another voice into the others'; a hop's voice is then told by
+    which profile the last ENROL_WINDOW voiced hops are nearer to (0 until both have ENROL_MIN hops)."""
+
+    def __init__(self) -> None:
+        from .nets.spectrum import LIPS_VOICE_MEL, N_FFT
+
+        self.mel, self.n_fft = LIPS_VOICE_MEL, N_FFT
+        self.tail = np.zeros(N_FFT, np.float32)
+        self.recent: deque[np.ndarray] = deque()  # the last ENROL_WINDOW voiced hops' shapes
+        self.recent_sum = np.zeros(40)
+        self.profiles = {True: np.zeros(40), False: np.zeros(40)}  # the user's (True), the others' (False)
+        self.counts = {True: 0, False: 0}
+
+    def hear(self, samples: np.ndarray, voiced: bool) -> np.ndarray | None:
+        """The hop's spectral shape (None when not voiced)."""
+        self.tail = np.concatenate([self.tail, samples])[-self.n_fft:]
+        if not voiced:
+            return None
+        shape = self.mel(self.tail[None])[0].astype(np.float64)
+        shape -= shape.mean()
+        self.recent.append(shape)
+        self.recent_sum += shape
+        if len(self.recent) > ENROL_WINDOW:
+            self.recent_sum -= self.recent.popleft()
+        return shape
+
+    def enrol(self, shape: np.ndarray, user: bool) -> None:
+        self.counts[user] += 1
+        rate = max(1.0 / self.counts[user], ENROL_RATE)
+        self.profiles[user] += rate * (shape - self.profiles[user])
+
+    def likeness(self) -> float:
+        """How much nearer the recent voice is to the user's profile than to the others' (0: cannot tell)."""
+        if min(self.counts.values()) < ENROL_MIN or not self.recent:
+            return 0.0
+        recent = self.recent_sum / len(self.recent)
+        return float(np.linalg.norm(recent - self.profiles[False]) - np.linalg.norm(recent - self.profiles[True]))
 
 
 class GateScorer:
@@ -129,9 +178,10 @@ class GateScorer:
     activity, the judge), standardised; its weights are in lip_gate.json, trained on `turns` examples built from
     ../shared/data/av_train (see `avcall train lip-gate`)."""
 
-    def __init__(self, path: Path | None = None) -> None:
-        spec = json.loads((path or WEIGHTS).read_text())
-        if tuple(spec["features"]) != FEATURES:
+    def __init__(self, path: Path | None = None, spec: dict | None = None) -> None:
+        spec = spec or json.loads((path or WEIGHTS).read_text())
+        self.n = len(spec["features"])  # a scorer of the first n FEATURES (its training's first stage)
+        if tuple(spec["features"]) != FEATURES[:self.n]:
             raise ValueError(f"{path or WEIGHTS}: made for other features ({spec['features']})")
         self.mean, self.scale = np.array(spec["mean"]), np.array(spec["scale"])
         self.weights, self.bias = np.array(spec["weights"]), float(spec["bias"])
@@ -146,7 +196,7 @@ class GateScorer:
         return x
 
     def __call__(self, x: list[float]) -> float:
-        z = (self.transform(x) - self.mean) / self.scale
+        z = (self.transform(x[:self.n]) - self.mean) / self.scale
         return float(1 / (1 + np.exp(-(z @ self.weights + self.bias))))
 
 
@@ -167,11 +217,14 @@ class GateDecision:
         self.level_floor: float | None = None
         self.quiet_s = 1.0  # quiet before the current hop
         self.face_at = -1e9  # pts of the last usable lips
+        self.frame_at = -1e9  # pts of the last video frame's lips, usable or not
+        self.unusable: str | None = "no face"  # why the last frame's lips were not usable
         self.face_since: float | None = None  # pts of the first usable lips since the face was last lost
         self.moved_at = -1e9  # pts of the last lips that moved
         self.levels: deque[float] = deque(maxlen=round(RISE_S * SAMPLE_RATE / HOP_SAMPLES))
         self.voice_levels: deque[tuple[float, float]] = deque(maxlen=60)  # (t, dB over the floor) of the last hops
         self.voice_at = -1e9  # the last voiced hop (audio_only)
+        self.voice = VoiceProfile()
         self._lips_at = None  # the lip frame the lips' part of the features is of
         self._lips_part: tuple[list[float], list[float]] = ([], [])
         self.segment_p = 0.5  # the scorer's running mean over the current voice segment
@@ -181,7 +234,17 @@ class GateDecision:
 
     # --- inputs ---------------------------------------------------------------------------------------
     def push_lips(self, f: LipFeatures, usable: bool = True) -> None:
-        if not usable or not f.present or f.confidence < MIN_CONFIDENCE:
+        """A video frame's lips; `usable` False for a face turned away (the stage judges the pose)."""
+        self.frame_at = f.pts
+        if not f.present:
+            self.unusable = "no face"
+        elif not usable:
+            self.unusable = "face turned away"
+        elif f.confidence < MIN_CONFIDENCE:
+            self.unusable = "lips tracked with low confidence"
+        else:
+            self.unusable = None
+        if self.unusable:
             self.motion.lost()
             return
         if self.motion.add(f) >= MOVING:
@@ -195,14 +258,16 @@ class GateDecision:
     def gain(self, samples: np.ndarray, t: float) -> np.ndarray:
         voiced, onset, level = self._voiced(samples)
         self.voice_levels.append((t, max(level, 0.0)))
+        shape = self.voice.hear(samples, voiced)
         if self.judge is not None:
             self.judge.push_audio(samples, t, voiced)
         if self.audio_only:
             self.voice_at = t if voiced else self.voice_at
             self.state.open = t - self.voice_at <= HANGOVER_S
             self.state.reason = "voice" if self.state.open else "no voice"
-        elif t - self.face_at > FACE_LOST_S:
-            self.state.open, self.state.reason = True, "no face"
+        elif t - self.face_at > FACE_LOST_S:  # why: what the last frames said, or none came (the camera off)
+            self.state.open = True
+            self.state.reason = self.unusable if t - self.frame_at <= FACE_LOST_S else "camera off"
             self.face_since = None
         elif t - self.face_since < WARM_S:  # a face just found: its lips' motion is not known yet
             self.state.open, self.state.reason = True, "face just found"
@@ -213,14 +278,18 @@ class GateDecision:
                 self._lips_part = (self.motion.features(t), [score, seconds, self.motion.follows(self.voice_levels)])
             motion, judged = self._lips_part
             self.features = [*motion, float(voiced), min(level, 40.0) / 40.0, float(onset), min(self.quiet_s, 1.0),
-                             min(t - self.moved_at, 1.0), *judged]
+                             min(t - self.moved_at, 1.0), *judged, self.voice.likeness()]
             self.p = self.scorer(self.features)
+            if shape is not None and (self.p >= SURE_USER or self.p <= SURE_OTHER):
+                self.voice.enrol(shape, self.p >= SURE_USER)
             self._decide(voiced, onset)
         self.quiet_s = 0.0 if voiced else self.quiet_s + HOP_SAMPLES / SAMPLE_RATE
         return self._ramp(1.0 if self.state.open or self.off else self.floor)
 
     def _ramp(self, target: float) -> np.ndarray:
         """One hop of gains towards `target`, in dB (equal loudness steps): no click at either end."""
+        if self._gain == target:  # steady, as most hops are
+            return np.full(HOP_SAMPLES, target, np.float32)
         step = HOP_SAMPLES / SAMPLE_RATE / (ATTACK_S if target > self._gain else RELEASE_S) * -FLOOR_DB
         g0 = 20 * np.log10(self._gain)
         g1 = float(np.clip(20 * np.log10(target), g0 - step, g0 + step))
@@ -278,7 +347,8 @@ class SyncEvidence:
         self.audio = np.zeros(0, np.float32)
         self.audio_t0 = 0.0  # time of self.audio[0]
         self.mels: deque[tuple[float, np.ndarray]] = deque()  # (time of the frame's centre, log-mel)
-        self.lips: deque[LipFeatures] = deque()
+        self.lips: deque[tuple[LipFeatures, np.ndarray | None]] = deque()  # and each one's vector, if present
+        self.lips_sum, self.lips_present = np.zeros(82), 0
         self.pending: deque[tuple[float, np.ndarray]] = deque()  # (centre pts, lip embedding) awaiting the voice
         self.pairs: deque[tuple[float, np.ndarray, np.ndarray, bool]] = deque()  # (pts, lips, voice, voiced)
         self.voiced_at: deque[float] = deque()
@@ -286,18 +356,23 @@ class SyncEvidence:
     def push_lips(self, f: LipFeatures) -> None:
         from .nets.sync_features import WINDOW
 
-        self.lips.append(f)
+        vector = np.concatenate([f.shape.ravel(), [f.opening, f.width]]).astype(np.float64) if f.present else None
+        self.lips.append((f, vector))
+        if vector is not None:
+            self.lips_sum, self.lips_present = self.lips_sum + vector, self.lips_present + 1
         while len(self.lips) > 50:
-            self.lips.popleft()
+            _, old = self.lips.popleft()
+            if old is not None:
+                self.lips_sum, self.lips_present = self.lips_sum - old, self.lips_present - 1
         if len(self.lips) < WINDOW:
             return
         window = list(self.lips)[-WINDOW:]
-        if any(not w.present for w in window):
+        if any(v is None for _, v in window):
             return
-        mean = np.mean([np.concatenate([w.shape.ravel(), [w.opening, w.width]]) for w in self.lips if w.present], 0)
-        feats = np.stack([np.concatenate([w.shape.ravel(), [w.opening, w.width]]) - mean for w in window]) * 20.0
+        mean = self.lips_sum / self.lips_present  # the mouth's own mean over the last 2 s (the judge's centring)
+        feats = np.stack([v - mean for _, v in window]) * 20.0
         embedding = self.judge.embed(feats.T[None].astype(np.float32), np.zeros((0, 40, 20), np.float32))[0][0]
-        self.pending.append((window[WINDOW // 2].pts, embedding))
+        self.pending.append((window[WINDOW // 2][0].pts, embedding))
         self._pair()
 
     def push_audio(self, samples: np.ndarray, t: float, voiced: bool) -> None:
@@ -312,10 +387,10 @@ class SyncEvidence:
         # log-mel frames centred every 10 ms, each once the samples after its centre are in
         done = round((self.mels[-1][0] - self.audio_t0) * SAMPLE_RATE) + HOP_SAMPLES if self.mels else half
         while done + half <= len(self.audio):
-            frame = self.audio[done - half:done + half] * np.hanning(self.n_fft).astype(np.float32)
+            frame = self.audio[done - half:done + half]
             self.mels.append((self.audio_t0 + done / SAMPLE_RATE, self.mel(frame[None])[0]))
             done += HOP_SAMPLES
-        keep = len(self.audio) - 3 * SAMPLE_RATE
+        keep = done - half  # the samples the next frame needs on
         if keep > 0:
             self.audio, self.audio_t0 = self.audio[keep:], self.audio_t0 + keep / SAMPLE_RATE
         while self.mels and self.mels[-1][0] - self.mels[0][0] > 2.0:
@@ -324,15 +399,15 @@ class SyncEvidence:
 
     def _pair(self) -> None:
         """The voice's embedding for each lip window whose 0.2 s of voice is in (standardised over the last 2 s)."""
-        if not self.mels:
+        if not self.mels or not self.pending or self.pending[0][0] + 0.12 > self.mels[-1][0] + 1e-6:
             return
-        times = np.array([m[0] for m in self.mels])
+        times, mel = np.array([m[0] for m in self.mels]), None
         while self.pending and self.pending[0][0] + 0.12 <= times[-1] + 1e-6:
             pts, lips = self.pending.popleft()
             i0 = int(np.searchsorted(times, pts - 0.08 - 0.005))
             if i0 + 20 > len(times):
                 continue
-            mel = np.stack([m[1] for m in self.mels])
+            mel = self._stacked() if mel is None else mel
             window = ((mel[i0:i0 + 20] - mel.mean(0)) / (mel.std(0) + 1e-3)).T[None].astype(np.float32)
             voice = self.judge.embed(np.zeros((0, 82, 5), np.float32), window)[1][0]
             voiced = any(abs(v - pts) <= 0.1 for v in self.voiced_at)
@@ -340,23 +415,31 @@ class SyncEvidence:
         while self.pairs and self.pairs[-1][0] - self.pairs[0][0] > JUDGE_SPAN_S + 0.5:
             self.pairs.popleft()
 
+    def _stacked(self) -> np.ndarray:
+        return np.stack([m[1] for m in self.mels])
+
     def score(self, t: float) -> tuple[float, float]:
         """(score, seconds of voiced frames it rests on) over the last JUDGE_SPAN_S before `t`."""
-        pairs = list(self.pairs)
-        lips = np.stack([p[1] for p in pairs]) if pairs else np.zeros((0, 64))
-        voice = np.stack([p[2] for p in pairs]) if pairs else np.zeros((0, 64))
-        scores = []
-        for i, (pts, _, _, voiced) in enumerate(pairs):
-            if not voiced or t - pts > JUDGE_SPAN_S:
-                continue
-            near = [j for j in range(i - NEAR, i + NEAR + 1) if 0 <= j < len(pairs)]
-            far = [j for j in range(len(pairs)) if 3 <= abs(j - i) <= 10]
-            if len(far) < 4:
-                continue
-            d_near = np.linalg.norm(voice[near] - lips[i], axis=1).min()
-            d_far = np.median(np.linalg.norm(voice[far] - lips[i], axis=1))
-            scores.append(d_far - d_near)
-        return (float(np.mean(scores)) if scores else 0.0), len(scores) / 25.0
+        if not self.pairs:
+            return 0.0, 0.0
+        pts = np.array([p[0] for p in self.pairs])
+        lips = np.stack([p[1] for p in self.pairs])
+        voice = np.stack([p[2] for p in self.pairs])
+        voiced = np.array([p[3] for p in self.pairs])
+        distance = np.linalg.norm(lips[:, None, :] - voice[None, :, :], axis=2)  # lips i against voice j
+        k = np.arange(len(pts))
+        apart = np.abs(k[None, :] - k[:, None])
+        near = np.where(apart <= NEAR, distance, np.inf).min(axis=1)
+        far_mask = (apart >= 3) & (apart <= 10)
+        use = voiced & (t - pts <= JUDGE_SPAN_S) & (far_mask.sum(axis=1) >= 4)
+        if not use.any():
+            return 0.0, 0.0
+        # the median of each row's far distances: sorted, the others (inf) last
+        ordered = np.sort(np.where(far_mask, distance, np.inf)[use], axis=1)
+        count = far_mask.sum(axis=1)[use]
+        rows = np.arange(len(ordered))
+        far = (ordered[rows, (count - 1) // 2] + ordered[rows, count // 2]) / 2
+        return float(np.mean(far - near[use])), int(use.sum()) / 25.0
 
 
 def gate_clip(audio: np.ndarray, lips: list[LipFeatures], *, delay: int = 0, judge=None,

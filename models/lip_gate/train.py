@@ -8,7 +8,9 @@ must not take a noisy voice for another); never from the evaluation folders (tal
 the target talks alone (1) or the other voice alone (0); the rest is left out.
 
 Model: a logistic regression over the standardised features, the two classes weighed equally, an L2 penalty,
-fitted by L-BFGS (scipy). No torch: it is 14 numbers, written to pipelines/lip_gate.json with what it saw and
+fitted by L-BFGS (scipy), in two stages: the feature "voice_like_user" needs a scorer to enrol the user's voice
+(pipelines/lip_gate.VoiceProfile), so a first fit without it drives the enrolment for the second. No torch: it
+is 16 numbers, written to pipelines/lip_gate.json with what it saw and
 how well it separates the two on its own data and on a speaker-disjoint part held out.
 """
 
@@ -44,9 +46,10 @@ class _Unfitted:
         return 0.5
 
 
-def features(ex: TurnsExample, judge) -> tuple[np.ndarray, np.ndarray]:
-    """(hops, FEATURES) as the gate computes them on the example's mixture, and the labels (1, 0, -1)."""
-    gate = GateDecision(SyncEvidence(judge), _Unfitted())
+def features(ex: TurnsExample, judge, scorer=None) -> tuple[np.ndarray, np.ndarray]:
+    """(hops, FEATURES) as the gate computes them on the example's mixture, and the labels (1, 0, -1). `scorer`
+    steers what the gate enrols as the user's voice (`VoiceProfile`); without one nothing is enrolled."""
+    gate = GateDecision(SyncEvidence(judge), scorer or _Unfitted())
     x, frames = ex.mixture, ex.lips.frames()
     rows, k = [], 0
     n = len(x) // HOP_SAMPLES
@@ -142,27 +145,39 @@ def run(args) -> dict:
     rng = np.random.default_rng(args.seed)
     judge = SyncJudge()
     clips = training_clips(data)[:args.clips or None]
-    xs, ys, who = [], [], []
-    began = time.time()
+    examples, began = [], time.time()
     for i, clip in enumerate(clips):
         m = measure_video(clip)
-        ex = build(np.asarray(m.audio, np.float32), m.track, float(m.audio_offset), recognised_words(m.audio),
-                   others, make_noise(NOISES[i % len(NOISES)], 20 * 16000, rng, others), args.seed, clip.name)
-        if ex is None:
-            continue
-        # and the face talking in loud noise (no other voice): the gate must not take the target for another
         audio = np.asarray(m.audio, np.float32)
+        ex = build(audio, m.track, float(m.audio_offset), recognised_words(m.audio), others,
+                   make_noise(NOISES[i % len(NOISES)], 20 * 16000, rng, others), args.seed, clip.name)
+        # and the face talking in loud noise (no other voice): the gate must not take the target for another
         noisy = noisy_example(audio, m.track, float(m.audio_offset), make_noise(NOISES[(i + 1) % len(NOISES)],
                               len(audio), rng, others), NOISY_SNRS[i % len(NOISY_SNRS)])
-        for example in (ex, noisy):
-            x, y = features(example, judge)
+        examples += [(speaker(clip), e) for e in (ex, noisy) if e is not None]
+        print(f"lip-gate: {i + 1}/{len(clips)} {clip.name} ({time.time() - began:.0f} s)", file=sys.stderr, flush=True)
+
+    def gather(scorer) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        xs, ys, who = [], [], []
+        for k, (person, example) in enumerate(examples):
+            x, y = features(example, judge, scorer)
             keep = (y >= 0) & np.isfinite(x).all(1)
             xs.append(x[keep])
             ys.append(y[keep])
-            who += [speaker(clip)] * int(keep.sum())
-        print(f"lip-gate: {i + 1}/{len(clips)} {clip.name}: {int(keep.sum())} hops "
-              f"({time.time() - began:.0f} s)", file=sys.stderr, flush=True)
-    x, y, who = np.concatenate(xs), np.concatenate(ys), np.array(who)
+            who += [person] * int(keep.sum())
+            if k % 20 == 0:
+                print(f"lip-gate: features {k + 1}/{len(examples)} ({time.time() - began:.0f} s)", file=sys.stderr,
+                      flush=True)
+        return np.concatenate(xs), np.concatenate(ys), np.array(who)
+
+    # two stages: the voice's likeness to the user needs a scorer that enrols the user's voice; the first one,
+    # fitted without that feature, enrols it for the second
+    n = FEATURES.index("voice_like_user")
+    x, y, who = gather(None)
+    first = fit(x[:, :n], y)
+    stage1 = GateScorer(spec={"features": list(FEATURES[:n]), "mean": first[0], "scale": first[1],
+                              "weights": first[2], "bias": first[3]})
+    x, y, who = gather(stage1)
     # a speaker-disjoint check: every fifth speaker held out
     speakers = sorted(set(who))
     held = np.isin(who, speakers[::5])
@@ -173,10 +188,13 @@ def run(args) -> dict:
     spec = {"features": list(FEATURES), "mean": mean.round(6).tolist(), "scale": scale.round(6).tolist(),
             "weights": weights.round(6).tolist(), "bias": round(bias, 6),
             "recipe": "avcall train lip-gate (models/lip_gate/train.py): logistic regression, balanced classes, "
-                      f"L2 {L2}, L-BFGS; seed {args.seed}",
-            "data_seen": {"clips": [c.name for c in clips], "source": "../shared/data/av_train (turns condition), "
-                          "other voices from speech_train, noises from noise/", "hops": int(len(y)),
-                          "target_hops": int(y.sum()), "speakers": len(speakers)},
+                      f"L2 {L2}, L-BFGS, two stages (the first enrols the user's voice for the second); seed "
+                      f"{args.seed}",
+            "data_seen": {"clips": [c.name for c in clips],
+                          "source": "../shared/data/av_train in the turns condition and in noise at "
+                                    f"{', '.join(f'{x:g}' for x in NOISY_SNRS)} dB; other voices from speech_train; "
+                                    "generated noises (models/data/noise.py)",
+                          "hops": int(len(y)), "target_hops": int(y.sum()), "speakers": len(speakers)},
             "metrics": {"train_auc": round(auc(scorer_of(x), y), 4),
                         "held_out_speakers_auc": None if held_auc is None else round(held_auc, 4),
                         "held_out_speakers": speakers[::5]},

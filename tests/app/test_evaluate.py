@@ -205,10 +205,10 @@ def test_cli_writes_a_report_with_the_summary_keys(shared_data, tmp_path):
         assert by_method["noisy"]["si_sdr_improvement"] == 0
         assert by_method["noisereduce"]["rtf"] > 0
     assert all(r["si_sdr_improvement"] == 0 for r in report["rows"] if r["method"] == "noisy")
-    assert len(report["rows"]) == (2 * 3 + 4) * 2
+    assert len(report["rows"]) == (2 * 4 + 4) * 2  # both clips have a silence to stretch: turns too
     assert {"data", "seed", "methods", "conditions", "host", "notes"} <= set(report["meta"])
     plots = sorted(p.name for p in (tmp_path / "eval" / "report_plots").glob("*.png"))
-    assert [p.split("_")[0] for p in plots] == ["noise0dB", "noise5dB", "pair", "talker0dB"]
+    assert [p.split("_")[0] for p in plots] == ["noise0dB", "noise5dB", "pair", "talker0dB", "turns"]
     assert "noisereduce" in result.stdout and "talker0dB" in result.stdout
 
 

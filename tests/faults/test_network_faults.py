@@ -157,7 +157,8 @@ def test_a_peer_that_disappears_without_closing_is_freed_when_it_times_out(monke
                 assert time.monotonic() - gone_at < 10, "the server kept a silent peer"
                 await asyncio.sleep(0.1)
             timed_out = time.monotonic() - gone_at
-            workers = [s._worker for s in peer.pipeline.stages]
+            await asyncio.wait_for(asyncio.shield(peer._closing), 5)  # its close, begun when it left the peers
+            workers = [(s.name, s._worker) for s in peer.pipeline.stages if s._worker is not None]
             tasks_done = all(t.done() for t in peer.tasks)
             incidents = peer.pipeline.incidents.summary()["events"]
             await pc.close()  # the client's own sockets, for the count
@@ -169,7 +170,7 @@ def test_a_peer_that_disappears_without_closing_is_freed_when_it_times_out(monke
     timed_out, workers, tasks_done, incidents, before, after = asyncio.run(run())
     assert 2.0 <= timed_out < 5.0  # the peer's timeout, not ICE's 30 s
     assert [e["kind"] for e in incidents] == ["peer_timeout"]
-    assert tasks_done and workers == [None] * len(workers)  # its tasks ended, its threads joined
+    assert tasks_done and workers == [], (tasks_done, workers)  # its tasks ended, its threads joined
     assert after[0] <= before[0], f"file descriptors {before[0]} -> {after[0]}"
     assert after[1] <= before[1], f"threads {before[1]} -> {after[1]}"
     assert after[2] <= before[2], f"tasks {before[2]} -> {after[2]}"
