@@ -183,7 +183,7 @@ def peer_metrics(call: Call, enhanced: np.ndarray | None) -> dict[str, dict]:
     from .eval.metrics import pesq_wb, si_sdr, stoi_score
 
     outputs: dict[str, tuple[np.ndarray | None, dict]] = {"noisy": (call.noisy, {}),
-                                                          f"avcall ({DEFAULT})": (enhanced, {})}
+                                                          f"avcall ({DEFAULT} + lip gate)": (enhanced, {})}
     audio_s = len(call.noisy) / 16_000
     for name in [n for n in available() if n != DEFAULT] + ["noisereduce"]:
         try:
@@ -357,8 +357,8 @@ def run_demo(outdir: Path = Path("avcall-demo"), clip: Path | None = None) -> st
              f"  {result.media_seconds:.1f} s processed; face found in {result.face_frames}/{result.video_frames} frames",
              f"  tracking: {tracker.get('p50', 0):.1f} ms per frame (p50), {tracker.get('p95', 0):.1f} ms (p95)",
              f"  captions: {' / '.join(captions) or '(none)'}"]
-    if f"avcall ({DEFAULT})" in metrics:
-        m, n = metrics[f"avcall ({DEFAULT})"], metrics["noisy"]
+    if f"avcall ({DEFAULT} + lip gate)" in metrics:
+        m, n = metrics[f"avcall ({DEFAULT} + lip gate)"], metrics["noisy"]
         lines.append(f"  enhanced: SI-SDR {n['si_sdr']:.1f} -> {m['si_sdr']:.1f} dB, STOI {n['stoi']} -> {m['stoi']}")
     held = telemetry["stages"].get("lip_gate", {}).get("held_spans", [])
     if held:

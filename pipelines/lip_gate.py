@@ -12,8 +12,9 @@ How it decides:
   `avcall train lip-gate`) gives per hop the probability that the voice is the face's, from the lips' motion
   over the last 120-400 ms against how much this face moves, how long the lips have been still, the mouth's
   opening against its rest, the voice's level over its floor and whether it just started, how the mouth's
-  opening follows the voice's level, and the sync judge's evidence that these lips and this voice agree
-  (`SyncEvidence`).
+  opening follows the voice's level, the sync judge's evidence that these lips and this voice agree
+  (`SyncEvidence`), and how much the voice sounds like the user's (`VoiceProfile`: the hops the scorer is sure
+  of enrol the user's voice and the others', so that later the voice itself helps tell them apart).
 - The voice comes in segments, each starting at an onset (voice after ONSET_QUIET_S of quiet, or a syllable's
   rise). At an onset the scorer decides whose segment it is: the lips move 100-300 ms before the sound of a
   phrase, so the face's own phrase opens the gate as its sound starts; deciding at the onset, not on the lips

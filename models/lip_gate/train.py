@@ -3,15 +3,16 @@
 Data: the `turns` condition (models/data/turns.py) built from the clips of ../shared/data/av_train (the training
 folder: real talking faces with their own voices; another person's speech from `speech_train`, a generated
 noise under it), and each clip in a generated noise at 0, 5 or 10 dB (the face talks throughout: the gate
-must not take a noisy voice for another); never from the evaluation folders (talking_faces/, speech/, noise/). Per 10 ms hop the gate's own features
-(pipelines/lip_gate.FEATURES, computed by the runtime code hop by hop, the lips as they come) and a label:
+must not take a noisy voice for another); never from the evaluation folders (talking_faces/, speech/, noise/).
+Per 10 ms hop the gate's own features (pipelines/lip_gate.FEATURES, computed by the runtime code hop by hop, the
+lips as they come) and a label:
 the target talks alone (1) or the other voice alone (0); the rest is left out.
 
 Model: a logistic regression over the standardised features, the two classes weighed equally, an L2 penalty,
 fitted by L-BFGS (scipy), in two stages: the feature "voice_like_user" needs a scorer to enrol the user's voice
-(pipelines/lip_gate.VoiceProfile), so a first fit without it drives the enrolment for the second. No torch: it
-is 16 numbers, written to pipelines/lip_gate.json with what it saw and
-how well it separates the two on its own data and on a speaker-disjoint part held out.
+(pipelines/lip_gate.VoiceProfile), so a first fit without it drives the enrolment for the second. No torch: a
+weight, a mean and a scale per feature, written to pipelines/lip_gate.json with what it saw and how well it
+separates the two on its own data and on a speaker-disjoint part held out.
 """
 
 from __future__ import annotations
@@ -38,9 +39,8 @@ NOISY_SNRS = (0.0, 5.0, 10.0)  # the face talking in noise, no other voice: the 
 
 
 class _Unfitted:
-    """The scorer's place while the features are gathered (its answer only steers the state, not the features)."""
-
-    spec: dict = {}
+    """The scorer's place while the first features are gathered (its answer steers the state and what the voice
+    profile enrols, nothing else: with 0.5 nothing is enrolled)."""
 
     def __call__(self, x) -> float:
         return 0.5
