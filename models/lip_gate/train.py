@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from avcall.pipelines.errors import InputError
 from avcall.pipelines.frames import HOP_SAMPLES
 from avcall.pipelines.lip_gate import FEATURES, WEIGHTS, GateDecision, GateScorer, SyncEvidence
 
@@ -136,7 +137,8 @@ def run(args) -> dict:
 
     data = Path(args.data) if args.data else shared_data_dir()
     if data is None or not (data / "av_train").is_dir():
-        raise SystemExit("avcall train lip-gate: needs ../shared/data/av_train (or --data DIR)")
+        raise InputError("avcall train lip-gate: needs ../shared/data/av_train beside the checkout (or --data DIR "
+                         "with av_train/clips/, speech_train/)")
     def read(path: Path) -> np.ndarray:
         audio, rate = sf.read(path, dtype="float32", always_2d=True)
         return to_16k(audio.mean(axis=1), rate)
