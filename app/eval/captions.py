@@ -347,6 +347,7 @@ def evaluate_captions(data: Path, out: Path, *, seed: int = 0, clips: int | None
                     rows.append(row)
                     bar.update(1)
     bar.close()
+    faces = {r["clip"] for r in rows if r["path"] == "gated"}
     report = {"meta": {"data": str(data), "seed": seed, "engines": list(engines), "clips": len(items),
                        "enhancer": enhancer.name if enhancer else None, "threads": 1,
                        "command": "avcall " + " ".join(sys.argv[1:]) if Path(sys.argv[0]).name == "avcall" else None,
@@ -355,7 +356,9 @@ def evaluate_captions(data: Path, out: Path, *, seed: int = 0, clips: int | None
                                  "captions); turns: other_words_per_min counts the final captions' words whose middle "
                                  "falls where only the other voice talks, per minute of those spans; the WER there "
                                  "leaves those words out: it is the target's, against its transcript"]},
-              "rows": rows, "summary": summarise(rows)}
+              "rows": rows, "summary": summarise(rows),
+              # the face clips alone, every path heard on the same clips (the gated path needs a face)
+              "summary_face_clips": summarise([r for r in rows if r["clip"] in faces])}
     out.parent.mkdir(parents=True, exist_ok=True)
     write_report(out, report)
     return report
@@ -385,6 +388,9 @@ def run(args) -> int:
                                conditions_only=tuple(c for c in args.conditions.split(",") if c in CONDITIONS),
                                enhancers=(args.enhancer,) if args.enhancer else ENHANCERS)
     print(format_table(report["summary"]))
+    if report["summary_face_clips"]:
+        print("\nThe face clips alone (every path on the same clips):")
+        print(format_table(report["summary_face_clips"]))
     print(f"wrote {args.out}")
     return 0
 
