@@ -65,6 +65,9 @@ def enhancer_arg(text: str) -> str:
 LIP_GATE_HELP = ("on (default, with a camera): another voice is held back (-30 dB) while your lips are still, in "
                  "the voice and the captions; off: every voice passes as the suppressor leaves it")
 
+LANGUAGE_HELP = ("the captions' language: en (default: Whisper tiny.en), a Whisper language code (de, es, fr, ...: "
+                 "Whisper base, multilingual, from the `multilingual` extra), or auto: detected on the first line")
+
 
 def peer_counts(text: str) -> tuple[int, ...]:
     """1,2,4 -> (1, 2, 4)."""
@@ -128,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "over the whole of it), two-pass (PocketSphinx partials, Whisper finals), pocketsphinx, or "
                    "package.module:Class implementing avcall.pipelines.asr.SpeechEngine")
     p.add_argument("--asr-model", type=Path, metavar="PATH", help="model file or folder for the caption engine")
+    p.add_argument("--language", default="en", metavar="CODE", help=LANGUAGE_HELP)
     p.add_argument("--captions-from", choices=["raw", "enhanced"], default="raw",
                    help="what the captioner hears (default raw: Whisper makes fewer errors on the recorded voice "
                    "than on the enhanced one, measured in the README)")
@@ -204,6 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a STUN server for ICE, e.g. stun:stun.example.org:3478 (default: none)")
     sv.add_argument("--no-enhance", action="store_true", help="do not load the speech enhancer")
     sv.add_argument("--no-captions", action="store_true", help="no live captions")
+    sv.add_argument("--language", default="en", metavar="CODE", help=LANGUAGE_HELP)
     sv.add_argument("--lip-gate", choices=["on", "off"], default="on", help=LIP_GATE_HELP + " (the page's 'Only my "
                     "voice' switch turns it off and on per call)")
     sv.add_argument("--janus", metavar="URL", help="a Janus' HTTP API (e.g. http://127.0.0.1:8088/janus): the page "
@@ -341,7 +346,8 @@ def cmd_process(args) -> int:
                         enhance=None if args.enhance == "off" else args.enhance,
                         wav_subtype="FLOAT" if args.float_wav else "PCM_16",
                         captions=args.captions, burn_captions=args.burn_captions, asr=args.asr,
-                        asr_model=args.asr_model, captions_from=args.captions_from, avatar=args.avatar,
+                        asr_model=args.asr_model, language=args.language, captions_from=args.captions_from,
+                        avatar=args.avatar,
                         portrait=args.portrait, emotion=args.emotion, lip_gate=args.lip_gate == "on")
     result = run_process(cfg, progress=not args.quiet)
     faces = (f"face found in {result.face_frames}/{result.video_frames} frames"
@@ -407,7 +413,7 @@ def cmd_serve(args) -> int:
     token = new_token() if args.token == "new" else args.token
     run_server(ServeConfig(host=args.host, port=args.port, token=token, max_peers=args.max_peers, stun=args.stun,
                            enhance=not args.no_enhance, captions=not args.no_captions, janus=args.janus,
-                           room=args.room, lip_gate=args.lip_gate == "on"))
+                           room=args.room, lip_gate=args.lip_gate == "on", language=args.language))
     return 0
 
 

@@ -62,6 +62,7 @@ class ProcessConfig:
     burn_captions: bool = False  # ... and drawn on annotated.mp4
     asr: str = "whisper"  # the captioner's engine (asr.ENGINES, or package.module:Class)
     asr_model: Path | None = None
+    language: str = "en"  # the captions' language (a Whisper code, or "auto")
     # what the captioner hears: the voice as recorded, or after the enhancer. "raw": Whisper makes fewer errors
     # on it than after DTLN (bench/captions_eval_raw_vs_enhanced.json, the README)
     captions_from: str = "raw"
@@ -98,7 +99,7 @@ class ProcessResult:
 def call_config(cfg: ProcessConfig, suppressor=None) -> CallConfig:
     """The call `cfg` asks for (its I/O aside), with the enhancer's suppressor opened by the caller."""
     return CallConfig(max_faces=cfg.max_faces, face_model=cfg.face_model, enhance=suppressor, captions=cfg.captions,
-                      burn_captions=cfg.burn_captions, asr=cfg.asr, asr_model=cfg.asr_model,
+                      burn_captions=cfg.burn_captions, asr=cfg.asr, asr_model=cfg.asr_model, language=cfg.language,
                       captions_from=cfg.captions_from, avatar=cfg.avatar, portrait=cfg.portrait, emotion=cfg.emotion,
                       lip_gate=True if cfg.lip_gate else "off")
 

@@ -55,6 +55,7 @@ class ServeConfig:
     stun: list[str] = field(default_factory=list)
     enhance: bool = True  # load the enhancer (when its weights are shipped)
     captions: bool = True
+    language: str = "en"  # the captions' language (a Whisper code, or "auto": detected on the first line)
     lip_gate: bool = True  # each call has the lip gate (the page's "Only my voice" toggle switches it)
     peer_timeout_s: float = 10.0  # a connected peer whose media stops this long is gone: it is closed
     janus: str | None = None  # a Janus' HTTP API: the page gets its room mode at /room (app/room.py)
@@ -117,7 +118,7 @@ class Peer:
         server, video = self.server, "video" in self.tracks
         suppressor = server.open_enhancer() if "audio" in self.tracks else None
         cfg = CallConfig(max_faces=1, enhance=suppressor, enhance_mode=self.enhance_mode,
-                         captions=server.cfg.captions, emotion=server.emotion_models is not None, emotion_on=False,
+                         captions=server.cfg.captions, language=server.cfg.language, emotion=server.emotion_models is not None, emotion_on=False,
                          emotion_models=server.emotion_models, avatar="off" if video and server.has_avatar() else None,
                          overlay=self.overlay, meters=True, lip_gate=self.lip_gate if server.cfg.lip_gate else "off")
         built = build_webrtc_call(cfg, self.tracks, self.clock, self.send, on_state=self.state.update)

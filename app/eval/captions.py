@@ -45,9 +45,33 @@ from .metrics import edit_alignment
 CONDITIONS = ("clean", "noise5dB", "noise0dB", "talker0dB", "turns")
 ENGINES = ("pocketsphinx", "two-pass", "whisper")  # compared by default
 # raw: the voice as recorded; enhanced: after the suppressor alone; gated: the raw voice through the lip gate (what
-# the captioner of a call with a camera hears; only where there is a face)
+# the captioner of a call with a camera hears; only where there is a face). `--inputs` adds others: any method of
+# `avcall eval enhance` (dtln, dfn3, rnnoise, ...), and METHOD@W, its output mixed with the raw voice (W of it)
 PATHS = ("raw", "enhanced", "gated")
 ENHANCERS = ("avcall-nogate",)  # the default noise suppressor and the limiter (the gate is the `gated` path)
+
+
+@dataclass(frozen=True)
+class Input:
+    """What the captioner hears: `method`'s output (None: the raw voice), `wet` of it mixed with (1 - wet) of
+    the raw voice; `name` as --inputs writes it."""
+
+    name: str
+    method: str | None = None
+    wet: float = 1.0
+
+    @classmethod
+    def parse(cls, name: str, enhancer: str) -> Input:
+        if name in ("raw", "gated"):
+            return cls(name)
+        method, _, wet = name.partition("@")
+        try:
+            share = float(wet) if wet else 1.0
+        except ValueError:
+            share = -1.0
+        if not 0 < share <= 1:
+            raise InputError(f"--inputs {name}: expected METHOD or METHOD@W with 0 < W <= 1")
+        return cls(name, enhancer if method == "enhanced" else method, share)
 
 
 @dataclass
@@ -223,11 +247,12 @@ def score_clip(ref_text: str, timed_words: list, emitted: list[tuple[object, flo
 def summarise(rows: list[dict]) -> dict:
     """{engine: {condition: {path: figures}, "cpu_per_audio_s": ...}}."""
     out: dict = {}
+    paths = list(dict.fromkeys(r["path"] for r in rows))
     for engine in dict.fromkeys(r["engine"] for r in rows):
         mine = [r for r in rows if r["engine"] == engine]
         by = out[engine] = {}
         for cond in CONDITIONS:
-            for path in PATHS:
+            for path in paths:
                 every = [r for r in mine if r["condition"] == cond and r["path"] == path]
                 sel = [r for r in every if "errors" in r]  # those with a transcript
                 if not every:
@@ -235,13 +260,16 @@ def summarise(rows: list[dict]) -> dict:
                 partial = [x for r in sel for x in r["partial_latencies"]]
                 final = [x for r in sel for x in r["final_latencies"]]
                 other = [r for r in every if "other_words" in r]
+                audio_s = max(sum(r["audio_s"] for r in every), 1e-9)
                 by.setdefault(cond, {})[path] = {
                     "wer": sum(r["errors"] for r in sel) / max(sum(r["ref_words"] for r in sel), 1) if sel else None,
                     "other_words_per_min": (60 * sum(r["other_words"] for r in other)
                                             / max(sum(r["other_s"] for r in other), 1e-9)) if other else None,
                     "partial_latency_s": statistics.median(partial) if partial else None,
                     "final_latency_s": statistics.median(final) if final else None,
-                    "cpu_per_audio_s": sum(r["cpu_s"] for r in every) / max(sum(r["audio_s"] for r in every), 1e-9),
+                    "cpu_per_audio_s": sum(r["cpu_s"] for r in every) / audio_s,
+                    # the suppressor that made this input: its CPU too where the call does not run it anyway
+                    "input_cpu_per_audio_s": sum(r.get("input_cpu_s", 0.0) for r in every) / audio_s,
                     "n": len(every)}
                 wall_p = [x for r in sel for x in r.get("partial_latencies_wall", ())]
                 wall_f = [x for r in sel for x in r.get("final_latencies_wall", ())]
@@ -252,33 +280,56 @@ def summarise(rows: list[dict]) -> dict:
 
 
 def format_table(summary: dict) -> str:
-    """One row per condition and path, each engine's final-line WER, median latencies and CPU side by side."""
-    engines = list(summary)
-    head = "| condition | heard | " + " | ".join(
-        f"{e}: WER | {e}: other voice's words a minute | {e}: partial / final latency | {e}: CPU per s of audio"
-        for e in engines) + " |"
-    lines = [head, "|" + " --- |" * (2 + 4 * len(engines))]
-    rows = dict.fromkeys((c, p) for e in engines for c in CONDITIONS for p in PATHS if p in summary[e].get(c, {}))
-    for cond, path in rows:
-        cells = []
-        for e in engines:
-            d = summary[e].get(cond, {}).get(path)
-            if not d:
-                cells += ["–", "–", "–", "–"]
-                continue
+    """One row per engine (with its decoding), what it hears and condition: final-line WER, the other voice's
+    words, median latencies (the captioner's CPU time on the hop, and the wall clock) and CPU."""
+    lines = ["| engine | heard | condition | WER | other voice's words a minute | partial / final latency "
+             "| by the wall clock | CPU per s of audio (+ its input's) |", "|" + " --- |" * 8]
+    for engine, by in summary.items():
+        paths = dict.fromkeys(p for c in CONDITIONS for p in by.get(c, {}))
+        for path in paths:
+            for cond in CONDITIONS:
+                d = by.get(cond, {}).get(path)
+                if not d:
+                    continue
 
-            def s(k, f="{:.2f}"):
-                return f.format(d[k]) if d.get(k) is not None else "–"
+                def s(k, f="{:.2f}"):
+                    return f.format(d[k]) if d.get(k) is not None else "–"
 
-            cells += [s("wer", "{:.1%}"), s("other_words_per_min", "{:.1f}"),
-                      f"{s('partial_latency_s')} / {s('final_latency_s')} s", f"{d['cpu_per_audio_s']:.3f}"]
-        lines.append(f"| {cond} | {path} | " + " | ".join(cells) + " |")
+                extra = f" (+{d['input_cpu_per_audio_s']:.3f})" if d.get("input_cpu_per_audio_s") else ""
+                lines.append(f"| {engine} | {path} | {cond} | {s('wer', '{:.1%}')} | {s('other_words_per_min', '{:.1f}')}"
+                             f" | {s('partial_latency_s')} / {s('final_latency_s')} s | {s('partial_latency_wall_s')} / "
+                             f"{s('final_latency_wall_s')} s | {d['cpu_per_audio_s']:.3f}{extra} |")
     return "\n".join(lines)
+
+
+def heard_inputs(audio: np.ndarray, inputs: list[Input], methods: dict, lips, offset: float) -> dict[str, tuple]:
+    """{input name: (the audio it hears, the latency its suppressor adds, that suppressor's CPU seconds)}; each
+    method runs once, whatever the mixes of its output (the gated path is the caller's)."""
+    made: dict[str, tuple] = {}
+    out = {}
+    for heard in inputs:
+        if heard.method is None:
+            out[heard.name] = (audio, 0.0, 0.0)
+            continue
+        if heard.method not in made:
+            method = methods[heard.method]
+            began = time.process_time()
+            cleaned = np.asarray(method.enhance(audio, lips, offset), np.float32)[:len(audio)]
+            suppressor = getattr(method, "suppressor", None)  # a method of eval enhance without one: 0
+            made[heard.method] = (cleaned, suppressor.latency_ms / 1000 if suppressor is not None else 0.0,
+                                  time.process_time() - began)
+        cleaned, latency, cpu = made[heard.method]
+        mixed = cleaned if heard.wet == 1 else (heard.wet * cleaned + (1 - heard.wet) * audio[:len(cleaned)])
+        out[heard.name] = (mixed.astype(np.float32), latency, cpu)
+    return out
 
 
 def evaluate_captions(data: Path, out: Path, *, seed: int = 0, clips: int | None = None, enhance: bool = True,
                       progress: bool = True, measure=None, engines: tuple[str, ...] = ENGINES,
-                      conditions_only: tuple[str, ...] = CONDITIONS, enhancers: tuple[str, ...] = ENHANCERS) -> dict:
+                      conditions_only: tuple[str, ...] = CONDITIONS, enhancers: tuple[str, ...] = ENHANCERS,
+                      inputs: tuple[str, ...] | None = None, language: str = "en") -> dict:
+    """`inputs`: what the captioner hears (names of `Input`; default raw, enhanced by the first of
+    `enhancers` that runs here, and gated; raw alone without `enhance`)."""
     from avcall.models.data.align import align
     from avcall.pipelines.asr import make_engine
     from avcall.pipelines.lip_gate import gate_clip
@@ -300,39 +351,38 @@ def evaluate_captions(data: Path, out: Path, *, seed: int = 0, clips: int | None
                 why = str(err)
         if enhancer is None:
             raise InputError(f"the enhanced path needs the enhancer: {why} (or run with --raw-only)")
+    names = inputs or (PATHS if enhancer is not None else ("raw",))
+    heard_as = [Input.parse(n, enhancer.name if enhancer is not None else enhancers[0]) for n in names]
+    methods = {h.method: enhancer if enhancer is not None and h.method == enhancer.name else None
+               for h in heard_as if h.method is not None}
+    methods |= {m: build_methods([m])[0][0] for m, built in methods.items() if built is None}
     for spec in engines:  # each loads once here: a missing or damaged model is one line before any work
-        make_engine(spec)
-    paths = PATHS if enhancer is not None else ("raw",)
+        make_engine(spec, language=language)
     rows = []
-    bar = tqdm(total=len(items) * len(conditions_only) * len(paths) * len(engines), desc="captions",
+    bar = tqdm(total=len(items) * len(conditions_only) * len(heard_as) * len(engines), desc="captions",
                disable=not progress)
-    gate_judge = SyncJudge() if "gated" in paths else None
+    gate_judge = SyncJudge() if any(h.name == "gated" for h in heard_as) else None
     for item in items:
         timed = align(item.audio, item.text).words if item.text else []
-        for cond, heard_as in conditions(item, others, noises, seed).items():
+        for cond, heard in conditions(item, others, noises, seed).items():
             if cond not in conditions_only:
                 continue
-            audio, turns = heard_as.audio, heard_as.turns
+            audio, turns = heard.audio, heard.turns
             track, offset = (turns.lips, 0.0) if turns is not None else (item.lips, item.audio_offset)
             lips = track.frames(offset) if track is not None else []
-            for path in paths:
-                if path == "gated" and track is None:
-                    continue  # no face: no gate (it would be open: the raw path)
-                heard, extra = audio, 0.0
-                if path == "enhanced":
-                    heard = enhancer.enhance(audio, None, offset)
-                    suppressor = getattr(enhancer, "suppressor", None)  # a method of eval enhance without one: 0
-                    extra = suppressor.latency_ms / 1000 if suppressor is not None else 0.0
-                elif path == "gated":  # the captioner's gate: on the raw voice's time, no suppressor delay
-                    heard = audio * gate_clip(audio, lips, judge=gate_judge)
+            made = heard_inputs(audio, [h for h in heard_as if h.name != "gated"], methods, track, offset)
+            if track is not None and gate_judge is not None:  # the captioner's gate: on the raw voice's time
+                made["gated"] = (audio * gate_clip(audio, lips, judge=gate_judge), 0.0, 0.0)
+            for path, (voice, extra, input_cpu) in made.items():
                 for spec in engines:
                     # a fresh decoder each time: PocketSphinx adapts its cepstral mean across utterances, and the
                     # figures must not depend on what was heard before
                     cpu: list[float] = []
                     wall: list[float] = []
-                    emitted = caption(heard, lips, make_engine(spec), cpu, wall)
+                    emitted = caption(voice, lips, make_engine(spec, language=language), cpu, wall)
                     row = {"clip": item.name, "condition": cond, "path": path, "engine": spec,
-                           "reference": item.text, "audio_s": len(heard) / SAMPLE_RATE, "cpu_s": cpu[0]}
+                           "reference": item.text, "audio_s": len(voice) / SAMPLE_RATE, "cpu_s": cpu[0],
+                           "input_cpu_s": input_cpu}
                     if turns is not None:  # the other voice's words, and the target's words alone for the WER
                         emitted, inside = other_words(emitted, turns)
                         row |= {"other_words": inside, "other_s": float(turns.other_only.sum()) / 100}
@@ -349,13 +399,17 @@ def evaluate_captions(data: Path, out: Path, *, seed: int = 0, clips: int | None
     bar.close()
     faces = {r["clip"] for r in rows if r["path"] == "gated"}
     report = {"meta": {"data": str(data), "seed": seed, "engines": list(engines), "clips": len(items),
+                       "inputs": [h.name for h in heard_as], "language": language,
                        "enhancer": enhancer.name if enhancer else None, "threads": 1,
                        "command": "avcall " + " ".join(sys.argv[1:]) if Path(sys.argv[0]).name == "avcall" else None,
                        "commit": git_commit(),
                        "notes": ["gated: the raw voice times the lip gate's gains (what a call with a camera "
                                  "captions); turns: other_words_per_min counts the final captions' words whose middle "
                                  "falls where only the other voice talks, per minute of those spans; the WER there "
-                                 "leaves those words out: it is the target's, against its transcript"]},
+                                 "leaves those words out: it is the target's, against its transcript",
+                                 "METHOD@W: W of the method's output (delay-aligned) plus 1 - W of the raw voice; "
+                                 "input_cpu_per_audio_s: that method's CPU per second of audio (a cost of the "
+                                 "captions only where the call does not run it for the listener anyway)"]},
               "rows": rows, "summary": summarise(rows),
               # the face clips alone, every path heard on the same clips (the gated path needs a face)
               "summary_face_clips": summarise([r for r in rows if r["clip"] in faces])}
@@ -371,9 +425,16 @@ def add_arguments(p) -> None:
     p.add_argument("--clips", type=int, help="only the first N clips (a quick look)")
     p.add_argument("--raw-only", action="store_true", help="skip the enhanced path (no enhancer weights needed)")
     p.add_argument("--enhancer", metavar="METHOD", help="the enhanced path's enhancer, a method of `avcall eval "
-                   "enhance` (default: avcall, what --enhance runs; or dtln, dfn3, rnnoise, ...)")
+                   "enhance` (default: avcall-nogate, what --enhance runs without the gate; or dtln, dfn3, ...)")
+    p.add_argument("--inputs", metavar="INPUT[,INPUT...]",
+                   help="what the captioner hears, side by side: raw, gated, enhanced, any method of `avcall eval "
+                   "enhance` (dtln, dfn3, rnnoise, ...), METHOD@W: W of its output mixed with 1 - W of the raw "
+                   "voice (default raw,enhanced,gated; raw with --raw-only)")
     p.add_argument("--asr", default=",".join(ENGINES), metavar="ENGINE[,ENGINE...]",
-                   help=f"the engines to compare (default {','.join(ENGINES)}; also whisper, or package.module:Class)")
+                   help=f"the engines to compare (default {','.join(ENGINES)}; also whisper-base, "
+                   "whisper[beam=3,fallback=0.2/0.4,no_speech=0.6,logprob=-1,prompt=0,ngram=3] for Whisper's "
+                   "decoding, or package.module:Class)")
+    p.add_argument("--language", default="en", help="the language the engines are asked for (en, de, auto, ...)")
     p.add_argument("--conditions", default=",".join(CONDITIONS), metavar="COND[,COND...]",
                    help=f"only these of {','.join(CONDITIONS)}")
     p.add_argument("-q", "--quiet", action="store_true")
@@ -381,16 +442,17 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     from avcall.models.data.shared_data import shared_data_dir
+    from avcall.pipelines.asr import split_specs
 
     report = evaluate_captions(args.data or shared_data_dir(), args.out, seed=args.seed, clips=args.clips,
-                               enhance=not args.raw_only, progress=not args.quiet,
-                               engines=tuple(e for e in args.asr.split(",") if e),
+                               enhance=not args.raw_only, progress=not args.quiet, engines=tuple(split_specs(args.asr)),
                                conditions_only=tuple(c for c in args.conditions.split(",") if c in CONDITIONS),
-                               enhancers=(args.enhancer,) if args.enhancer else ENHANCERS)
+                               enhancers=(args.enhancer,) if args.enhancer else ENHANCERS,
+                               inputs=tuple(i for i in args.inputs.split(",") if i) if args.inputs else None,
+                               language=args.language)
     print(format_table(report["summary"]))
     if report["summary_face_clips"]:
         print("\nThe face clips alone (every path on the same clips):")
         print(format_table(report["summary_face_clips"]))
     print(f"wrote {args.out}")
     return 0
-

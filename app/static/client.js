@@ -19,7 +19,7 @@
   const el = {
     start: $('start'), stop: $('stop'), local: $('local'), remote: $('remote'),
     enhance: $('enhance'), overlay: $('overlay'), avatar: $('avatar'), status: $('status'),
-    captions: $('captions'), partial: $('partial'), latency: $('latency'),
+    captions: $('captions'), partial: $('partial'), language: $('caption-language'), latency: $('latency'),
     meterIn: $('meter-in'), meterOut: $('meter-out'),
     meterInText: $('meter-in-text'), meterOutText: $('meter-out-text'),
     face: $('face'), gate: $('gate'), lipGate: $('lip-gate'), serverInfo: $('server-info'),
@@ -251,6 +251,8 @@
       return;
     }
     if (msg.kind !== 'final') return;
+    // the recogniser's language (detected on the first line under --language auto) in the captions' header
+    if (msg.language) el.language.textContent = ` (${String(msg.language)})`;
     if (lastFinal && lastFinal.line === msg.line) {
       lastFinal.div.textContent += (lastFinal.div.textContent ? ' ' : '') + text;
     } else {

@@ -75,8 +75,9 @@ def _stamp(seconds: float, sep: str) -> str:
     return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
 
 
-def webvtt(items: Sequence[Cue]) -> str:
-    blocks = ["WEBVTT"]
+def webvtt(items: Sequence[Cue], language: str = "") -> str:
+    """The cues as WebVTT; `language` (a code: "de") in the header, as `Language: de`."""
+    blocks = ["WEBVTT" + (f"\nLanguage: {language}" if language else "")]
     blocks += [f"{i}\n{_stamp(c.start, '.')} --> {_stamp(c.end, '.')}\n{c.text}" for i, c in enumerate(items, 1)]
     return "\n\n".join(blocks) + "\n"
 
@@ -101,6 +102,7 @@ class CaptionSink(Stage):
 
     async def flush(self) -> Sequence[Frame]:
         items = cues(self.captions)
-        write_text_atomic(self.folder / "captions.vtt", webvtt(items))
+        language = next((c.language for c in reversed(self.captions) if c.language), "")
+        write_text_atomic(self.folder / "captions.vtt", webvtt(items, language))
         write_text_atomic(self.folder / "captions.srt", srt(items))
         return ()

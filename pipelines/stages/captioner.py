@@ -84,6 +84,7 @@ class Caption:
     emitted: float  # session seconds of audio heard when it was emitted
     line: int  # running number of the spoken line (pause to pause): a long line comes as several finals
     words: tuple[Word, ...] = ()
+    language: str = ""  # the recogniser's language code on a final ("en", "de", ...; "" when it does not say)
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -160,11 +161,12 @@ class Captioner(Stage):
                  max_line_s: float | None = None, onset_s: float = 0.1, preroll_s: float | None = None,
                  partial_every_s: float = 0.3, commit_every_s: float | None = None, tail_s: float = 0.4,
                  wait_for_lips: bool = False, own_process: bool = False, max_backlog_s: float | None = None,
-                 name: str = "captioner") -> None:
+                 language: str = "en", name: str = "captioner") -> None:
         """`own_process`: run the recogniser named by `asr` in a process of its own (live calls: see
         EngineProcess), not on this stage's thread. `max_backlog_s` (live): audio waiting for the recogniser
         beyond this is skipped, oldest first, and counted (`captions_skipped_samples`): on a starved machine
-        the captions miss some speech rather than fall ever further behind. The line lengths left as None are the engine's (`LINES`):
+        the captions miss some speech rather than fall ever further behind. `language`: the recogniser's (a
+        Whisper language code, or "auto": detected on the first line). The line lengths left as None are the engine's (`LINES`):
         an engine that commits by local agreement (Whisper) gets long lines, since it is more accurate over
         more context and commits long speech word by word anyway."""
         super().__init__(name)
@@ -175,7 +177,7 @@ class Captioner(Stage):
         self._held: deque[AudioFrame] = deque()
         self._lips_until = -1e9
         self.telemetry = CaptionerTelemetry(self.name)
-        self.engine, self.spec = engine, (asr, asr_model)
+        self.engine, self.spec = engine, (asr, asr_model, language)
         self.vad = vad or VoiceActivity()
         self.use_lips = use_lips
         self.onset_s = onset_s
@@ -369,7 +371,7 @@ class Captioner(Stage):
     def _final(self, words: list[Word], emitted: float) -> Caption:
         self.telemetry.lines += 1
         return Caption("final", " ".join(w.text for w in words), words[0].start, words[-1].end, emitted,
-                       self._lines, tuple(words))
+                       self._lines, tuple(words), getattr(self.engine, "language", None) or "")
 
 
 def _plain(word: str) -> str:

@@ -131,3 +131,26 @@ def test_the_encoder_sees_a_few_window_shapes_not_one_per_hop():
     widths = {window_frames(n) for n in range(0, int(MAX_WINDOW_S * 100))}
     assert len(widths) <= 21 and all(w % 100 == 0 for w in widths)  # whole seconds, 10 s to 30 s
     assert all(window_frames(n) >= n + 100 for n in range(0, 2900))  # the audio and a second of padding fit
+
+
+def test_decoding_options_are_written_and_read_back():
+    from avcall.pipelines.asr_whisper import Decoding
+
+    d = Decoding.parse("beam=3,fallback=0.2/0.4,prompt=0,ngram=3")
+    assert (d.beam, d.fallback, d.prompt, d.ngram) == (3, (0.2, 0.4), False, 3)
+    assert Decoding.parse(d.spec()) == d and Decoding().spec() == ""
+    assert make_engine("whisper[beam=3,prompt=0]").whisper.decoding == Decoding.parse("beam=3,prompt=0")
+    with pytest.raises(InputError, match="takes no options"):
+        make_engine("pocketsphinx[beam=3]")
+    for bad in ("beam", "size=3", "beam=three"):
+        with pytest.raises(InputError, match="Whisper decoding"):
+            Decoding.parse(bad)
+
+
+def test_a_loop_is_told_from_speech():
+    from avcall.pipelines.asr_whisper import loops
+
+    assert loops([1, 2, 3, 4, 2, 3, 4, 2, 3, 4], "x")  # the same 3 tokens three times in a row
+    assert not loops([1, 2, 3, 4, 2, 3, 4, 5], "it was my reports from the north")
+    assert loops([1, 2], "the end of " * 20)  # gzip finds it in the text
+
