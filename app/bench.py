@@ -123,11 +123,12 @@ def _ms_stats(times_s: list[float], audio_s: float) -> dict:
 
 
 def bench_gate(video: Path | None = None) -> dict:
-    """The lip gate's own cost: its decision (the scorer, the voice's level, the sync judge's streamed evidence)
-    over a real face clip with its own voice and tracked lips, hop by hop as the stage runs it, pinned to one CPU
-    core: CPU seconds per second of call (the tracking it reads is the call's anyway)."""
+    """The lip gate's own cost: its decision, hop by hop as the stage runs it, over a real face clip with its own
+    voice and tracked lips, pinned to one CPU core: CPU seconds per second of call (the tracking it reads is the
+    call's anyway). Both designs side by side: the net (what ships) and the logistic scorer with the sync judge's
+    streamed evidence (the first design)."""
     from avcall.models.data.measure import measure_video
-    from avcall.pipelines.lip_gate import gate_clip
+    from avcall.pipelines.lip_gate import GateScorer, default_scorer, gate_clip
     from avcall.pipelines.nets.sync_judge import SyncJudge
 
     if video is None:
@@ -138,17 +139,25 @@ def bench_gate(video: Path | None = None) -> dict:
     measured = measure_video(video)
     audio = np.asarray(measured.audio, np.float32)
     lips = measured.track.frames(float(measured.audio_offset))
-    judge = SyncJudge()
-    gate_clip(audio[:16_000], lips[:25], judge=judge)  # warm up: the sessions' first runs
-    with one_core() as core:
-        began_cpu, began = time.process_time(), time.perf_counter()
-        gains = gate_clip(audio, lips, judge=judge)
-        cpu, wall = time.process_time() - began_cpu, time.perf_counter() - began
     seconds = len(audio) / 16_000
-    return {"what": "the lip gate's decision, hop by hop (pipelines/lip_gate.py), with the sync judge",
-            "clip": str(video), "seconds": round(seconds, 2), "cpu_per_call_second": round(cpu / seconds, 4),
-            "wall_per_call_second": round(wall / seconds, 4), "held_share": round(float(np.mean(gains < 0.5)), 3),
-            "target_cpu_per_call_second": 0.02, "core": core, "cpu": cpu_name(),
+    designs = {type(default_scorer()).__name__: {}, "GateScorer": {"judge": SyncJudge(), "scorer": GateScorer}}
+    figures = {}
+    with one_core() as core:
+        for name, kwargs in designs.items():
+            def run(a, f):
+                return gate_clip(a, f, judge=kwargs.get("judge"), scorer=kwargs["scorer"]() if kwargs else None)
+            run(audio[:16_000], lips[:25])  # warm up: the sessions' first runs
+            began_cpu, began = time.process_time(), time.perf_counter()
+            gains = run(audio, lips)
+            cpu, wall = time.process_time() - began_cpu, time.perf_counter() - began
+            figures[name] = {"cpu_per_call_second": round(cpu / seconds, 4),
+                             "wall_per_call_second": round(wall / seconds, 4),
+                             "held_share": round(float(np.mean(gains < 0.5)), 3)}
+    shipped = next(iter(designs))
+    return {"what": "the lip gate's decision, hop by hop (pipelines/lip_gate.py): the shipped scorer "
+            f"({shipped}) and the logistic one with the sync judge (GateScorer)",
+            "clip": str(video), "seconds": round(seconds, 2), "shipped": shipped, **figures[shipped],
+            "designs": figures, "target_cpu_per_call_second": 0.02, "core": core, "cpu": cpu_name(),
             "command": "avcall bench gate" + (f" --input {video}" if video != shared_data_dir() / DEFAULT_CLIP else ""),
             "commit": git_commit()}
 

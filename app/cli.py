@@ -258,6 +258,14 @@ def build_parser() -> argparse.ArgumentParser:
     from avcall.models.lip_gate.train import add_arguments as add_gate_arguments
 
     add_gate_arguments(gate)
+    gate_net = recipes.add_parser("lip-gate-net", help="the lip gate's net (the scorer that ships: lips and voice "
+                                  "through a GRU)", description="Train the lip gate's net on the turns condition "
+                                  "built from ../shared/data/av_train's real faces with their voices (also in noise "
+                                  "and with another speaker's lips); --export writes models/weights/lip_gate_net.onnx "
+                                  "and its manifest entry.")
+    from avcall.models.lip_gate.net import add_arguments as add_gate_net_arguments
+
+    add_gate_net_arguments(gate_net)
 
     from .sync import add_parser as add_sync_parser
 
@@ -482,6 +490,8 @@ def cmd_train(args) -> int:
             from avcall.models.talking_face.train import run
         elif args.recipe == "emotion":
             from avcall.models.emotion.train import run
+        elif args.recipe == "lip-gate-net":
+            from avcall.models.lip_gate.net import run
         else:
             from avcall.models.avse.train import run
     except ImportError as err:

@@ -123,7 +123,8 @@ class AvcallEnhancer:
 
 class GatedChain:
     """A suppressor, then the lip gate (pipelines/lip_gate.py), then the limiter: what a call with a camera runs
-    (`avcall`: the default suppressor). `gate`: "lips" (the face's lips and the voice decide), "vad" (the
+    (`avcall`: the default suppressor). `gate`: "lips" (the face's lips and the voice decide, through the net),
+    "lips-logistic" (the same through the gate's first design: the logistic scorer and the sync judge), "vad" (the
     baseline: an audio-only voice-activity decision opens it: it hears speech, not whose) or "other-lips" (the
     lips of another clip: the evaluator gives them, and the gate must fail with them). Without lips (no video)
     the gate is open. `gains` holds the last clip's gains, for the evaluation's turn figures."""
@@ -137,20 +138,23 @@ class GatedChain:
         self.name, self.gate = name, gate
         self.base = SuppressorMethod(backend, backend)
         self.suppressor = self.base.suppressor
-        judged = gate != "vad" and shipped(LIPS_WEIGHTS) and shipped(AUDIO_WEIGHTS)  # as the stage: without, none
+        # the judge only for the logistic scorer (as the stage: without its weights, none)
+        judged = gate == "lips-logistic" and shipped(LIPS_WEIGHTS) and shipped(AUDIO_WEIGHTS)
         self.judge = SyncJudge() if judged else None
         self.lips_from_other_clip = gate == "other-lips"
         self.gains = None
 
     def enhance(self, audio, lips, audio_offset):
         from avcall.pipelines.audio import Limiter
-        from avcall.pipelines.lip_gate import gate_clip
+        from avcall.pipelines.lip_gate import GateScorer, gate_clip
 
         out = self.base.enhance(audio, None, audio_offset)
         if self.gate == "vad":
             self.gains = gate_clip(audio, [], delay=self.suppressor.delay, audio_only=True)
         elif lips is not None:
-            self.gains = gate_clip(audio, lips.frames(audio_offset), delay=self.suppressor.delay, judge=self.judge)
+            scorer = GateScorer() if self.gate == "lips-logistic" else None
+            self.gains = gate_clip(audio, lips.frames(audio_offset), delay=self.suppressor.delay, judge=self.judge,
+                                   scorer=scorer)
         else:
             self.gains = None
         return Limiter()(out if self.gains is None else out * self.gains)
@@ -160,6 +164,7 @@ register_method("noisy", Identity)
 register_method("noisereduce", NoiseReduce)
 register_method("avcall", lambda: GatedChain("avcall"))  # what a call with a camera runs: DTLN, the gate, the limiter
 register_method("avcall-nogate", lambda: SuppressorMethod("avcall-nogate", DEFAULT_BACKEND, limit=True))
+register_method("avcall-gate-logistic", lambda: GatedChain("avcall-gate-logistic", gate="lips-logistic"))
 register_method("avcall-vad-gate", lambda: GatedChain("avcall-vad-gate", gate="vad"))
 register_method("avcall-other-lips", lambda: GatedChain("avcall-other-lips", gate="other-lips"))
 for _backend in ("dtln", "dfn3", "rnnoise", "avcall-ao"):

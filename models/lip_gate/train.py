@@ -88,10 +88,11 @@ def _shifted(track, audio_offset: float):
                     track.confidence[idx], track.fps)
 
 
-def training_clips(data: Path) -> list[Path]:
+def training_clips(data: Path, grid: int = GRID_CLIPS) -> list[Path]:
+    """Every av_train clip of the other speakers, then `grid` of GRID's one speaker."""
     clips = sorted((data / "av_train" / "clips").glob("*.mkv"))
     return [p for p in clips if not p.name.startswith("grid")] + [p for p in clips if p.name.startswith("grid")][
-        :GRID_CLIPS]
+        :grid]
 
 
 def speaker(clip: Path) -> str:

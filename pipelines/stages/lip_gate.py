@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from ..frames import HOP_SAMPLES, SAMPLE_RATE, AudioFrame, FaceObservation, Frame, LipFeatures
-from ..lip_gate import GateDecision, SyncEvidence
+from ..lip_gate import GateDecision, NetScorer, SyncEvidence, default_scorer
 from ..stage import Stage
 from ..telemetry import StageTelemetry
 
@@ -91,14 +91,15 @@ class LipGate(Stage):
         self._reported: tuple | None = None
 
     async def start(self) -> None:
-        if self.judge is None and self.use_judge:
+        scorer = await self.in_worker(default_scorer)
+        if not isinstance(scorer, NetScorer) and self.judge is None and self.use_judge:  # the logistic one's evidence
             from avcall.export.runtime import shipped
 
             from ..nets.sync_judge import AUDIO_WEIGHTS, LIPS_WEIGHTS, SyncJudge
 
             if shipped(LIPS_WEIGHTS) and shipped(AUDIO_WEIGHTS):  # without the judge: the lips and the voice alone
                 self.judge = await self.in_worker(SyncJudge)
-        self.decision = GateDecision(SyncEvidence(self.judge) if self.judge is not None else None)
+        self.decision = GateDecision(SyncEvidence(self.judge) if self.judge is not None else None, scorer)
         self.decision.off = not self.enabled
         self.report(lip_gate="open" if self.enabled else "off", lip_gate_reason="no face")
 

@@ -175,7 +175,7 @@ def test_default_methods_are_the_registered_ones_that_can_run(monkeypatch, tmp_p
     from avcall.pipelines.suppressors import DEFAULT, available
 
     packaged = [n for n in available() if n != "avcall-ao"]  # the packaged suppressors need no weights of ours
-    chains = ["avcall", "avcall-nogate", "avcall-vad-gate", "avcall-other-lips"]  # with and without the lip gate
+    chains = ["avcall", "avcall-nogate", "avcall-gate-logistic", "avcall-vad-gate", "avcall-other-lips"]  # the lip gate
     assert [m.name for m in methods] == ["noisy", "noisereduce"] + chains * (DEFAULT in packaged) + packaged
     assert all(isinstance(m, baselines.Method) for m in methods)
     assert len(notes) == len(baselines.METHODS) - len(methods)  # each one left out is said, with why
