@@ -183,10 +183,12 @@ def window_frames(n: int) -> int:
 @dataclass(frozen=True)
 class Decoding:
     """How Whisper decodes a window; each choice measured side by side by `avcall eval captions --asr
-    'whisper[beam=3,...]'` (docs/captions.md). Written as `key=value` pairs (`spec`/`parse`): beam, fallback
-    (temperatures tried in turn, "/"-separated), no_speech, logprob, prompt (0/1), ngram."""
+    'whisper[beam=3,...]'` (docs/captions.md). Written as `key=value` pairs (`spec`/`parse`): beam,
+    partial_beam, fallback (temperatures tried in turn, "/"-separated), no_speech, logprob, loops (0/1), floor,
+    prompt (0/1), ngram."""
 
-    beam: int = 1  # beam size (1: greedy)
+    beam: int = 1  # beam size of the final decode of a line (1: greedy)
+    partial_beam: int = 1  # of the partials' decodes (and the commit checks': long speech is committed from them)
     # temperatures tried in turn while a decode looks like a failure (its text compresses more than
     # COMPRESSION_MAX, or its mean log-probability is below `logprob`), as Whisper's own transcribe does
     fallback: tuple[float, ...] = ()
@@ -194,8 +196,8 @@ class Decoding:
     logprob: float = -1.0  # ... and mean log-probability below this had no speech: no words
     # ... or, with `loops`, whose text goes round in a loop (`loops`): in noise Whisper loops with
     # confidence ("I'm gonna go to the end of the end of ..." at -0.5) while its no-speech probability is 0.8
-    loops: bool = False
-    floor: float = -99.0  # a decode whose mean log-probability is below this has no words, whatever else
+    loops: bool = True
+    floor: float = -2.0  # a decode whose mean log-probability is below this has no words, whatever else
     prompt: bool = True  # the line before as the prompt (Whisper conditions on it)
     ngram: int = 0  # no n-gram of this many tokens twice in one decode (CTranslate2's rule; 0: off)
 
@@ -279,7 +281,9 @@ class WhisperFinals:
             return "en"
         return self.model.model.detect_language(encoded)[0][0][0][2:-2]  # "<|de|>" -> "de"
 
-    def decode(self, audio: np.ndarray, context: str = "", language: str | None = "en") -> Decoded:
+    def decode(self, audio: np.ndarray, context: str = "", language: str | None = "en",
+               final: bool = True) -> Decoded:
+        """`final`: the line's final decode (the decoding's `beam`), else a partial (`partial_beam`)."""
         import ctranslate2
 
         audio = np.asarray(audio, np.float32)[-int(MAX_WINDOW_S * SAMPLE_RATE):]
@@ -297,7 +301,7 @@ class WhisperFinals:
             prompt = [tok.sot_prev] + tok.encode(" " + context.strip())[-PROMPT_TOKENS:] + prompt
         seconds = n / FRAMES_PER_S
         tokens, no_speech, logprob = self._generate(encoded, prompt, len(prompt) + int(10 + TOKENS_PER_S_MAX * seconds),
-                                                    tok)
+                                                    tok, self.decoding.beam if final else self.decoding.partial_beam)
         if not tokens:
             return Decoded([], no_speech, logprob, language)
         aligned = self.model.model.align(encoded, list(tok.sot_sequence), [tokens], n, median_filter_width=7)[0]
@@ -325,7 +329,7 @@ class WhisperFinals:
             out.append(Word(text, min(start, seconds), min(max(end, start), seconds)))
         return Decoded(out, no_speech, logprob, language)
 
-    def _generate(self, encoded, prompt: list[int], max_length: int, tok) -> tuple[list[int], float, float]:
+    def _generate(self, encoded, prompt: list[int], max_length: int, tok, beam: int) -> tuple[list[int], float, float]:
         """The text tokens, no-speech probability and mean log-probability of the decode that is kept: greedy
         or beam first, then each fallback temperature while the last looks like a failure."""
         d = self.decoding
@@ -334,7 +338,7 @@ class WhisperFinals:
             sampling = {"sampling_topk": 0, "sampling_temperature": temperature, "num_hypotheses": BEST_OF} \
                 if temperature > 0 else {}
             result = self.model.model.generate(
-                encoded, [prompt], beam_size=d.beam if temperature == 0 else 1, max_length=max_length,
+                encoded, [prompt], beam_size=beam if temperature == 0 else 1, max_length=max_length,
                 return_scores=True, return_no_speech_prob=True, suppress_blank=True, suppress_tokens=[-1],
                 no_repeat_ngram_size=d.ngram, **sampling)[0]
             k = int(np.argmax(result.scores)) if result.scores else 0
@@ -435,12 +439,15 @@ class WhisperEngine:
     def words(self) -> list[Word]:
         """Whisper's words after the committed ones, times from the commit point; the last decode again
         while it is less than `partial_every_s` behind (the captioner's commit checks then cost nothing)."""
+        return self._words(final=False)
+
+    def _words(self, final: bool) -> list[Word]:
         if not self._audio:
             return []
         if self._decoded_at < 0 or self._samples - self._decoded_at >= self.partial_every_s * SAMPLE_RATE:
             audio = np.concatenate(self._audio)
             self._audio = [audio]
-            decoded = self.whisper.decode(audio, self.context, self.language)
+            decoded = self.whisper.decode(audio, self.context, self.language, final)
             words = without_loops(decoded.words)
             self._heard_language = decoded.language
             self._decoded = [w.shifted(-self._offset) for w in _after(words, self._offset, self._committed)]
@@ -461,7 +468,7 @@ class WhisperEngine:
 
     def finish(self) -> list[Word]:
         self._decoded_at = -1  # the whole utterance, decoded now
-        words = self.words()
+        words = self._words(final=True)
         if words:
             self._keep_language()
         self.previous = " ".join([*self._committed, *(w.text for w in words)]) or self.previous

@@ -54,11 +54,19 @@ ENHANCERS = ("avcall-nogate",)  # the default noise suppressor and the limiter (
 @dataclass(frozen=True)
 class Input:
     """What the captioner hears: `method`'s output (None: the raw voice), `wet` of it mixed with (1 - wet) of
-    the raw voice; `name` as --inputs writes it."""
+    the raw voice; `name` as --inputs writes it. A noise suppressor's (dtln, dfn3, rnnoise, avcall-ao) is made
+    by the captioner itself, as a call runs it (`hears`, the Captioner's `DryWet`); another method's over the
+    whole clip first."""
 
     name: str
     method: str | None = None
     wet: float = 1.0
+
+    @property
+    def hears(self) -> str:
+        from avcall.pipelines.suppressors import BACKENDS
+
+        return f"{self.method}@{self.wet:g}" if self.method in BACKENDS else "raw"
 
     @classmethod
     def parse(cls, name: str, enhancer: str) -> Input:
@@ -183,14 +191,15 @@ def other_words(emitted: list, turns) -> tuple[list, int]:
 
 # --------------------------------------------------------------------------------------------- scoring
 def caption(audio: np.ndarray, lips: list[LipFeatures], engine, cpu: list | None = None,
-            wall: list | None = None) -> list[tuple[object, float]]:
+            wall: list | None = None, hears: str | None = None) -> list[tuple[object, float]]:
     """The Captioner over a clip, 10 ms at a time with the lip frames interleaved by pts:
     [(caption, CPU seconds the captioner took on the hop that emitted it)]: the time it takes on a core of its
     own (live calls run it in a process of its own), whatever else the machine is doing. `cpu`, when given,
-    gets the CPU seconds of the whole clip appended; `wall`, the wall-clock seconds of each caption's hop."""
+    gets the CPU seconds of the whole clip appended; `wall`, the wall-clock seconds of each caption's hop;
+    `hears`: the Captioner's (raw, or SUPPRESSOR@W; None: its default)."""
     from avcall.pipelines.stages.captioner import Captioner
 
-    captioner = Captioner(engine)
+    captioner = Captioner(engine) if hears is None else Captioner(engine, hears=hears)
     hop = SAMPLE_RATE // 100
     out, k = [], 0
     cpu_began = time.process_time()
@@ -303,13 +312,18 @@ def format_table(summary: dict) -> str:
 
 
 def heard_inputs(audio: np.ndarray, inputs: list[Input], methods: dict, lips, offset: float) -> dict[str, tuple]:
-    """{input name: (the audio it hears, the latency its suppressor adds, that suppressor's CPU seconds)}; each
-    method runs once, whatever the mixes of its output (the gated path is the caller's)."""
+    """{input name: (the audio the captioner gets, the latency its suppressor adds, that suppressor's CPU seconds
+    where it runs before the captioner)}; each method runs once, whatever the mixes of its output (the gated
+    path is the caller's). An input the captioner makes itself (`Input.hears`) gets the raw voice, its CPU
+    then the captioner's."""
+    from avcall.pipelines.suppressors import open_suppressor
+
     made: dict[str, tuple] = {}
     out = {}
     for heard in inputs:
-        if heard.method is None:
-            out[heard.name] = (audio, 0.0, 0.0)
+        if heard.method is None or heard.hears != "raw":
+            delay = open_suppressor(heard.method).delay / SAMPLE_RATE if heard.method is not None else 0.0
+            out[heard.name] = (audio, delay, 0.0)
             continue
         if heard.method not in made:
             method = methods[heard.method]
@@ -354,7 +368,7 @@ def evaluate_captions(data: Path, out: Path, *, seed: int = 0, clips: int | None
     names = inputs or (PATHS if enhancer is not None else ("raw",))
     heard_as = [Input.parse(n, enhancer.name if enhancer is not None else enhancers[0]) for n in names]
     methods = {h.method: enhancer if enhancer is not None and h.method == enhancer.name else None
-               for h in heard_as if h.method is not None}
+               for h in heard_as if h.method is not None and h.hears == "raw"}
     methods |= {m: build_methods([m])[0][0] for m, built in methods.items() if built is None}
     for spec in engines:  # each loads once here: a missing or damaged model is one line before any work
         make_engine(spec, language=language)
@@ -379,7 +393,8 @@ def evaluate_captions(data: Path, out: Path, *, seed: int = 0, clips: int | None
                     # figures must not depend on what was heard before
                     cpu: list[float] = []
                     wall: list[float] = []
-                    emitted = caption(voice, lips, make_engine(spec, language=language), cpu, wall)
+                    emitted = caption(voice, lips, make_engine(spec, language=language), cpu, wall,
+                                      next(h.hears for h in heard_as if h.name == path))
                     row = {"clip": item.name, "condition": cond, "path": path, "engine": spec,
                            "reference": item.text, "audio_s": len(voice) / SAMPLE_RATE, "cpu_s": cpu[0],
                            "input_cpu_s": input_cpu}
@@ -418,6 +433,75 @@ def evaluate_captions(data: Path, out: Path, *, seed: int = 0, clips: int | None
     return report
 
 
+# EmoDB's sentences (its documentation), by the text code in labels.tsv's notes: the German clips with a transcript
+EMODB_TEXTS = {"a01": "Der Lappen liegt auf dem Eisschrank", "a02": "Das will sie am Mittwoch abgeben",
+               "a04": "Heute abend könnte ich es ihm sagen", "a07": "In sieben Stunden wird es soweit sein"}
+
+
+def german_clips(data: Path) -> list[CaptionClip]:
+    """EmoDB's dev clips of emotion_labelled/ with a transcript, those its source left whole (zero-padded to 2 s,
+    not cut), with half a second of silence before and a second after (a line needs a pause to end)."""
+    table = data / "emotion_labelled" / "labels.tsv"
+    out = []
+    if not table.is_file():
+        return out
+    with table.open(newline="") as f:
+        for row in csv.DictReader(f, delimiter="\t"):
+            code = re.search(r"text=(\w+)", row.get("notes", ""))
+            if (row["dataset"] == "EmoDB" and row["split"] == "dev" and "zero-padded" in row["notes"] and code
+                    and code.group(1) in EMODB_TEXTS):
+                audio = load_audio(data / "emotion_labelled" / row["file"])
+                pad = np.zeros(SAMPLE_RATE // 2, np.float32)
+                out.append(CaptionClip(row["file"], np.concatenate([pad, audio, pad, pad]), EMODB_TEXTS[code.group(1)],
+                                       None, 0.0))
+    return out
+
+
+def evaluate_languages(data: Path, out: Path, *, progress: bool = True) -> dict:
+    """Captions in two languages, clean: EmoDB's German clips under --language auto (and de), the English ones of
+    speech/ under auto and en. Per language and asked language: WER, CER, how often the language detected is
+    the spoken one, CPU per second of audio."""
+    from avcall.models.data.align import normalise
+    from avcall.pipelines.asr import make_engine
+
+    data = check_data_dir(data)
+    texts = speech_transcripts(data)
+    spoken = {"de": german_clips(data),
+              "en": [CaptionClip(p.name, load_audio(p), texts[p.name], None, 0.0) for p in speech_files(data)
+                     if p.name in texts]}
+    if not spoken["de"]:
+        raise InputError(f"{data / 'emotion_labelled'}: no EmoDB clip with a transcript")
+    runs = [("de", "auto"), ("de", "de"), ("en", "auto"), ("en", "en")]
+    rows = []
+    for language, asked in tqdm(runs, desc="languages", disable=not progress):
+        for item in spoken[language]:
+            engine, cpu = make_engine("whisper", language=asked), []
+            finals = [c for c, _ in caption(item.audio, [], engine, cpu) if c.kind == "final"]
+            ref, hyp = normalise(item.text), normalise(" ".join(c.text for c in finals))
+            chars_ref, chars_hyp = list(" ".join(ref)), list(" ".join(hyp))
+            rows.append({"clip": item.name, "language": language, "asked": asked, "reference": item.text,
+                         "hypothesis": " ".join(c.text for c in finals), "detected": engine.language,
+                         "ref_words": len(ref), "word_errors": edit_alignment(ref, hyp)[0],
+                         "ref_chars": len(chars_ref), "char_errors": edit_alignment(chars_ref, chars_hyp)[0],
+                         "audio_s": len(item.audio) / SAMPLE_RATE, "cpu_s": cpu[0]})
+    summary = {}
+    for language, asked in runs:
+        sel = [r for r in rows if r["language"] == language and r["asked"] == asked]
+        summary.setdefault(language, {})[asked] = {
+            "clips": len(sel), "wer": sum(r["word_errors"] for r in sel) / max(sum(r["ref_words"] for r in sel), 1),
+            "cer": sum(r["char_errors"] for r in sel) / max(sum(r["ref_chars"] for r in sel), 1),
+            "detected_right": sum(r["detected"] == language for r in sel) / max(len(sel), 1),
+            "cpu_per_audio_s": sum(r["cpu_s"] for r in sel) / max(sum(r["audio_s"] for r in sel), 1e-9)}
+    report = {"meta": {"data": str(data), "engine": "whisper", "commit": git_commit(),
+                       "command": "avcall " + " ".join(sys.argv[1:]) if Path(sys.argv[0]).name == "avcall" else None,
+                       "notes": ["de: EmoDB's dev clips left whole by its source (emotion_labelled/, research use), "
+                                 "transcripts from EmoDB's documentation; en: speech/'s utterances; clean audio; "
+                                 "en asks tiny.en, auto and de the multilingual base"]},
+              "rows": rows, "summary": summary}
+    write_report(out, report)
+    return report
+
+
 def add_arguments(p) -> None:
     p.add_argument("--data", type=Path, help="folder laid out like ../shared/data (default: it, when present)")
     p.add_argument("--out", type=Path, required=True, metavar="OUT", help="report JSON to write")
@@ -437,6 +521,8 @@ def add_arguments(p) -> None:
     p.add_argument("--language", default="en", help="the language the engines are asked for (en, de, auto, ...)")
     p.add_argument("--conditions", default=",".join(CONDITIONS), metavar="COND[,COND...]",
                    help=f"only these of {','.join(CONDITIONS)}")
+    p.add_argument("--languages", action="store_true", help="instead: captions in German (EmoDB) and English, "
+                   "clean, under --language auto, de and en: WER and CER per language, the language detected")
     p.add_argument("-q", "--quiet", action="store_true")
 
 
@@ -444,6 +530,16 @@ def run(args) -> int:
     from avcall.models.data.shared_data import shared_data_dir
     from avcall.pipelines.asr import split_specs
 
+    if args.languages:
+        report = evaluate_languages(args.data or shared_data_dir(), args.out, progress=not args.quiet)
+        print("| spoken | --language | clips | WER | CER | detected right | CPU per s of audio |\n"
+              "| --- | --- | --- | --- | --- | --- | --- |")
+        for language, by in report["summary"].items():
+            for asked, d in by.items():
+                print(f"| {language} | {asked} | {d['clips']} | {d['wer']:.1%} | {d['cer']:.1%} | "
+                      f"{d['detected_right']:.0%} | {d['cpu_per_audio_s']:.3f} |")
+        print(f"wrote {args.out}")
+        return 0
     report = evaluate_captions(args.data or shared_data_dir(), args.out, seed=args.seed, clips=args.clips,
                                enhance=not args.raw_only, progress=not args.quiet, engines=tuple(split_specs(args.asr)),
                                conditions_only=tuple(c for c in args.conditions.split(",") if c in CONDITIONS),

@@ -28,7 +28,7 @@ from typing import Sequence
 import numpy as np
 
 from ..asr import DEFAULT_ENGINE, EngineProcess, SpeechEngine, Word, make_engine, resumable
-from ..frames import SAMPLE_RATE, AudioFrame, Event, Frame, LipFeatures
+from ..frames import HOP_SAMPLES, SAMPLE_RATE, AudioFrame, Event, Frame, LipFeatures
 from ..stage import Stage
 from ..telemetry import StageTelemetry
 
@@ -42,6 +42,46 @@ LINES = {False: {"pause_s": 0.4, "preroll_s": 0.3, "soft_line_s": 1.2, "short_pa
                  "commit_every_s": 0.5},
          True: {"pause_s": 0.8, "preroll_s": 1.0, "soft_line_s": 2.0, "short_pause_s": 0.6, "max_line_s": 12.0,
                 "commit_every_s": 0.25}}
+
+
+# what the recogniser hears by default: the voice as recorded, or SUPPRESSOR@W (`DryWet`; docs/captions.md)
+HEARS = "raw"
+
+
+class DryWet:
+    """What the recogniser hears when it is not the voice as recorded ("raw"): `wet` of a noise suppressor's
+    output plus 1 - `wet` of the recorded voice, delayed alike ("rnnoise@0.3"). A suppressor's output alone
+    costs Whisper words (what it removes with the noise, its artefacts); a little of it lowers the noise the
+    recogniser hears and leaves the voice whole (measured: docs/captions.md). Its own stream of the
+    suppressor, on the recogniser's thread: `delay_s` later than the voice."""
+
+    def __init__(self, spec: str) -> None:
+        from ..errors import InputError
+        from ..suppressors import open_suppressor
+
+        backend, _, share = spec.partition("@")
+        try:
+            self.wet = float(share) if share else 1.0
+        except ValueError:
+            self.wet = -1.0
+        if not 0 < self.wet <= 1:
+            raise InputError(f"captions hear {spec!r}: expected raw, or SUPPRESSOR@W with 0 < W <= 1")
+        self.suppressor = open_suppressor(backend)
+        self.delay_s = self.suppressor.delay / SAMPLE_RATE
+        self._in = np.zeros(0, np.float32)  # less than a hop, waiting for the rest
+        self._dry = np.zeros(self.suppressor.delay, np.float32)  # the recorded voice, delayed like the output
+
+    def __call__(self, samples: np.ndarray) -> np.ndarray:
+        """The mix for the whole hops of what has come in (the rest waits for the next call)."""
+        self._in = np.concatenate([self._in, np.asarray(samples, np.float32)])
+        n = len(self._in) // HOP_SAMPLES * HOP_SAMPLES
+        hops, self._in = self._in[:n], self._in[n:]
+        if n == 0:
+            return hops
+        wet = np.concatenate([self.suppressor.push(hops[i:i + HOP_SAMPLES]) for i in range(0, n, HOP_SAMPLES)])
+        line = np.concatenate([self._dry, hops])
+        dry, self._dry = line[:n], line[n:]
+        return (self.wet * wet + (1 - self.wet) * dry).astype(np.float32)
 
 
 class _Batch:
@@ -161,12 +201,13 @@ class Captioner(Stage):
                  max_line_s: float | None = None, onset_s: float = 0.1, preroll_s: float | None = None,
                  partial_every_s: float = 0.3, commit_every_s: float | None = None, tail_s: float = 0.4,
                  wait_for_lips: bool = False, own_process: bool = False, max_backlog_s: float | None = None,
-                 language: str = "en", name: str = "captioner") -> None:
+                 language: str = "en", hears: str = HEARS, name: str = "captioner") -> None:
         """`own_process`: run the recogniser named by `asr` in a process of its own (live calls: see
         EngineProcess), not on this stage's thread. `max_backlog_s` (live): audio waiting for the recogniser
         beyond this is skipped, oldest first, and counted (`captions_skipped_samples`): on a starved machine
         the captions miss some speech rather than fall ever further behind. `language`: the recogniser's (a
-        Whisper language code, or "auto": detected on the first line). The line lengths left as None are the engine's (`LINES`):
+        Whisper language code, or "auto": detected on the first line). `hears`: "raw", the voice as it comes
+        in, or "SUPPRESSOR@W" (`DryWet`). The line lengths left as None are the engine's (`LINES`):
         an engine that commits by local agreement (Whisper) gets long lines, since it is more accurate over
         more context and commits long speech word by word anyway."""
         super().__init__(name)
@@ -179,6 +220,8 @@ class Captioner(Stage):
         self.telemetry = CaptionerTelemetry(self.name)
         self.engine, self.spec = engine, (asr, asr_model, language)
         self.vad = vad or VoiceActivity()
+        self.mix = None if hears == "raw" else DryWet(hears)
+        self._mix_t: float | None = None  # session time of the mix's next sample
         self.use_lips = use_lips
         self.onset_s = onset_s
         self._lines_asked = {"pause_s": pause_s, "preroll_s": preroll_s, "soft_line_s": soft_line_s,
@@ -282,6 +325,11 @@ class Captioner(Stage):
         """Audio from session time `pts` (16 kHz mono float32): the captions it completes."""
         out = []
         hop = round(HOP_S * SAMPLE_RATE)
+        if self.mix is not None:  # the mix comes out `delay_s` late: its times are the voice's, that much earlier
+            if self._mix_t is None:
+                self._mix_t = pts - self.mix.delay_s
+            samples, pts = self.mix(samples), self._mix_t
+            self._mix_t += len(samples) / SAMPLE_RATE
         for i in range(0, len(samples), hop):
             part = samples[i:i + hop]
             t = pts + i / SAMPLE_RATE

@@ -154,3 +154,21 @@ def test_a_loop_is_told_from_speech():
     assert not loops([1, 2, 3, 4, 2, 3, 4, 5], "it was my reports from the north")
     assert loops([1, 2], "the end of " * 20)  # gzip finds it in the text
 
+
+# two female voices talking over each other (intelligible: speech, not noise); the other real noises have no speech
+SPEECH_IN_NOISE = ("EMGSE_babble_two_female_english.wav",)
+
+
+@pytest.mark.skipif(not (DATA / "noise").exists(), reason="../shared/data is absent (the real recordings)")
+def test_no_caption_on_noise_alone():
+    """The dev noises without speech, whole and as recorded, through the default captioner: not one word (Whisper
+    made up "I'm gonna go to the end of ..." over the dishes and "I'm going to get the first" over the bike)."""
+    from avcall.app.eval.data import load_audio, noise_files
+
+    noises = [p for p in noise_files(DATA) if p.name not in SPEECH_IN_NOISE]
+    assert len(noises) >= 6
+    said = {}
+    for path in noises:
+        emitted = caption(load_audio(path), [], make_engine("whisper"))
+        said[path.name] = [c.text for c, _ in emitted if c.kind == "final"]
+    assert not any(said.values()), said
