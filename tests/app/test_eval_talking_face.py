@@ -14,6 +14,7 @@ CLIPS = ("GRID_bbaf2n.mpg", "LRS2_deepavsr_00004.mp4", "LRS2_deepavsr_00004.txt"
 def test_two_real_clips(shared_data, tmp_path):
     from avcall.app.eval.talking_face import METHODS, evaluate_talking_face
     from avcall.export.runtime import weights_path
+    from tests.app.scaled_onnx import scaled_weights
 
     if not all(weights_path(w).is_file() for w in ("talking_face.onnx", "sync_lips.onnx", "sync_audio.onnx")):
         pytest.skip("the voice-to-lips net or the sync judge is not shipped in models/weights/")
@@ -24,12 +25,15 @@ def test_two_real_clips(shared_data, tmp_path):
     for name in ("speech", "noise", "MANIFEST.tsv"):
         (data / name).symlink_to(shared_data / name)
     out = tmp_path / "out" / "report.json"
-    shipped = weights_path("talking_face.onnx")  # scored again as the candidate: the same figures side by side
-    report = evaluate_talking_face(data, out, progress=False, side_by_side_clips=1, candidate=shipped)
+    candidate = scaled_weights(weights_path("talking_face.onnx"), tmp_path / "candidate.onnx", 0.7)  # another net
+    report = evaluate_talking_face(data, out, progress=False, side_by_side_clips=1, candidate=candidate)
     s = report["summary"]
     assert list(s) == list(METHODS) and s["phoneme-oracle"]["n"] == 2
-    for key in ("mouth_open_r", "lip_feature_r", "sync_offset_frames", "in_sync_share"):
-        assert s["avcall-voice-candidate"][key] == s["avcall-voice"][key]
+    keys = ("mouth_open_r", "lip_feature_r", "sync_confidence")
+    assert [s["avcall-voice-candidate"][k] for k in keys] != [s["avcall-voice"][k] for k in keys], \
+        "the candidate net was not the one scored"
+    scored = [s["avcall-voice-candidate"][k] for k in keys]
+    assert all(isinstance(v, float) and v == v for v in scored), "the candidate is scored like the shipped net"
     assert set(report["by_source"]["avcall-voice"]) == {"GRID", "LRS2"}
     assert report["by_source"]["avcall-voice"]["GRID"]["n"] == 1
     assert s["avcall-reenact"]["mouth_open_r"] > 0.9 and s["avcall-reenact"]["codec_kbps"] < 8
