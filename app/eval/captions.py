@@ -349,6 +349,7 @@ def evaluate_captions(data: Path, out: Path, *, seed: int = 0, clips: int | None
     from avcall.pipelines.lip_gate import gate_clip
     from avcall.pipelines.nets.sync_judge import SyncJudge
 
+    commit = git_commit()  # the code that runs (a long run: the tree may move meanwhile)
     data = check_data_dir(data)
     items = caption_clips(data, measure, clips)
     others = [(p.name, load_audio(p)) for p in speech_files(data)]
@@ -417,7 +418,7 @@ def evaluate_captions(data: Path, out: Path, *, seed: int = 0, clips: int | None
                        "inputs": [h.name for h in heard_as], "language": language,
                        "enhancer": enhancer.name if enhancer else None, "threads": 1,
                        "command": "avcall " + " ".join(sys.argv[1:]) if Path(sys.argv[0]).name == "avcall" else None,
-                       "commit": git_commit(),
+                       "commit": commit,
                        "notes": ["gated: the raw voice times the lip gate's gains (what a call with a camera "
                                  "captions); turns: other_words_per_min counts the final captions' words whose middle "
                                  "falls where only the other voice talks, per minute of those spans; the WER there "
@@ -464,6 +465,7 @@ def evaluate_languages(data: Path, out: Path, *, progress: bool = True) -> dict:
     from avcall.models.data.align import normalise
     from avcall.pipelines.asr import make_engine
 
+    commit = git_commit()
     data = check_data_dir(data)
     texts = speech_transcripts(data)
     spoken = {"de": german_clips(data),
@@ -492,7 +494,7 @@ def evaluate_languages(data: Path, out: Path, *, progress: bool = True) -> dict:
             "cer": sum(r["char_errors"] for r in sel) / max(sum(r["ref_chars"] for r in sel), 1),
             "detected_right": sum(r["detected"] == language for r in sel) / max(len(sel), 1),
             "cpu_per_audio_s": sum(r["cpu_s"] for r in sel) / max(sum(r["audio_s"] for r in sel), 1e-9)}
-    report = {"meta": {"data": str(data), "engine": "whisper", "commit": git_commit(),
+    report = {"meta": {"data": str(data), "engine": "whisper", "commit": commit,
                        "command": "avcall " + " ".join(sys.argv[1:]) if Path(sys.argv[0]).name == "avcall" else None,
                        "notes": ["de: EmoDB's dev clips left whole by its source (emotion_labelled/, research use), "
                                  "transcripts from EmoDB's documentation; en: speech/'s utterances; clean audio; "

@@ -138,7 +138,7 @@ def test_decoding_options_are_written_and_read_back():
 
     d = Decoding.parse("beam=3,fallback=0.2/0.4,prompt=0,ngram=3")
     assert (d.beam, d.fallback, d.prompt, d.ngram) == (3, (0.2, 0.4), False, 3)
-    assert Decoding.parse(d.spec()) == d and Decoding().spec() == ""
+    assert Decoding.parse(d.spec()) == d and Decoding().spec() == "" and Decoding.parse("beam=1").beam == 1
     assert make_engine("whisper[beam=3,prompt=0]").whisper.decoding == Decoding.parse("beam=3,prompt=0")
     with pytest.raises(InputError, match="takes no options"):
         make_engine("pocketsphinx[beam=3]")
