@@ -494,7 +494,9 @@ def bench_serve(seconds: float = 20.0, clip: Path | None = None, peers: tuple[in
     import resource
     import tempfile
 
-    from .demo import DEMO_LINE, write_synthetic_clip, write_talking_portrait
+    from avcall.models.data.portrait import DEMO_LINE, write_talking_portrait
+
+    from .demo import write_synthetic_clip
     from .serve import Server, ServeConfig
 
     def cpu() -> float:

@@ -44,7 +44,7 @@ FAILOVER_WAIT_S = 20.0
 
 def _clip(folder: Path, seconds: float) -> Path:
     """The bundled portrait saying LINES, looped to last `seconds` (aiortc's player loops video, not audio)."""
-    from avcall.app.demo import write_talking_portrait
+    from avcall.models.data.portrait import write_talking_portrait
 
     one, clip = folder / "one.mp4", folder / "talk.mp4"
     if not write_talking_portrait(one, list(LINES)):

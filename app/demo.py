@@ -36,13 +36,14 @@ from avcall.pipelines.sinks.atomic import write_text_atomic
 from avcall.pipelines.sinks.mp4 import Mp4Sink
 from avcall.pipelines.sources.synthetic import synthetic_frames
 
+from avcall.models.data.portrait import speak, voice, write_talking_portrait
+
 from .process import ProcessConfig, emotion_shipped, run_process
 
 SCRIPT = ("anna will send the budget on friday", "please call me back tomorrow morning")
 TALKER_LINE = "a bitter baker turned along the chair"
 SIR_DB, SNR_DB = 6.0, 10.0
 PAUSE_S = 2.5  # between the script's two lines: the speaker listens while the second voice talks
-DEMO_LINE = "Can you hear me now? I think the video is working again, so let us get started."
 
 
 async def write_synthetic_clip(path: Path, seconds: float = 4.0, fps: int = 25) -> None:
@@ -55,48 +56,6 @@ async def write_synthetic_clip(path: Path, seconds: float = 4.0, fps: int = 25) 
     finally:
         await sink.stop()
         sink.shutdown_worker()
-
-
-def _voice(voice_id: str):
-    from avcall.models.data.tts import available_voices
-
-    voices = [v for v in available_voices() if v.id == voice_id] or list(available_voices())
-    return voices[0] if voices else None
-
-
-def _speak(voice, lines, gap_s: float = 0.6):
-    """The lines said one after another with `gap_s` between them: (audio, Timing), 0.5 s lead-in."""
-    from avcall.pipelines.face.phonemes import Phone, Timing
-    from avcall.models.data.tts import synthesize
-
-    audio, phones, t = [np.zeros(SAMPLE_RATE // 2, np.float32)], [], 0.5
-    for line in lines:
-        speech = synthesize(voice, line)
-        phones += [Phone(p.phone, p.start + t, p.end + t) for p in speech.timing.phones]
-        audio += [speech.audio, np.zeros(int(gap_s * SAMPLE_RATE), np.float32)]
-        t += len(speech.audio) / SAMPLE_RATE + gap_s
-    return np.concatenate(audio), Timing(tuple(phones))
-
-
-def write_talking_portrait(path: Path, text: str = DEMO_LINE, audio_fn=None, fps: float | None = None,
-                           gap_s: float = 0.6) -> bool:
-    """The bundled portrait saying `text` (a line, or lines with pauses between them) at `fps` (default: the
-    corpus's 25); False when no text-to-speech engine is installed. `audio_fn(clean)` may change the
-    soundtrack (the demo adds a talker and noise)."""
-    from avcall.pipelines.face.lip_track import LIP_FPS
-    from avcall.pipelines.face.lip_model import LipModel
-    from avcall.pipelines.face.render import render_video
-
-    voice = _voice("flite:slt")
-    if voice is None:
-        return False
-    clean, timing = _speak(voice, [text] if isinstance(text, str) else list(text), gap_s)
-    clean = 0.5 * clean / max(float(np.abs(clean).max()), 1e-6)
-    fps = fps or LIP_FPS
-    frames = int(np.ceil(len(clean) / SAMPLE_RATE * fps))
-    track = LipModel.load().track(timing, frames, np.random.default_rng(0), fps=fps, artefacts=False)
-    render_video(path, track, audio_fn(clean) if audio_fn else clean)
-    return True
 
 
 @dataclass
@@ -116,8 +75,8 @@ def make_call(path: Path, fps: float | None = None) -> Call | None:
 
     def soundtrack(clean: np.ndarray) -> np.ndarray:
         rng = np.random.default_rng(7)
-        other = _voice("flite:kal") or _voice("flite:slt")
-        talk, _ = _speak(other, [TALKER_LINE], gap_s=0.0)
+        other = voice("flite:kal") or voice("flite:slt")
+        talk, _ = speak(other, [TALKER_LINE], gap_s=0.0)
         talk = talk[SAMPLE_RATE // 2:]  # its lead-in off
         track = np.zeros(len(clean), np.float32)
         track[SAMPLE_RATE:SAMPLE_RATE + len(talk)] = talk[:max(0, len(clean) - SAMPLE_RATE)]

@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from avcall.app.demo import DEMO_LINE, _speak, _voice
+from avcall.models.data.portrait import DEMO_LINE, speak, voice
 from avcall.pipelines.face.render import PortraitRenderer
 from avcall.pipelines.nets.voice_to_lips import VoiceToLipsStream
 
@@ -29,10 +29,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-o", "--out", type=Path, default=Path("docs/img/avatar.jpg"))
     args = p.parse_args()
-    voice = _voice("flite:slt")
-    if voice is None:
+    tts_voice = voice("flite:slt")
+    if tts_voice is None:
         raise SystemExit("flite is not installed (scripts/setup.sh)")
-    audio, timing = _speak(voice, [DEMO_LINE])
+    audio, timing = speak(tts_voice, [DEMO_LINE])
     audio = 0.5 * audio / max(float(np.abs(audio).max()), 1e-6)
     lips = VoiceToLipsStream().clip(audio).lips
     renderer = PortraitRenderer()

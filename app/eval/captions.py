@@ -346,8 +346,7 @@ def evaluate_captions(data: Path, out: Path, *, seed: int = 0, clips: int | None
     `enhancers` that runs here, and gated; raw alone without `enhance`)."""
     from avcall.models.data.align import align
     from avcall.pipelines.asr import make_engine
-    from avcall.pipelines.lip_gate import gate_clip
-    from avcall.pipelines.nets.sync_judge import SyncJudge
+    from avcall.pipelines.lip_gate import caption_gains, gate_clip
 
     commit = git_commit()  # the code that runs (a long run: the tree may move meanwhile)
     data = check_data_dir(data)
@@ -376,7 +375,7 @@ def evaluate_captions(data: Path, out: Path, *, seed: int = 0, clips: int | None
     rows = []
     bar = tqdm(total=len(items) * len(conditions_only) * len(heard_as) * len(engines), desc="captions",
                disable=not progress)
-    gate_judge = SyncJudge() if any(h.name == "gated" for h in heard_as) else None
+    gated = any(h.name == "gated" for h in heard_as)
     for item in items:
         timed = align(item.audio, item.text).words if item.text else []
         for cond, heard in conditions(item, others, noises, seed).items():
@@ -386,8 +385,8 @@ def evaluate_captions(data: Path, out: Path, *, seed: int = 0, clips: int | None
             track, offset = (turns.lips, 0.0) if turns is not None else (item.lips, item.audio_offset)
             lips = track.frames(offset) if track is not None else []
             made = heard_inputs(audio, [h for h in heard_as if h.name != "gated"], methods, track, offset)
-            if track is not None and gate_judge is not None:  # the captioner's gate: on the raw voice's time
-                made["gated"] = (audio * gate_clip(audio, lips, judge=gate_judge), 0.0, 0.0)
+            if track is not None and gated:  # the captioner's gate: on the raw voice's time
+                made["gated"] = (audio * caption_gains(gate_clip(audio, lips)), 0.0, 0.0)
             for path, (voice, extra, input_cpu) in made.items():
                 for spec in engines:
                     # a fresh decoder each time: PocketSphinx adapts its cepstral mean across utterances, and the

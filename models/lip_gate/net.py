@@ -7,7 +7,8 @@ per-second score. This one sees the lips and the voice themselves, hop by hop, a
 together; it replaces the judge in the gate (which also cuts the gate's CPU).
 
 Data (training folders only, never talking_faces/, speech/ or noise/): each clip of ../shared/data/av_train
-(GRID's one speaker capped at GRID_CLIPS) in the `turns` condition VARIANTS times (other voices from
+(GRID's one speaker capped at GRID_CLIPS) and PORTRAITS generated talking portraits (the demo's face; never held
+out) in the `turns` condition VARIANTS times (other voices from
 speech_train, generated noises; each variant its own seed), in generated noise at 0-10 dB (the face talks
 throughout), and with the lips of another speaker's clip (nothing there is the face's voice: the lips move,
 but not with it). Labels per hop: the target alone (1), the other voice alone or a voice the lips do not
@@ -36,6 +37,8 @@ from ..data.shared_data import shared_data_dir
 from .train import NOISES, NOISY_SNRS, OTHER_UTTERANCES, auc, noisy_example, speaker, training_clips
 
 VARIANTS = 3  # turns examples per clip, each with other voices, noise and placement of its own
+PORTRAITS = 30  # generated talking portraits (models/data/portrait.py: the demo's, the benches' and the tests'
+# faces, whose lips the corpus's lip model moves): without them the net takes those lips for a face that listens
 OTHER_LIPS_WEIGHT = 0.5  # the examples with another face's lips, against the rest
 CROP = 600  # hops: 6 s
 CKPT_EVERY, LOG_EVERY = 200, 50
@@ -56,6 +59,11 @@ def sequence(mixture: np.ndarray, frames: list[LipFeatures]) -> np.ndarray:
     return np.stack(rows)
 
 
+def who(clip: Path) -> str:
+    """The clip's speaker: av_train's by its file name; the generated portraits are one."""
+    return "portrait" if clip.name.startswith("portrait_") else speaker(clip)
+
+
 def labels(ex) -> np.ndarray:
     n = len(ex.mixture) // HOP_SAMPLES
     y = np.full(n, -1, np.int8)
@@ -71,6 +79,25 @@ def looped(frames: list[LipFeatures], n: int, fps: float) -> list[LipFeatures]:
     return [LipFeatures(pts=i / fps, present=frames[j].present, confidence=frames[j].confidence,
                         shape=frames[j].shape, opening=frames[j].opening, width=frames[j].width)
             for i, j in enumerate(idx)]
+
+
+def portrait_clips(n: int, folder: Path) -> list[Path]:
+    """`n` talking portraits, two corpus sentences each with a pause between (made once, kept in `folder`); none
+    of them the demo's lines. [] without a text-to-speech engine."""
+    from ..data.portrait import write_talking_portrait
+
+    lines = [line.split("\t")[-1].strip() for line in
+             (Path(__file__).parents[1] / "data" / "sentences.txt").read_text().splitlines() if line.strip()]
+    lines = [x for x in lines if not x.startswith(("anna will send", "please call me"))]
+    step = max(1, len(lines) // (2 * n))
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i in range(n):
+        path = folder / f"portrait_{i:03d}.mp4"
+        if not path.is_file() and not write_talking_portrait(path, [lines[(2 * i) * step], lines[(2 * i + 1) * step]]):
+            return []
+        out.append(path)
+    return out
 
 
 def build_data(data: Path, seed: int, clips: int | None, cache: Path | None) -> dict:
@@ -92,7 +119,10 @@ def build_data(data: Path, seed: int, clips: int | None, cache: Path | None) -> 
     others = [read(p) for p in sorted((data / "speech_train").rglob("*.flac"))[:OTHER_UTTERANCES]]
     rng = np.random.default_rng(seed)
     out: dict[str, list] = {"x": [], "y": [], "w": [], "who": [], "kind": []}
+    from ..data.example import cache_root
+
     chosen = training_clips(data)[:clips or None]
+    chosen += portrait_clips(PORTRAITS if clips is None else 0, cache_root() / "lip_gate_portraits")
     measured = []
     began = time.time()
     for i, clip in enumerate(chosen):
@@ -106,7 +136,7 @@ def build_data(data: Path, seed: int, clips: int | None, cache: Path | None) -> 
             if ex is None:
                 continue
             frames = ex.lips.frames()
-            _add(out, sequence(ex.mixture, frames), labels(ex), 1.0, speaker(clip), "turns")
+            _add(out, sequence(ex.mixture, frames), labels(ex), 1.0, who(clip), "turns")
             if v == 0:  # the same call with another face's lips: no voice here is this face's
                 j = (i + 1 + int(rng.integers(len(chosen) - 1))) % len(chosen) if len(chosen) > 1 else i
                 other_frames = measured[j][1].track.frames() if j < len(measured) else \
@@ -114,11 +144,11 @@ def build_data(data: Path, seed: int, clips: int | None, cache: Path | None) -> 
                 y = labels(ex)
                 y[y == 1] = 0
                 _add(out, sequence(ex.mixture, looped(other_frames, len(frames), ex.lips.fps)), y,
-                     OTHER_LIPS_WEIGHT, speaker(clip), "other lips")
+                     OTHER_LIPS_WEIGHT, who(clip), "other lips")
         noisy = noisy_example(audio, m.track, float(m.audio_offset),
                               make_noise(NOISES[(i + 1) % len(NOISES)], len(audio), rng, others),
                               NOISY_SNRS[i % len(NOISY_SNRS)])
-        _add(out, sequence(noisy.mixture, noisy.lips.frames()), labels(noisy), 1.0, speaker(clip), "noisy")
+        _add(out, sequence(noisy.mixture, noisy.lips.frames()), labels(noisy), 1.0, who(clip), "noisy")
         print(f"lip-gate-net: data {i + 1}/{len(chosen)} {clip.name} ({time.time() - began:.0f} s)",
               file=sys.stderr, flush=True)
     if cache is not None:
@@ -185,7 +215,7 @@ def train(args) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     d = build_data(data, args.seed, args.clips, out_dir / "data.npz")
     speakers = sorted(set(d["who"]))
-    held = set(speakers[::5])
+    held = set([s for s in speakers if s != "portrait"][::5])  # real speakers only: the portraits always train
     train_i = [i for i, who in enumerate(d["who"]) if who not in held]
     val_i = [i for i, who in enumerate(d["who"]) if who in held and d["kind"][i] != "other lips"]
     torch.manual_seed(args.seed)
@@ -268,7 +298,8 @@ def export(args) -> dict:
     entry = write_manifest_entry(
         path, recipe=f"avcall train lip-gate-net --out {args.out} --steps {args.steps} --batch {args.batch} "
         f"--hidden {summary['hidden']} --lr {args.lr} --seed {args.seed} --export",
-        corpus={"source": "../shared/data/av_train (real faces with their voices) in the turns condition "
+        corpus={"source": "../shared/data/av_train (real faces with their voices) and "
+                          f"{PORTRAITS} generated talking portraits (models/data/portrait.py) in the turns condition "
                           f"({VARIANTS} variants a clip), in generated noise at "
                           f"{', '.join(f'{s:g}' for s in NOISY_SNRS)} dB and with another speaker's lips; other voices "
                           "from speech_train; generated noises",

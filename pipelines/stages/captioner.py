@@ -29,6 +29,7 @@ import numpy as np
 
 from ..asr import DEFAULT_ENGINE, EngineProcess, SpeechEngine, Word, make_engine, resumable
 from ..frames import HOP_SAMPLES, SAMPLE_RATE, AudioFrame, Event, Frame, LipFeatures
+from ..lip_gate import caption_gains
 from ..stage import Stage
 from ..telemetry import StageTelemetry
 
@@ -267,7 +268,7 @@ class Captioner(Stage):
 
     def _hear(self, frame: AudioFrame) -> None:
         # through the lip gate, when there is one: another voice's words are not the user's captions
-        samples = frame.samples if frame.gate is None else frame.samples * frame.gate
+        samples = frame.samples if frame.gate is None else frame.samples * caption_gains(frame.gate)
         self._submit(("hear", samples, frame.pts))
 
     def _submit(self, item: tuple) -> None:

@@ -28,7 +28,7 @@ LINE = "please call me back tomorrow morning"
 
 @pytest.fixture(scope="module")
 def talking_clip(tmp_path_factory) -> Path:
-    from avcall.app.demo import write_talking_portrait
+    from avcall.models.data.portrait import write_talking_portrait
 
     if shutil.which("flite") is None:
         pytest.skip("flite is not installed (scripts/setup.sh)")

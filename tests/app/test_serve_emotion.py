@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.usefixtures("ice_address"), needs_emotion_weights]
 @pytest.fixture(scope="module")
 def long_clip(tmp_path_factory) -> Path:
     """The talking portrait saying LINE five times (16 s): the whole test is one pass of it."""
-    from avcall.app.demo import write_talking_portrait
+    from avcall.models.data.portrait import write_talking_portrait
 
     if shutil.which("flite") is None:
         pytest.skip("flite is not installed (scripts/setup.sh)")

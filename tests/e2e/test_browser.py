@@ -44,7 +44,7 @@ def free_port() -> int:
 def fake_media(tmp_path_factory) -> tuple[Path, Path, np.ndarray]:
     """The talking portrait saying LINE as Chromium's fake devices want it: 320x240 y4m, 48 kHz wav;
     and the clip's audio at 16 kHz."""
-    from avcall.app.demo import write_talking_portrait
+    from avcall.models.data.portrait import write_talking_portrait
     from avcall.app.eval.data import load_audio
 
     folder = tmp_path_factory.mktemp("browser")

@@ -27,7 +27,7 @@ LOSS, JITTER_S, SEED = 0.07, 0.04, 7
 
 @pytest.fixture(scope="module")
 def talking_clip(tmp_path_factory) -> Path:
-    from avcall.app.demo import write_talking_portrait
+    from avcall.models.data.portrait import write_talking_portrait
 
     if shutil.which("flite") is None:
         pytest.skip("flite is not installed (scripts/setup.sh)")

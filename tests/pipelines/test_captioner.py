@@ -260,7 +260,7 @@ def test_burned_captions_show_the_line_of_the_moment():
 @needs_flite
 def test_process_writes_caption_files_and_burns_them(tmp_path):
     from avcall.app.cli import main
-    from avcall.app.demo import write_talking_portrait
+    from avcall.models.data.portrait import write_talking_portrait
 
     clip = tmp_path / "talk.mp4"
     assert write_talking_portrait(clip, "please call me back tomorrow morning")
