@@ -564,14 +564,11 @@ def bench_serve(seconds: float = 20.0, clip: Path | None = None, peers: tuple[in
             path = Path(tmp) / "talk.mp4"
             if not write_talking_portrait(path, [DEMO_LINE] * (int(seconds // 4) + 2)):
                 asyncio.run(write_synthetic_clip(path, seconds + 2))
-        from avcall.export import runtime
+        from avcall.export.runtime import sessions_shared
 
         for mode, n in [(mode, n) for mode in sessions for n in peers]:
-            runtime.SHARE_SESSIONS = mode == "shared"
-            try:
+            with sessions_shared(mode == "shared"):
                 telemetry, got, used, memory = asyncio.run(run(path, n))
-            finally:
-                runtime.SHARE_SESSIONS = True
             late = [t for per in telemetry for t in per[len(per) // 4:] if t.get("audio_delay_ms") is not None]
             if not late:
                 raise InputError(f"bench serve: no telemetry came back from the server with {n} peer(s)")

@@ -23,8 +23,9 @@ from avcall.pipelines.suppressors import DEFAULT as DEFAULT_ENHANCER  # noqa: E4
 
 DESCRIPTION = """\
 avcall: a real-time audio-visual companion for video calls, running locally.
-It tracks the speaker's face and lips, and (as its models land) cleans the voice with the lips'
-help, captions what is said, animates a photo with the voice and reads the mood of the call."""
+It tracks the speaker's face and lips, cleans the voice of noise, holds back every voice that is not
+the face's (the lip gate), captions what is said, animates a photo with the voice and reads the mood of
+the call."""
 
 EPILOG = """\
 examples:
@@ -153,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     lv = commands.add_parser("live", help="the desktop companion: local camera and mic, a window, the clean voice out",
                              description="Track the face of the local camera, clean the voice of the microphone "
-                             "with the lips' help, caption it and show the face and the captions in a window. "
+                             "of noise, hold back voices that are not the face's (the lip gate), caption it and show the face and the captions in a window. "
                              "Call apps get the clean voice as the microphone 'avcall microphone' (made on the "
                              "sound server, PulseAudio or PipeWire, while this runs; removed at exit) and the "
                              "video as a virtual camera (v4l2loopback on Linux, OBS's on Windows and macOS); "

@@ -59,19 +59,17 @@ def judge_accuracy(clips: list[Path], judge=None, measure=None) -> dict:
 def lip_tracks_by_face(frames_bgr: list[np.ndarray], fps: float, max_faces: int = 2) -> list:
     """Every face of a clip as its own lip track at `fps`, faces kept apart by where they sit (each frame's
     faces matched to the tracks' last positions; a new face opens a track)."""
-    import cv2
-
     from avcall.pipelines.face.lip_track import LipTrack
     from avcall.pipelines.frames import FaceObservation
-    from avcall.pipelines.stages.face_tracker import _LegacyFaceMesh
+    from avcall.pipelines.stages.face_tracker import FaceTracker
     from avcall.pipelines.face.mesh import lip_features
 
-    mesh = _LegacyFaceMesh(max_faces)
+    tracker = FaceTracker(max_faces=max_faces)
+    tracker.open()
     slots: list[dict] = []  # {"x": centre, "rows": {frame: LipFeatures}}
     try:
         for i, image in enumerate(frames_bgr):
-            faces, _ = mesh.detect(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
-            for face in faces:
+            for face in tracker.faces(image):
                 x = (face.bbox[0] + face.bbox[2]) / 2
                 slot = min(slots, key=lambda s: abs(s["x"] - x), default=None)
                 if slot is None or abs(slot["x"] - x) > (face.bbox[2] - face.bbox[0]) or i in slot["rows"]:
@@ -82,7 +80,7 @@ def lip_tracks_by_face(frames_bgr: list[np.ndarray], fps: float, max_faces: int 
                                       bbox=face.bbox, image_size=image.shape[1::-1])
                 slot["rows"][i] = lip_features(obs)
     finally:
-        mesh.close()
+        tracker.close()
     tracks = []
     n = len(frames_bgr)
     for slot in sorted(slots, key=lambda s: s["x"]):

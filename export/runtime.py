@@ -12,6 +12,8 @@ import hashlib
 import json
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import metadata, resources
 from pathlib import Path
 
@@ -150,6 +152,18 @@ def package_weights(name: str) -> dict[str, Path]:
         found[rel] = path
     return found
 
+
+
+@contextmanager
+def sessions_shared(shared: bool) -> Iterator[None]:
+    """Within it, whether new streams share one session per model (True, the default) or open their own (False:
+    `bench serve --sessions` measures both)."""
+    global SHARE_SESSIONS
+    before, SHARE_SESSIONS = SHARE_SESSIONS, shared
+    try:
+        yield
+    finally:
+        SHARE_SESSIONS = before
 
 
 def shared_session(path: str | Path, *, threads: int = 1, prefer_gpu: bool = True) -> ort.InferenceSession:

@@ -17,6 +17,7 @@ import numpy as np
 SAMPLE_RATE = 16_000  # audio inside the pipeline: 16 kHz mono float32
 HOP_SAMPLES = 160  # 10 ms hops
 LIP_POINTS = 40  # the lip contour points of the face mesh (20 outer, 20 inner)
+VIDEO_FPS = 25.0  # the video rate the lip features, the nets on them and the talking face run at
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-SAMPLE_RATE = 16_000
-HOP = 160
+from .frames import HOP_SAMPLES as HOP, SAMPLE_RATE
+
 VIDEO_FRAME = 640  # samples per 40 ms: the judge's 25 fps grid, on the audio clock
 FADE = 320  # 20 ms crossfades
 SEPARATOR = {"separate": "tse_sep.onnx", "lips": "tse_lips.onnx"}

@@ -23,9 +23,10 @@ def add_parser(commands) -> None:
 
     c = sub.add_parser("captions", help="live captions: word error rate and latency, raw and enhanced",
                        description="Caption every clip with a transcript (speech/, talking_faces/ GRID and "
-                       "LRS2) clean, with real noise at 5 and 0 dB and with a competing talker at 0 dB, raw and "
-                       "after the avcall-av enhancer, through the live Captioner. Writes OUT (per-clip rows and a "
-                       "summary keyed [condition][raw|enhanced]: wer, partial_latency_s, final_latency_s); "
+                       "LRS2) clean, with real noise at 5 and 0 dB, with a competing talker at 0 dB and in turns "
+                       "(the user talks and listens), as the recogniser hears it: raw, after the noise suppressor, "
+                       "through the lip gate (--inputs), through the live Captioner. Writes OUT (per-clip rows and "
+                       "a summary keyed [engine][condition][input]: wer, latencies, other_words_per_min, CPU); "
                        "prints a table.")
     captions.add_arguments(c)
 

@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING
 
 from avcall.models.data.shared_data import clip_rng, fit_length  # noqa: F401 - the evaluations' helpers
 from avcall.pipelines.errors import InputError, OutputError
+from avcall.pipelines.frames import SAMPLE_RATE
 
 if TYPE_CHECKING:
     import numpy as np
 
-SAMPLE_RATE = 16_000
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg"}
 
 

@@ -123,7 +123,7 @@ class AvatarRoundTrip:
 
         self.renderer = PortraitRenderer()
         self.tracker = FaceTracker(max_faces=1)
-        self.tracker._mesh = self.tracker._open()  # called directly, on this thread
+        self.tracker.open()  # called directly, on this thread
 
     def frames(self, shapes: np.ndarray) -> list[np.ndarray]:
         return [self.renderer.render(shape, i / 25.0) for i, shape in enumerate(shapes)]
@@ -140,7 +140,7 @@ class AvatarRoundTrip:
                         np.array([f.confidence for f in feats], np.float32), 25.0)
 
     def close(self) -> None:
-        self.tracker._mesh.close()
+        self.tracker.close()
 
 
 def side_by_side(path: Path, clip: Path, avatars: dict[str, list[np.ndarray]], audio: np.ndarray) -> None:

@@ -45,8 +45,8 @@ import unicodedata
 import numpy as np
 
 from avcall.pipelines.face.phonemes import SILENCE, Phone, Timing, Word, arpabet
+from avcall.pipelines.frames import SAMPLE_RATE
 
-SAMPLE_RATE = 16000
 FRAME_S = 0.01  # PocketSphinx's frame rate is 100 per second
 # A phone that starts at frame i starts between the windows of frames i-1 and i. PocketSphinx frame i covers
 # samples [160 i, 160 i + 410), centred at 10 i + 12.8 ms; the boundary between two frame centres is 7.8 ms

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-SAMPLE_RATE = 16_000
+from avcall.pipelines.frames import SAMPLE_RATE
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 VAL_SHARE = 0.08
 

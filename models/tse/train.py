@@ -25,9 +25,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from avcall.pipelines.frames import SAMPLE_RATE
+
 from .model import FRAME, HOP, Separator, pit_si_sdr, si_sdr
 
-SAMPLE_RATE = 16_000
 VIDEO_FRAME = 640  # samples per 40 ms video frame
 
 

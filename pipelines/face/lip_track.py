@@ -7,9 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..frames import LipFeatures
-
-LIP_FPS = 25.0
+from ..frames import VIDEO_FPS as LIP_FPS, LipFeatures
 
 
 @dataclass

@@ -87,11 +87,11 @@ def _as_bgr(image: np.ndarray) -> np.ndarray:
 def find_face(image_bgr: np.ndarray) -> np.ndarray:
     """The face mesh (478, 3) of the largest face in a still image, or InputError if there is none."""
     tracker = FaceTracker()
-    tracker._mesh = tracker._open()  # blocking use on this thread, as the benchmark does
+    tracker.open()  # blocking use on this thread, as the benchmark does
     try:
         obs = tracker.observe(VideoFrame(pts=0.0, image=image_bgr))
     finally:
-        tracker._mesh.close()
+        tracker.close()
     if not obs.present or obs.landmarks is None:
         raise InputError("no face found in the portrait")
     xy = obs.landmarks[:, :2]

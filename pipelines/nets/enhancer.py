@@ -22,12 +22,11 @@ from pathlib import Path
 import numpy as np
 
 from ...export.runtime import create_session
-from ..frames import LipFeatures
+from ..frames import SAMPLE_RATE, LipFeatures
 from .enhancer_features import _WIN, HOP, LIP_DIM, N_FREQ, WINDOW, lip_stream, log_power
 
 AV_WEIGHTS = "avse_av.onnx"  # shipped in models/weights/
 AO_WEIGHTS = "avse_ao.onnx"
-SAMPLE_RATE = 16_000
 LATENCY_MS = 1000 * WINDOW / SAMPLE_RATE  # design (algorithmic) latency: 20 ms
 DELAY = HOP  # samples the output content lags the input by (enhance_clip takes it off)
 CROSSFADE_S = 0.1  # AV <-> AO model switch when the face comes or goes

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
-SAMPLE_RATE = 16_000
-HOP = 160  # 10 ms: every net's hop
+from ..frames import HOP_SAMPLES as HOP, SAMPLE_RATE  # every net hops by 10 ms
+
 N_FFT = 400  # 25 ms Hann: the log-mel window of the sync judge, the voice-to-lips and the voice emotion nets
 
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..frames import VIDEO_FPS as FPS
 from .spectrum import HOP, LIPS_VOICE_MEL, N_FFT, SAMPLE_RATE, frames
 
-FPS = 25.0
 N_MELS = LIPS_VOICE_MEL.n_mels
 AUDIO_PER_VIDEO = round(SAMPLE_RATE / FPS / HOP)  # 4 audio frames per video frame
 WINDOW = 5  # video frames in a window: 0.2 s

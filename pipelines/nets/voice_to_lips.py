@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..frames import VIDEO_FPS as FPS
 from .spectrum import HOP, LIPS_VOICE_MEL, N_FFT, frames
 
 N_MELS = LIPS_VOICE_MEL.n_mels
@@ -58,7 +59,6 @@ def voice_features(audio: np.ndarray) -> np.ndarray:
 
 
 WEIGHTS = "talking_face.onnx"
-FPS = 25.0
 
 
 class VoiceToLipsStream:

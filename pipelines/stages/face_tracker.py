@@ -208,6 +208,11 @@ class FaceTracker(Stage):
             raise InputError(f"--face-model {self.model_path}: not a mediapipe FaceLandmarker .task "
                              f"file ({str(err).splitlines()[0][:100]})") from None
 
+    def faces(self, image_bgr: np.ndarray) -> list:
+        """Every face the mesh finds in one image (blocking; after `open`), each with its landmarks and box, in no
+        particular order: for tools that follow every face of a clip (`avcall sync`), not only the speaker."""
+        return self._mesh.detect(cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB))[0]
+
     async def process(self, frame: Frame) -> Sequence[Frame]:
         if self._last is not None and self.shed("video_analysis"):  # under load: the last face held a frame
             return [frame, replace(self._last, pts=frame.pts, image_size=frame.size)]

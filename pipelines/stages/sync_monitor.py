@@ -17,11 +17,10 @@ from typing import Sequence
 
 import numpy as np
 
-from ..frames import SAMPLE_RATE, AudioFrame, Event, Frame, LipFeatures
+from ..frames import SAMPLE_RATE, VIDEO_FPS as FPS, AudioFrame, Event, Frame, LipFeatures
 from ..stage import Stage
 from ..telemetry import StageTelemetry
 
-FPS = 25.0
 
 
 @dataclass

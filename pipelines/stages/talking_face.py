@@ -24,11 +24,10 @@ from typing import Sequence
 
 import numpy as np
 
-from ..frames import SAMPLE_RATE, AudioFrame, FaceObservation, Frame, VideoFrame
+from ..frames import HOP_SAMPLES, SAMPLE_RATE, VIDEO_FPS as FPS, AudioFrame, FaceObservation, Frame, VideoFrame
 from ..stage import Stage
 
-FPS = 25
-HOPS_PER_FRAME = SAMPLE_RATE // 160 // FPS  # 4
+HOPS_PER_FRAME = round(SAMPLE_RATE / HOP_SAMPLES / FPS)  # 4
 MODES = ("off", "voice", "reenact")
 FACE_LOST_S = 0.5
 
@@ -112,7 +111,8 @@ class TalkingFace(Stage):
             return []
         end, self._until = self._heard_until, self._heard_until
         try:
-            return self._hear(AudioFrame(pts=end, samples=np.zeros((LOOKAHEAD + HOPS_PER_FRAME) * 160, np.float32)))
+            tail = np.zeros((LOOKAHEAD + HOPS_PER_FRAME) * HOP_SAMPLES, np.float32)
+            return self._hear(AudioFrame(pts=end, samples=tail))
         finally:
             self._until = np.inf
 
