@@ -69,7 +69,7 @@ def test_a_served_peer_runs_the_same_call():
     assert peer.state["enhance"] == peer.enhance_mode
     assert "av_align" not in served  # the browser plays the tracks with its own buffers
     # the served page's captions come from the default recogniser, as those of a file or a live call do
-    assert peer.call.roles["captioner"].spec == (DEFAULT_ENGINE, None)
+    assert peer.call.roles["captioner"].spec == (DEFAULT_ENGINE, None, "en")  # in English unless asked
 
 
 def test_the_soak_runs_the_call_of_process(tmp_path):
