@@ -30,16 +30,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from .errors import InputError
-
-
-@dataclass(frozen=True)
-class Word:
-    text: str
-    start: float  # seconds
-    end: float
-
-    def shifted(self, seconds: float) -> Word:
-        return Word(self.text, self.start + seconds, self.end + seconds)
+from .frames import Word
 
 
 @runtime_checkable

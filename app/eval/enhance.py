@@ -204,12 +204,7 @@ def _with_other_lips(ex: EvalExample, other: LipTrack) -> EvalExample:
 
     import numpy as np
 
-    from avcall.pipelines.face.lip_track import LipTrack
-
-    idx = np.arange(len(ex.lips)) % len(other)
-    looped = LipTrack(other.lips[idx], other.opening[idx], other.width[idx], other.face_present[idx],
-                      other.confidence[idx], other.fps)
-    return dataclasses.replace(ex, other_lips=looped)
+    return dataclasses.replace(ex, other_lips=other.take(np.arange(len(ex.lips)) % len(other)))
 
 
 # --------------------------------------------------------------------------------------------- running

@@ -35,9 +35,7 @@ def read_transcript(video: Path) -> str | None:
 
 def to_lip_fps(track: LipTrack, n_frames: int) -> LipTrack:
     """The nearest measured frame for each corpus frame at LIP_FPS."""
-    idx = np.clip(np.round(np.arange(n_frames) / LIP_FPS * track.fps).astype(int), 0, max(len(track) - 1, 0))
-    return LipTrack(track.lips[idx], track.opening[idx], track.width[idx], track.face_present[idx],
-                    track.confidence[idx], LIP_FPS)
+    return track.at_fps(LIP_FPS, n_frames)
 
 
 def import_videos(folder: Path, out: Path, progress: Callable[[int, int, str], None] | None = None) -> dict:

@@ -86,10 +86,7 @@ def clip_signals(path: Path, measure=None):
     m = (measure or measure_video)(Path(path))
     track = m.track
     if abs(track.fps - 25.0) > 0.01:  # the judge works at 25 fps: nearest frame
-        idx = np.minimum(np.round(np.arange(int(len(track.lips) * 25.0 / track.fps)) * track.fps / 25.0).astype(int),
-                         len(track.lips) - 1)
-        track = LipTrack(track.lips[idx], track.opening[idx], track.width[idx], track.face_present[idx],
-                         track.confidence[idx], 25.0)
+        track = track.at_fps(25.0, int(len(track) * 25.0 / track.fps))
     audio = np.asarray(m.audio, np.float32)
     lead = int(round(float(m.audio_offset) * 16_000))  # audio sample 0 sits at audio_offset on the video clock
     audio = np.concatenate([np.zeros(lead, np.float32), audio]) if lead > 0 else audio[-lead:]

@@ -155,8 +155,7 @@ def build(target: np.ndarray, track: LipTrack, audio_offset: float, words: list[
         video_src[h0:h1] = centre
     src_t = video_src[np.minimum((np.arange(frames) / fps * SAMPLE_RATE).astype(int), n - 1)] / SAMPLE_RATE
     idx = np.clip(np.round((src_t + audio_offset) * fps).astype(int), 0, len(track) - 1)
-    lips = LipTrack(track.lips[idx], track.opening[idx], track.width[idx], track.face_present[idx],
-                    track.confidence[idx], fps)
+    lips = track.take(idx)
     # the other person: in each stretched silence, MARGIN_S from the words; and over one run of the target's words
     level = active_rms(clean)
     pool = speech_chunks(others)

@@ -81,11 +81,8 @@ def noisy_example(audio: np.ndarray, track, audio_offset: float, noise: np.ndarr
 
 def _shifted(track, audio_offset: float):
     """The track on the audio's clock (frame i at i / fps)."""
-    from avcall.pipelines.face.lip_track import LipTrack
-
     idx = np.clip(np.round(np.arange(len(track)) + audio_offset * track.fps).astype(int), 0, len(track) - 1)
-    return LipTrack(track.lips[idx], track.opening[idx], track.width[idx], track.face_present[idx],
-                    track.confidence[idx], track.fps)
+    return track.take(idx)
 
 
 def training_clips(data: Path, grid: int = GRID_CLIPS) -> list[Path]:

@@ -10,11 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from ..asr import Word
-from ..frames import Event, Frame
+from ..frames import Caption, Event, Frame, Word
 from ..stage import Stage
 from .atomic import write_text_atomic
-from ..stages.captioner import Caption
 
 MIN_CUE_S = 0.3  # a cue shorter than this flashes by unread
 LINE_CHARS = 42  # characters a caption line holds, the usual limit for subtitles

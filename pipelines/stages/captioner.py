@@ -22,13 +22,13 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import deque
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
-from ..asr import DEFAULT_ENGINE, EngineProcess, SpeechEngine, Word, make_engine, resumable
-from ..frames import HOP_SAMPLES, SAMPLE_RATE, AudioFrame, Event, Frame, LipFeatures
+from ..asr import DEFAULT_ENGINE, EngineProcess, SpeechEngine, make_engine, resumable
+from ..frames import HOP_SAMPLES, SAMPLE_RATE, AudioFrame, Caption, Event, Frame, LipFeatures, Word
 from ..lip_gate import caption_gains
 from ..stage import Stage
 from ..telemetry import StageTelemetry
@@ -114,27 +114,6 @@ class _Batch:
         with self._lock:
             self._taken = True
             return self._items
-
-
-@dataclass(frozen=True)
-class Caption:
-    kind: str  # "partial" or "final"
-    text: str
-    start: float  # session seconds: the line's first word (partials: where the line started)
-    end: float  # the last word's end (partials: the audio heard so far)
-    emitted: float  # session seconds of audio heard when it was emitted
-    line: int  # running number of the spoken line (pause to pause): a long line comes as several finals
-    words: tuple[Word, ...] = ()
-    language: str = ""  # the recogniser's language code on a final ("en", "de", ...; "" when it does not say)
-
-    def to_json(self) -> dict:
-        d = asdict(self)
-        d["words"] = [asdict(w) for w in self.words]
-        return d
-
-    @classmethod
-    def from_json(cls, d: dict) -> Caption:
-        return cls(**(d | {"words": tuple(Word(**w) for w in d.get("words", ()))}))
 
 
 @dataclass

@@ -12,9 +12,9 @@ import pytest
 
 from avcall.app.eval.captions import caption
 from avcall.models.data.align import normalise
-from avcall.pipelines.asr import ResumableEngine, SpeechEngine, Word, make_engine, resumable
+from avcall.pipelines.asr import ResumableEngine, SpeechEngine, make_engine, resumable
 from avcall.pipelines.errors import InputError
-from avcall.pipelines.frames import SAMPLE_RATE
+from avcall.pipelines.frames import SAMPLE_RATE, Word
 from avcall.pipelines.stages.captioner import Captioner
 
 pytest.importorskip("faster_whisper", reason="faster-whisper is not installed (scripts/setup.sh)")

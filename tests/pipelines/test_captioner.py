@@ -17,12 +17,12 @@ import webvtt
 from avcall.app.eval.captions import caption, score_clip
 from avcall.app.eval.metrics import edit_alignment
 from avcall.models.data.align import normalise
-from avcall.pipelines.asr import PocketSphinxEngine, Word, make_engine
+from avcall.pipelines.asr import PocketSphinxEngine, make_engine
 from avcall.pipelines.errors import InputError
-from avcall.pipelines.frames import SAMPLE_RATE, Event, LipFeatures, VideoFrame
+from avcall.pipelines.frames import SAMPLE_RATE, Caption, Event, LipFeatures, VideoFrame, Word
 from avcall.pipelines.sinks.captions import CaptionSink, cues, srt as to_srt, webvtt as to_webvtt, wrap
 from avcall.pipelines.stages.caption_burner import CaptionBurner
-from avcall.pipelines.stages.captioner import Caption, VoiceActivity
+from avcall.pipelines.stages.captioner import VoiceActivity
 
 needs_flite = pytest.mark.skipif(shutil.which("flite") is None, reason="flite is not installed (scripts/setup.sh)")
 FIRST, SECOND = "please call me back tomorrow morning", "the meeting starts at nine"
