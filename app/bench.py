@@ -564,7 +564,7 @@ def bench_serve(seconds: float = 20.0, clip: Path | None = None, peers: tuple[in
             path = Path(tmp) / "talk.mp4"
             if not write_talking_portrait(path, [DEMO_LINE] * (int(seconds // 4) + 2)):
                 asyncio.run(write_synthetic_clip(path, seconds + 2))
-        from avcall.export.runtime import sessions_shared
+        from avcall.pipelines.runtime import sessions_shared
 
         for mode, n in [(mode, n) for mode in sessions for n in peers]:
             with sessions_shared(mode == "shared"):

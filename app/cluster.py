@@ -6,8 +6,8 @@ The controller lists the room's publishers twice a second. Each participant (any
 not a worker's `avcall:<feed>`) gets a slot: on a warm worker with a free one (imports done, the noise
 suppressor's sessions made), the fullest first; when that takes the last free slot, a new worker is started
 behind it, so there is always a warm spare slot. A worker runs its calls (app/worker.RoomCall) as concurrent
-tasks of one process, so they share its onnxruntime sessions (export/runtime.shared_session: one per model
-per process) and, for a model with a batch axis, one batched step per hop (export/runtime.batched_session).
+tasks of one process, so they share its onnxruntime sessions (pipelines/runtime.shared_session: one per model
+per process) and, for a model with a batch axis, one batched step per hop (pipelines/runtime.batched_session).
 When a worker's process or node dies, Ray fails each of its calls' pending `run` with an actor error; for each
 the controller kicks the dead worker's feed out of the room (so pages stop waiting for it) and gives the call
 to a free slot: the participant sees a gap, then the processed feed again. Each actor declares what its K
@@ -153,8 +153,8 @@ def worker_class(cfg: ClusterConfig):
 
         def info(self) -> dict:
             """Who it is and what its process shares: its pid and node, its calls' feeds, the model file of each
-            onnxruntime session of the process (export/runtime.session_report) and its batched steps."""
-            from avcall.export.runtime import session_report
+            onnxruntime session of the process (pipelines/runtime.session_report) and its batched steps."""
+            from avcall.pipelines.runtime import session_report
 
             return {"pid": os.getpid(), "node": ray.get_runtime_context().get_node_id(), "warm_s": self.warm_s,
                     "slots": self.slots, "feeds": sorted(self.calls), **session_report()}

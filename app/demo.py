@@ -258,7 +258,7 @@ def write_report(path: Path, *, call: Call | None, enhanced: np.ndarray | None, 
 
 
 def run_demo(outdir: Path = Path("avcall-demo"), clip: Path | None = None) -> str:
-    from avcall.export.runtime import shipped
+    from avcall.pipelines.runtime import shipped
     from avcall.pipelines.suppressors import DEFAULT, available
 
     began = time.monotonic()

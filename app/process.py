@@ -189,7 +189,7 @@ def virtual_camera(out: str, size: tuple[int, int], fps) -> VirtualCameraSink:
 
 def emotion_shipped() -> bool:
     """Whether the emotion nets ship (the served page's opt-in and the demo's timeline need them)."""
-    from avcall.export.runtime import shipped
+    from avcall.pipelines.runtime import shipped
     from avcall.pipelines.nets.emotion import FACE, VOICE
 
     return shipped(FACE) and shipped(VOICE)

@@ -284,7 +284,7 @@ class Server:
 
     def has_avatar(self) -> bool:
         """Whether the talking face ships (the page's "send" picker offers the portrait)."""
-        from avcall.export.runtime import shipped
+        from avcall.pipelines.runtime import shipped
         from avcall.pipelines.nets.voice_to_lips import WEIGHTS
 
         return shipped(WEIGHTS)

@@ -271,7 +271,7 @@ def make_loop_clip(folder: Path) -> Path:
 
 
 def _pipeline(clip: Path, cfg: SoakConfig, clock: SessionClock, outputs: Outputs) -> tuple[Pipeline, LoopSource]:
-    from avcall.export.runtime import shipped
+    from avcall.pipelines.runtime import shipped
     from avcall.pipelines.suppressors import DEFAULT, available
 
     source = LoopSource(clip, clock=clock)

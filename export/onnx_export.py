@@ -34,7 +34,7 @@ from torch import nn
 from avcall.pipelines.nets.enhancer_features import HOP, LIP_DIM, N_FREQ, WINDOW, log_power, stft
 from avcall.models.avse.model import Enhancer
 
-from .runtime import create_session, weights_path
+from avcall.pipelines.runtime import create_session, weights_path
 
 OPSET = 17
 LATENCY_MS = 1000 * WINDOW // 16_000  # design number: the analysis window (20 ms)

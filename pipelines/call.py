@@ -90,7 +90,7 @@ class Call:
 
 def judge_shipped() -> bool:
     """Whether the sync judge ships (the active speaker and the sync monitor need it)."""
-    from avcall.export.runtime import shipped
+    from avcall.pipelines.runtime import shipped
     from avcall.pipelines.nets.sync_judge import AUDIO_WEIGHTS, LIPS_WEIGHTS
 
     return shipped(LIPS_WEIGHTS) and shipped(AUDIO_WEIGHTS)

@@ -228,7 +228,7 @@ class NetScorer:
 
 def default_scorer() -> "NetScorer | GateScorer":
     """The net where it ships (the second design, the better one: see docs/lip_gate.md), else the logistic model."""
-    from avcall.export.runtime import shipped
+    from avcall.pipelines.runtime import shipped
 
     from .nets.lip_gate_net import WEIGHTS as NET_WEIGHTS
 

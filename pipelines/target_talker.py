@@ -101,7 +101,7 @@ class TargetTalker:
 
     def __init__(self, design: str = "separate", weights: str | Path | None = None, judge=None,
                  tuning: Tuning | None = None, use_lips: bool = True) -> None:
-        from avcall.export.runtime import create_session, require_weights
+        from avcall.pipelines.runtime import create_session, require_weights
         from avcall.pipelines.nets.sync_judge import SyncJudge
 
         self.design = design

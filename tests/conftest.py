@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from avcall.models.data.shared_data import shared_data_dir
-from avcall.export.runtime import weights_path
+from avcall.pipelines.runtime import weights_path
 
 # the emotion nets are exported by `avcall train emotion --export`; until then their tests say why they wait
 needs_emotion_weights = pytest.mark.skipif(

@@ -1,6 +1,6 @@
 """Which way imports go (docs/architecture.md, "Where the code lives"): nothing outside app/ imports app,
-pipelines/ imports nothing from models/ (the training side), and no file imports another in a circle, lazy
-imports inside functions included."""
+pipelines/ imports nothing from models/ or export/ (the training side), the run-time path (pipelines/, app/)
+never imports torch, and no file imports another in a circle, lazy imports inside functions included."""
 
 from __future__ import annotations
 
@@ -85,6 +85,19 @@ def test_imports_go_one_way_and_never_in_a_circle():
                       if b.startswith("avcall.app") and not a.startswith("avcall.app"))
     assert into_app == []
     into_training = sorted(f"{a} -> {b}" for a, targets in graph.items() for b in targets
-                           if a.startswith("avcall.pipelines") and b.startswith("avcall.models"))
+                           if a.startswith("avcall.pipelines") and b.startswith(("avcall.models", "avcall.export")))
     assert into_training == []
     assert cycles(graph) == []
+
+
+def test_the_run_time_path_never_imports_torch():
+    """torch is for training and export only: no module of pipelines/ or app/ imports it, even lazily."""
+    torch_users = []
+    for name, path in modules().items():
+        if not name.startswith(("avcall.pipelines", "avcall.app")):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            torch_users += [name for n in names if n == "torch" or n.startswith("torch.")]
+    assert torch_users == []

@@ -107,7 +107,7 @@ class AvcallEnhancer:
     """The shipped ONNX enhancers through the same streaming code the live stage runs (one hop at a time)."""
 
     def __init__(self, name: str, av: str | None, ao: str | None, use_lips: bool = True) -> None:
-        from avcall.export.runtime import weights_path
+        from avcall.pipelines.runtime import weights_path
         from avcall.pipelines.nets.enhancer import StreamingEnhancer
 
         paths = [weights_path(f) if f else None for f in (av, ao)]
@@ -132,7 +132,7 @@ class GatedChain:
     needs_lips = True
 
     def __init__(self, name: str, backend: str = DEFAULT_BACKEND, gate: str = "lips") -> None:
-        from avcall.export.runtime import shipped
+        from avcall.pipelines.runtime import shipped
         from avcall.pipelines.nets.sync_judge import AUDIO_WEIGHTS, LIPS_WEIGHTS, SyncJudge
 
         self.name, self.gate = name, gate
@@ -185,7 +185,7 @@ class TargetTalkerMethod:
     needs_lips = True
 
     def __init__(self, name: str, design: str, use_lips: bool = True) -> None:
-        from avcall.export.runtime import weights_path
+        from avcall.pipelines.runtime import weights_path
         from avcall.pipelines.target_talker import SEPARATOR, TargetTalker
 
         folder = os.environ.get("AVCALL_TSE_WEIGHTS")

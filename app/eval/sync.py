@@ -34,7 +34,7 @@ def summarise(report: dict) -> dict:
 
 
 def run(args) -> int:
-    from avcall.export.runtime import require_weights
+    from avcall.pipelines.runtime import require_weights
     from avcall.pipelines.nets.sync_judge import AUDIO_WEIGHTS, LIPS_WEIGHTS, SyncJudge
 
     clips = talking_face_clips(check_data_dir(args.data if args.data is not None else shared_data_dir()))

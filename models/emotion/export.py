@@ -51,7 +51,7 @@ class _FusionProbs(torch.nn.Module):
 
 def _export(module: torch.nn.Module, inputs: tuple, names: list[str], outputs: list[str], path: Path,
             dynamic: dict) -> float:
-    from ...export.runtime import create_session
+    from avcall.pipelines.runtime import create_session
 
     module.eval()
     torch.onnx.export(module, inputs, str(path), input_names=names, output_names=outputs, dynamic_axes=dynamic,

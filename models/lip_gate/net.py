@@ -277,7 +277,7 @@ def export(args) -> dict:
     import torch
 
     from avcall.export.onnx_export import write_manifest_entry
-    from avcall.export.runtime import create_session, weights_path
+    from avcall.pipelines.runtime import create_session, weights_path
 
     out_dir = Path(args.out)
     summary = json.loads((out_dir / "summary.json").read_text())

@@ -368,7 +368,7 @@ def ship(run: Path, candidate: Path, tracks: Path, before: Path, dev: dict, root
     from types import SimpleNamespace
 
     from avcall.export.onnx_export import REAL_VOICE_CREDITS, corpus_info, write_manifest_entry
-    from avcall.export.runtime import weights_dir
+    from avcall.pipelines.runtime import weights_dir
 
     from ..talking_face.real import sources_seen
 
@@ -407,7 +407,7 @@ def ship(run: Path, candidate: Path, tracks: Path, before: Path, dev: dict, root
 
 
 def main(argv=None) -> None:
-    from avcall.export.runtime import require_weights
+    from avcall.pipelines.runtime import require_weights
     from avcall.pipelines.nets.sync_judge import AUDIO_WEIGHTS, LIPS_WEIGHTS
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -166,7 +166,7 @@ def train(cfg: SyncConfig, progress: bool = True) -> dict:
 def export_encoders(state: dict, out_dir: Path) -> dict[str, float]:
     """A checkpoint's two encoders as sync_lips.onnx and sync_audio.onnx in out_dir (dynamic batch, the shipped
     interface), each checked against torch: {file: largest difference}."""
-    from ...export.runtime import create_session
+    from avcall.pipelines.runtime import create_session
     from avcall.pipelines.nets.sync_features import LIP_DIM, N_MELS
     from avcall.pipelines.nets.sync_judge import AUDIO_WEIGHTS, LIPS_WEIGHTS
 
@@ -215,7 +215,7 @@ def export(run: Path, out_dir: Path, metrics: dict | None = None) -> dict:
 
 
 def run(args) -> dict:
-    from ...export.runtime import weights_dir
+    from avcall.pipelines.runtime import weights_dir
 
     result = train(SyncConfig(corpus=args.corpus, out=args.out, steps=args.steps, batch=args.batch, seed=args.seed,
                               ckpt_every=args.ckpt_every, max_minutes=args.max_minutes), progress=not args.quiet)

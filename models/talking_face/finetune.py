@@ -208,7 +208,7 @@ def ship(run: Path, candidate: Path, exported: dict, tracks: Path, root: Path, d
     import shutil
 
     from avcall.export.onnx_export import REAL_VOICE_CREDITS, corpus_info, write_manifest_entry
-    from avcall.export.runtime import weights_dir
+    from avcall.pipelines.runtime import weights_dir
     from avcall.pipelines.nets.voice_to_lips import LOOKAHEAD
 
     from .real import load_clips, sources_seen, split
@@ -251,7 +251,7 @@ def ship(run: Path, candidate: Path, exported: dict, tracks: Path, root: Path, d
 
 
 def main(argv=None) -> None:
-    from avcall.export.runtime import require_weights
+    from avcall.pipelines.runtime import require_weights
 
     from .train import WEIGHTS
 

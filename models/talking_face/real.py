@@ -334,7 +334,7 @@ def calibrate_onnx(src: Path, dst: Path, tracks: Path, most: float = 3.0) -> dic
     import onnx
     from onnx import helper, numpy_helper
 
-    from ...export.runtime import create_session
+    from avcall.pipelines.runtime import create_session
     from avcall.pipelines.nets.voice_to_lips import voice_features
 
     sess = create_session(src, threads=1)
@@ -372,7 +372,7 @@ def calibrate_onnx(src: Path, dst: Path, tracks: Path, most: float = 3.0) -> dic
 
 def run(args) -> dict:
     """`avcall train talking-face --real FOLDER`: track the clips, train, and export with --export."""
-    from ...export.runtime import weights_dir
+    from avcall.pipelines.runtime import weights_dir
 
     tracks = args.tracks or args.out / "tracks"
     log = (lambda _: None) if args.quiet else print

@@ -238,7 +238,7 @@ def export(run: Path, out_dir: Path, metrics: dict | None = None) -> dict:
 def export_onnx(model: VoiceToLips, path: Path) -> tuple[float, float]:
     """The net as ONNX (features, state_in -> lips, state_out); raises unless it equals torch on a whole clip
     (1e-4) and hop by hop equals the whole clip (1e-5). Returns both errors."""
-    from ...export.runtime import create_session
+    from avcall.pipelines.runtime import create_session
 
     feats = torch.from_numpy(voice_features(np.random.default_rng(0).normal(0, 0.1, 50 * 160).astype(np.float32)))[None]
     torch.onnx.export(model, (feats, model.initial_state()), str(path), input_names=["features", "state_in"],
@@ -261,7 +261,7 @@ def export_onnx(model: VoiceToLips, path: Path) -> tuple[float, float]:
 
 
 def run(args) -> dict:
-    from ...export.runtime import weights_dir
+    from avcall.pipelines.runtime import weights_dir
 
     if args.corpus is None:
         raise SystemExit("avcall train talking-face: --corpus or --real is needed")

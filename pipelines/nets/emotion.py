@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 
-from ...export.runtime import require_weights, shared_session, weights_path
+from ..runtime import require_weights, shared_session, weights_path
 
 CLASSES: tuple[str, ...] = ("neutral", "happy", "sad", "angry", "fearful", "disgust", "surprise")
 

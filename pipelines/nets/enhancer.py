@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...export.runtime import create_session
+from ..runtime import create_session
 from ..frames import SAMPLE_RATE, LipFeatures
 from .enhancer_features import _WIN, HOP, LIP_DIM, N_FREQ, WINDOW, lip_stream, log_power
 

@@ -86,7 +86,7 @@ class LipGateNet:
     One session per process, shared by every call (each call keeps its own state)."""
 
     def __init__(self, path=None) -> None:
-        from ...export.runtime import require_weights, shared_session
+        from ..runtime import require_weights, shared_session
 
         self.session = shared_session(path or require_weights(WEIGHTS), threads=1)
         self.hidden = int(self.session.get_inputs()[1].shape[-1])

@@ -36,7 +36,7 @@ class SyncResult:
 
 class SyncJudge:
     def __init__(self, lips_path: str | Path | None = None, audio_path: str | Path | None = None) -> None:
-        from ...export.runtime import require_weights, shared_session
+        from ..runtime import require_weights, shared_session
 
         self.lips = shared_session(lips_path or require_weights(LIPS_WEIGHTS), threads=1)
         self.audio = shared_session(audio_path or require_weights(AUDIO_WEIGHTS), threads=1)

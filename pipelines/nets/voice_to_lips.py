@@ -63,7 +63,7 @@ WEIGHTS = "talking_face.onnx"
 
 class VoiceToLipsStream:
     def __init__(self, path: str | Path | None = None, session=None) -> None:
-        from ...export.runtime import require_weights, shared_session
+        from ..runtime import require_weights, shared_session
 
         self.session = session or shared_session(path or require_weights(WEIGHTS), threads=1)
         from ..face.lip_model import LipModel

@@ -93,7 +93,7 @@ class LipGate(Stage):
     async def start(self) -> None:
         scorer = await self.in_worker(default_scorer)
         if not isinstance(scorer, NetScorer) and self.judge is None and self.use_judge:  # the logistic one's evidence
-            from avcall.export.runtime import shipped
+            from avcall.pipelines.runtime import shipped
 
             from ..nets.sync_judge import AUDIO_WEIGHTS, LIPS_WEIGHTS, SyncJudge
 

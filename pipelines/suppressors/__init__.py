@@ -3,7 +3,7 @@
 `DEFAULT` is what `--enhance` runs: the best measured against its CPU cost on a 2-core machine running the
 whole call (bench/enhance_eval.json, the README's table). `available()` lists what ships on this machine,
 in the order users are offered them; `open_suppressor(name)` makes a new stream of one (the weights are
-checked and the sessions shared, see export/runtime.py).
+checked and the sessions shared, see pipelines/runtime.py).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ BACKENDS: dict[str, tuple[str, str]] = {
 
 def available() -> list[str]:
     """The backends that ship on this machine (their package or file is here), default first."""
-    from avcall.export.runtime import shipped
+    from avcall.pipelines.runtime import shipped
 
     return [name for name, (_, entry) in BACKENDS.items() if shipped(entry)]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from avcall.export.runtime import batched_session, require_weights
+from avcall.pipelines.runtime import batched_session, require_weights
 from avcall.pipelines.nets.enhancer import AO_WEIGHTS, DELAY, StreamingEnhancer
 
 from .base import Suppressor

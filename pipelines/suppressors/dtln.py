@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from avcall.export.runtime import package_weights, shared_session
+from avcall.pipelines.runtime import package_weights, shared_session
 
 from .base import Reblocker, Suppressor
 

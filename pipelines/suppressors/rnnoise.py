@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ctypes
 
-from avcall.export.runtime import package_weights
+from avcall.pipelines.runtime import package_weights
 
 from .at48k import At48k
 

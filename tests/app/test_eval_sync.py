@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 from avcall.app.cli import main
-from avcall.export.runtime import require_weights
+from avcall.pipelines.runtime import require_weights
 from avcall.pipelines.nets.sync_judge import AUDIO_WEIGHTS, LIPS_WEIGHTS
 from tests.app.scaled_onnx import scaled_weights
 

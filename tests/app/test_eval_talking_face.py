@@ -13,7 +13,7 @@ CLIPS = ("GRID_bbaf2n.mpg", "LRS2_deepavsr_00004.mp4", "LRS2_deepavsr_00004.txt"
 
 def test_two_real_clips(shared_data, tmp_path):
     from avcall.app.eval.talking_face import METHODS, evaluate_talking_face
-    from avcall.export.runtime import weights_path
+    from avcall.pipelines.runtime import weights_path
     from tests.app.scaled_onnx import scaled_weights
 
     if not all(weights_path(w).is_file() for w in ("talking_face.onnx", "sync_lips.onnx", "sync_audio.onnx")):

@@ -223,7 +223,7 @@ def test_the_mood_opt_in_in_chromium(fake_media, served, tmp_path):
 def test_the_avatar_toggle_in_chromium(fake_media, served, tmp_path):
     """The page sends the camera until its user picks a portrait: moved by the face (the landmark codec's few
     bytes a frame), then by the voice; back to the camera on "my camera"."""
-    from avcall.export.runtime import weights_path
+    from avcall.pipelines.runtime import weights_path
     from selenium.webdriver.support.ui import Select
 
     if not weights_path("talking_face.onnx").is_file():

@@ -14,7 +14,7 @@ import soundfile as sf
 import torch
 from scipy.signal import resample_poly
 
-from avcall.export import runtime
+from avcall.pipelines import runtime
 from avcall.export.onnx_export import (STREAM_TOLERANCE, TOLERANCE, export_onnx, load_checkpoint, main, parity,
                                        write_manifest_entry)
 from avcall.models.avse.model import Enhancer
@@ -164,4 +164,4 @@ def test_only_export_runtime_creates_sessions():
     pattern = re.compile(r"InferenceSession\s*\(")
     offenders = [str(p.relative_to(REPO)) for folder in ("app", "pipelines", "models", "export")
                  for p in (REPO / folder).rglob("*.py") if pattern.search(p.read_text())]
-    assert offenders == ["export/runtime.py"]
+    assert offenders == ["pipelines/runtime.py"]

@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 
 from avcall.app.process import ProcessConfig, run_process
-from avcall.export.runtime import weights_dir
+from avcall.pipelines.runtime import weights_dir
 from avcall.pipelines.sources.file import FileSource
 from tests.conftest import read_all, run_cli, write_media
 

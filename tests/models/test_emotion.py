@@ -10,7 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from avcall.export.runtime import weights_path  # noqa: E402
+from avcall.pipelines.runtime import weights_path  # noqa: E402
 from avcall.models.emotion.export import _export, _FusionProbs, _Probs  # noqa: E402
 from avcall.pipelines.nets.emotion_features import FACE_SIZE, N_MELS, WINDOW_FRAMES, align_face, face_input, voice_window
 from avcall.pipelines.nets.emotion import CLASSES, valence_arousal

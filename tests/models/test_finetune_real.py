@@ -32,7 +32,7 @@ def test_voice_to_lips_read_back_from_a_calibrated_onnx(tmp_path):
 
 
 def test_voice_to_lips_finetune_keeps_the_best_and_exports(tmp_path):
-    from avcall.export.runtime import create_session
+    from avcall.pipelines.runtime import create_session
     from avcall.models.talking_face.finetune import FinetuneConfig, export, finetune
     from avcall.models.talking_face.model import VoiceToLips
     from avcall.models.talking_face.train import export_onnx
@@ -52,7 +52,7 @@ def test_voice_to_lips_finetune_keeps_the_best_and_exports(tmp_path):
 
 
 def test_sync_judge_read_back_and_finetuned(tmp_path, monkeypatch):
-    from avcall.export.runtime import create_session, require_weights
+    from avcall.pipelines.runtime import create_session, require_weights
     from avcall.models.sync import finetune as ft
     from avcall.pipelines.nets.sync_features import AUDIO_PER_VIDEO, LIP_DIM, N_MELS, WINDOW
 

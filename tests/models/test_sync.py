@@ -73,7 +73,7 @@ def test_train_resume_and_export(tiny_corpus, tmp_path, monkeypatch):
 
 def test_the_shipped_judge_finds_known_offsets_on_real_faces(shared_data):
     from avcall.app.sync import judge_accuracy
-    from avcall.export.runtime import weights_path
+    from avcall.pipelines.runtime import weights_path
     from avcall.models.data.realclips import transcribed_clips
 
     if not weights_path("sync_lips.onnx").is_file():
@@ -90,7 +90,7 @@ def test_the_speaking_face_of_two_side_by_side(shared_data):
 
     from avcall.models.data.measure import clip_signals
     from avcall.app.sync import lip_tracks_by_face
-    from avcall.export.runtime import weights_path
+    from avcall.pipelines.runtime import weights_path
     from avcall.pipelines.nets.sync_judge import SyncJudge
 
     if not weights_path("sync_lips.onnx").is_file():
@@ -118,7 +118,7 @@ def test_the_live_monitor_reports_a_known_offset(shared_data):
 
     from avcall.models.data.measure import clip_signals
     from avcall.app.sync import shift_audio
-    from avcall.export.runtime import weights_path
+    from avcall.pipelines.runtime import weights_path
     from avcall.pipelines.frames import AudioFrame, LipFeatures
     from avcall.pipelines.stages.sync_monitor import SyncMonitor
 

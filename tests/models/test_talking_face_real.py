@@ -69,7 +69,7 @@ def test_calibrated_copy_scales_the_output_about_its_mean(tmp_path):
     """calibrate_onnx: out' = c + g (out - c), streaming kept (state in and out untouched)."""
     import torch
 
-    from avcall.export.runtime import create_session
+    from avcall.pipelines.runtime import create_session
     from avcall.pipelines.nets.voice_to_lips import voice_features
     from avcall.models.talking_face.model import VoiceToLips
     from avcall.models.talking_face.real import calibrate_onnx

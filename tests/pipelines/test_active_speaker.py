@@ -22,7 +22,7 @@ SMALL, LARGE = "GRID_bbaf2n.mpg", "GRID_lbbc2a.mpg"
 def composite(shared_data):
     import av
 
-    from avcall.export.runtime import weights_path
+    from avcall.pipelines.runtime import weights_path
 
     if not weights_path("sync_lips.onnx").is_file():
         pytest.skip("the sync judge is not shipped in models/weights/")

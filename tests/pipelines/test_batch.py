@@ -6,7 +6,7 @@ import threading
 
 import numpy as np
 
-from avcall.export.runtime import batched_session, require_weights, shared_session
+from avcall.pipelines.runtime import batched_session, require_weights, shared_session
 from avcall.pipelines.nets.batch import BatchedSession
 from avcall.pipelines.nets.enhancer import AO_WEIGHTS, StreamingEnhancer
 from avcall.pipelines.nets.spectrum import HOP

@@ -93,7 +93,7 @@ def test_three_served_peers_share_one_session_per_model():
     import asyncio
 
     from avcall.app.serve import Peer, Server, ServeConfig
-    from avcall.export.runtime import session_count
+    from avcall.pipelines.runtime import session_count
 
     server = Server(ServeConfig(captions=False))
     server.load_models()
@@ -113,7 +113,7 @@ def test_three_served_peers_share_one_session_per_model():
         peers.append(peer)
         counts.append(session_count())
     assert counts[0] == counts[1] == counts[2] > 0  # the second and third peers opened no session
-    from avcall.export.runtime import _sessions
+    from avcall.pipelines.runtime import _sessions
     from avcall.pipelines.call import judge_shipped
 
     opened = {Path(key[0]).name for key in _sessions}

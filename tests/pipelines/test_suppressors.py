@@ -16,7 +16,7 @@ from scipy.signal import resample_poly
 
 from avcall.app.eval.data import scale_to_snr
 from avcall.app.eval.metrics import si_sdr
-from avcall.export.runtime import manifest, session_count
+from avcall.pipelines.runtime import manifest, session_count
 from avcall.pipelines.audio import Limiter
 from avcall.pipelines.frames import HOP_SAMPLES
 from avcall.pipelines.suppressors import BACKENDS, DEFAULT, available, open_suppressor

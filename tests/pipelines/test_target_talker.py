@@ -77,7 +77,7 @@ def test_the_clip_path_is_the_hop_path_and_repeats(random_separator):
 
 
 def _trained_weights() -> Path | None:
-    from avcall.export.runtime import weights_path
+    from avcall.pipelines.runtime import weights_path
 
     folder = os.environ.get("AVCALL_TSE_WEIGHTS")
     path = Path(folder) / "tse_sep.onnx" if folder else weights_path("tse_sep.onnx")

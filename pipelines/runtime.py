@@ -19,7 +19,7 @@ from pathlib import Path
 
 import onnxruntime as ort
 
-from avcall.pipelines.errors import InputError
+from .errors import InputError
 
 WEIGHTS_PACKAGE = "avcall.models"  # the shipped ONNX files and manifest.json live in its weights/ folder
 MANIFEST = "manifest.json"
@@ -82,7 +82,7 @@ def require_weights(name: str) -> Path:
     path = weights_path(name)
     if not path.is_file():
         raise InputError(f"no shipped weights: {path} is missing (export a trained model with "
-                         f"`python -m avcall.export.onnx_export`)")
+                         f"`python -m avcall.export.onnx_export` or the model family's `avcall train ... --export`)")
     return path
 
 
@@ -187,7 +187,7 @@ def batched_session(path: str | Path, batch_axes: dict[str, int], *, threads: in
     """The shared session of `path` behind one BatchedSession per process (pipelines/nets/batch.py): every
     stream that runs this model is stepped in one batched call per hop (on a GPU, where the batch pays most,
     with `prefer_gpu`)."""
-    from ..pipelines.nets.batch import BatchedSession
+    from .nets.batch import BatchedSession
 
     session = shared_session(path, threads=threads, prefer_gpu=prefer_gpu)
     if not SHARE_SESSIONS:
