@@ -227,7 +227,7 @@ class NetScorer:
 
 
 def default_scorer() -> "NetScorer | GateScorer":
-    """The net where it ships (the second design, the better one: see docs/lip_gate.md), else the logistic model."""
+    """The net where it ships (the second design; docs/lip_gate.md says why it ships), else the logistic model."""
     from avcall.pipelines.runtime import shipped
 
     from .nets.lip_gate_net import WEIGHTS as NET_WEIGHTS
