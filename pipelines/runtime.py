@@ -82,7 +82,7 @@ def require_weights(name: str) -> Path:
     path = weights_path(name)
     if not path.is_file():
         raise InputError(f"no shipped weights: {path} is missing (export a trained model with "
-                         f"`python -m avcall.export.onnx_export` or the model family's `avcall train ... --export`)")
+                         f"`python -m avcall.models.avse.export` or the model family's `avcall train ... --export`)")
     return path
 
 

@@ -1,6 +1,8 @@
 """Which way imports go (docs/architecture.md, "Where the code lives"): nothing outside app/ imports app,
-pipelines/ imports nothing from models/ or export/ (the training side), the run-time path (pipelines/, app/)
-never imports torch, and no file imports another in a circle, lazy imports inside functions included."""
+pipelines/ imports nothing from models/ or export/ (the training side), export/ (what the families' exports
+share) imports nothing from models/ or app/, each family's export lives in models/<family>/, the run-time path
+(pipelines/, app/) never imports torch, and no file imports another in a circle, lazy imports inside functions
+included."""
 
 from __future__ import annotations
 
@@ -87,7 +89,21 @@ def test_imports_go_one_way_and_never_in_a_circle():
     into_training = sorted(f"{a} -> {b}" for a, targets in graph.items() for b in targets
                            if a.startswith("avcall.pipelines") and b.startswith(("avcall.models", "avcall.export")))
     assert into_training == []
+    export_up = sorted(f"{a} -> {b}" for a, targets in graph.items() for b in targets
+                       if a.startswith("avcall.export") and b.startswith(("avcall.models", "avcall.app")))
+    assert export_up == []
     assert cycles(graph) == []
+
+
+def test_each_familys_export_lives_in_models():
+    """export/ holds what the exports share (the manifest), no family's graph: nothing there calls torch's
+    exporter or imports torch."""
+    exporters = []
+    for name, path in modules().items():
+        if name.startswith("avcall.export"):
+            text = path.read_text()
+            exporters += [name] * (("torch.onnx.export" in text) + ("import torch" in text))
+    assert exporters == []
 
 
 def test_the_run_time_path_never_imports_torch():

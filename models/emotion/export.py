@@ -73,7 +73,7 @@ def _export(module: torch.nn.Module, inputs: tuple, names: list[str], outputs: l
 
 
 def export(run: Path, out_dir: Path) -> dict:
-    from ...export.onnx_export import write_manifest_entry
+    from avcall.export.manifest import write_manifest_entry
 
     results = json.loads((run / "results.json").read_text())
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -276,7 +276,7 @@ def export(args) -> dict:
     manifest entry."""
     import torch
 
-    from avcall.export.onnx_export import write_manifest_entry
+    from avcall.export.manifest import write_manifest_entry
     from avcall.pipelines.runtime import create_session, weights_path
 
     out_dir = Path(args.out)

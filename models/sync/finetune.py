@@ -367,7 +367,7 @@ def ship(run: Path, candidate: Path, tracks: Path, before: Path, dev: dict, root
 
     from types import SimpleNamespace
 
-    from avcall.export.onnx_export import REAL_VOICE_CREDITS, corpus_info, write_manifest_entry
+    from avcall.export.manifest import REAL_VOICE_CREDITS, corpus_info, write_manifest_entry
     from avcall.pipelines.runtime import weights_dir
 
     from ..talking_face.real import sources_seen

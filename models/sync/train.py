@@ -193,7 +193,7 @@ def export_encoders(state: dict, out_dir: Path) -> dict[str, float]:
 
 def export(run: Path, out_dir: Path, metrics: dict | None = None) -> dict:
     """The two encoders as ONNX (dynamic batch) beside each other, with parity checked and manifest entries."""
-    from ...export.onnx_export import REAL_VOICE_CREDITS, corpus_info, write_manifest_entry
+    from avcall.export.manifest import REAL_VOICE_CREDITS, corpus_info, write_manifest_entry
 
     state = torch.load(run / "model.pt")
     errors = export_encoders(state, out_dir)

@@ -207,7 +207,7 @@ def ship(run: Path, candidate: Path, exported: dict, tracks: Path, root: Path, d
     dev-clip figures before and after (`dev`, from `avcall eval talking-face` with the candidate)."""
     import shutil
 
-    from avcall.export.onnx_export import REAL_VOICE_CREDITS, corpus_info, write_manifest_entry
+    from avcall.export.manifest import REAL_VOICE_CREDITS, corpus_info, write_manifest_entry
     from avcall.pipelines.runtime import weights_dir
     from avcall.pipelines.nets.voice_to_lips import LOOKAHEAD
 

@@ -287,7 +287,7 @@ def export_real(run: Path, out_dir: Path, root: Path, tracks: Path, metrics: dic
     av_train sources and licences the net saw (training speakers, and the validation speakers it was stopped on)."""
     import torch
 
-    from ...export.onnx_export import write_manifest_entry
+    from avcall.export.manifest import write_manifest_entry
     from .model import VoiceToLips
     from .train import WEIGHTS, export_onnx
 

@@ -210,7 +210,7 @@ def val_opening_r(model: VoiceToLips, batch) -> float:
 
 def export(run: Path, out_dir: Path, metrics: dict | None = None) -> dict:
     """talking_face.onnx (features, state_in -> lips, state_out), parity with torch on a whole clip and hop by hop."""
-    from ...export.onnx_export import REAL_VOICE_CREDITS, corpus_info, write_manifest_entry
+    from avcall.export.manifest import REAL_VOICE_CREDITS, corpus_info, write_manifest_entry
 
     state = torch.load(run / "model.pt")
     config = state["config"]

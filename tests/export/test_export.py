@@ -15,8 +15,9 @@ import torch
 from scipy.signal import resample_poly
 
 from avcall.pipelines import runtime
-from avcall.export.onnx_export import (STREAM_TOLERANCE, TOLERANCE, export_onnx, load_checkpoint, main, parity,
-                                       write_manifest_entry)
+from avcall.export.manifest import write_manifest_entry
+from avcall.models.avse.export import (CREDITS, LATENCY_MS, STREAM_TOLERANCE, TOLERANCE, export_onnx, load_checkpoint,
+                                       main, parity)
 from avcall.models.avse.model import Enhancer
 from avcall.pipelines.errors import InputError
 
@@ -95,10 +96,10 @@ def test_manifest_entry_is_added_then_replaced(exported, tmp_path):
     _, av = exported[True]
     _, ao = exported[False]
     corpus = {"path": "corpus/", "seed": 0, "examples": 10, "seconds": 60.0}
-    write_manifest_entry(av, recipe="python -m avcall.models.avse.train --corpus corpus/", corpus=corpus,
-                         metrics={"val_si_sdr": 1.0}, manifest=manifest)
-    write_manifest_entry(ao, recipe="r", corpus=corpus, metrics={}, manifest=manifest)
-    entry = write_manifest_entry(av, recipe="again", corpus=corpus, metrics={"val_si_sdr": 2.0}, manifest=manifest)
+    common = {"corpus": corpus, "credits": CREDITS, "latency_ms": LATENCY_MS, "manifest": manifest}
+    write_manifest_entry(av, recipe="avcall train avse --corpus corpus/", metrics={"val_si_sdr": 1.0}, **common)
+    write_manifest_entry(ao, recipe="r", metrics={}, **common)
+    entry = write_manifest_entry(av, recipe="again", metrics={"val_si_sdr": 2.0}, **common)
     data = json.loads(manifest.read_text())
     assert sorted(data["models"]) == ["avse_ao.onnx", "avse_av.onnx"]
     got = data["models"]["avse_av.onnx"]

@@ -36,12 +36,12 @@ def test_train_resume_and_export(tiny_corpus, tmp_path, flags):
 
     onnx = tmp_path / "weights" / "model.onnx"
     onnx.parent.mkdir()
-    e = subprocess.run([sys.executable, "-m", "avcall.export.onnx_export", str(run / "model.pt"), "-o", str(onnx)],
+    e = subprocess.run([sys.executable, "-m", "avcall.models.avse.export", str(run / "model.pt"), "-o", str(onnx)],
                        capture_output=True, text=True, timeout=300)
     assert e.returncode == 0, e.stderr
     assert json.loads(e.stdout)["parity"]["ok"]
     entry = json.loads((onnx.parent / "manifest.json").read_text())["models"]["model.onnx"]
-    assert len(entry["sha256"]) == 64 and "avcall.models.avse.train" in entry["recipe"]
+    assert len(entry["sha256"]) == 64 and entry["recipe"].startswith("avcall train avse")
     assert entry["corpus"]["seed"] == 1 and entry["latency_ms"] == 20
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from avcall.export.onnx_export import export_onnx
+from avcall.models.avse.export import export_onnx
 from avcall.pipelines.nets.enhancer_features import HOP, LIP_DIM, N_FREQ, lip_stream, log_power, stft
 from avcall.models.avse.model import Enhancer
 from avcall.pipelines.nets.enhancer import DELAY, StreamingEnhancer, lip_vector

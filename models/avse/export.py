@@ -1,4 +1,4 @@
-"""torch -> ONNX for the enhancer, the parity check against torch, and the shipped weights' manifest.
+"""torch -> ONNX for the enhancer, the parity check against torch, and its entry in the shipped weights' manifest.
 
 The graph takes the recurrent state as an explicit input and returns it, so the runtime steps it hop by
 hop (T = 1) or runs a whole clip (any T) with the same file:
@@ -11,17 +11,17 @@ forward, `initial_state(batch)` and `use_lips` exports the same way (the AVDCNN 
 (TorchScript) exporter. The file's metadata carries what the runtime needs besides the graph: framing,
 sizes and the mean mouth the lip stream was centred on in training.
 
-    python -m avcall.export.onnx_export RUN/model.pt -o models/weights/avse_av.onnx --parity-audio speech.wav
+    python -m avcall.models.avse.export RUN/model.pt -o models/weights/avse_av.onnx --parity-audio speech.wav
+
+The manifest writer the families share is avcall.export.manifest.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import sys
-import time
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -31,30 +31,27 @@ import onnx
 import torch
 from torch import nn
 
+from avcall.export.manifest import OPSET, REAL_VOICE_CREDITS, corpus_info, write_manifest_entry
 from avcall.pipelines.nets.enhancer_features import HOP, LIP_DIM, N_FREQ, WINDOW, log_power, stft
-from avcall.models.avse.model import Enhancer
+from avcall.pipelines.runtime import create_session
 
-from avcall.pipelines.runtime import create_session, weights_path
+from .model import Enhancer
 
-OPSET = 17
 LATENCY_MS = 1000 * WINDOW // 16_000  # design number: the analysis window (20 ms)
 TOLERANCE = 1e-4  # ONNX Runtime vs torch, max abs error on the mask and the state
 STREAM_TOLERANCE = 1e-5  # hop by hop vs whole clip, both through ONNX Runtime
 CREDITS = ["avcall enhancer: causal GRU mask estimator with a lip branch (this repository, Apache-2.0)",
            "Training voices, lips and noise: the corpus named under `corpus` (avcall corpus make)"]
-# added when the training corpus holds real voices from speech_train/
-REAL_VOICE_CREDITS = ["LibriSpeech (Panayotov et al. 2015, from LibriVox recordings), CC BY 4.0: real voices of "
-                      "the training corpus", "LJSpeech (Keith Ito, 2017), public domain: real voices of the training corpus"]
 
 
 # --------------------------------------------------------------------------------------------- model in
 def load_checkpoint(path: str | Path) -> tuple[nn.Module, dict]:
-    """The model of a `model.pt` written by avcall.models.avse.train (the Enhancer, or the AVDCNN baseline
+    """The model of a `model.pt` written by `avcall train avse` (the Enhancer, or the AVDCNN baseline
     when its config says arch avdcnn), and the file's contents."""
     ckpt = torch.load(Path(path), map_location="cpu", weights_only=False)
     config = ckpt.get("config", {})
     if config.get("arch", "avcall") == "avdcnn":
-        from avcall.models.avse.avdcnn import AVDCNN
+        from .avdcnn import AVDCNN
 
         model = AVDCNN()
     else:
@@ -217,58 +214,8 @@ def _parity(model: nn.Module, session, audio: np.ndarray | None, frames: int, se
 
 
 # --------------------------------------------------------------------------------------------- manifest
-def sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def corpus_info(corpus: str | Path | None) -> dict:
-    """What a corpus made by `avcall corpus make` says of itself (seed, size), for the manifest."""
-    info: dict = {"path": str(corpus) if corpus else None}
-    summary = Path(corpus) / "corpus.json" if corpus else None
-    if summary is not None and summary.is_file():
-        d = json.loads(summary.read_text())
-        info.update({k: d.get(k) for k in ("version", "seed", "examples", "seconds", "minutes_asked", "real_voices",
-                                           "recipe")})
-        info["command"] = f"avcall corpus make --minutes {d.get('minutes_asked')} --seed {d.get('seed')}"
-    elif corpus and (Path(corpus) / "examples").is_dir():  # a copy taken while `corpus make` ran: what it held
-        import soundfile as sf
-
-        flacs = sorted((Path(corpus) / "examples").glob("*.flac"))
-        info.update({"examples": len(flacs), "seconds": round(sum(sf.info(f).duration for f in flacs), 1),
-                     "command": "avcall corpus make, its first examples (copied while it ran)"})
-    return info
-
-
-def write_manifest_entry(onnx_path: str | Path, *, recipe: str, corpus: dict, metrics: dict,
-                         credits: list[str] | None = None, latency_ms: float = LATENCY_MS,
-                         manifest: str | Path | None = None, extra: dict | None = None) -> dict:
-    """Add or replace the entry of `onnx_path` (keyed by file name) in `manifest` (default: the shipped
-    models/weights/manifest.json); returns the entry. The file is rewritten whole (temp file, rename)."""
-    onnx_path = Path(onnx_path)
-    manifest = Path(manifest) if manifest is not None else weights_path("manifest.json")
-    data = json.loads(manifest.read_text()) if manifest.is_file() else {}
-    data.setdefault("format", 1)
-    models = data.setdefault("models", {})
-    entry = {"file": onnx_path.name, "sha256": sha256(onnx_path), "bytes": onnx_path.stat().st_size,
-             "recipe": recipe, "corpus": corpus, "latency_ms": latency_ms, "metrics": metrics,
-             "credits": list(credits if credits is not None else CREDITS), "opset": OPSET,
-             "exported": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    entry.update(extra or {})
-    models[onnx_path.name] = entry
-    data["total_bytes"] = sum(m.get("bytes", 0) for m in models.values())
-    manifest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = manifest.with_name(f".{manifest.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, manifest)
-    return entry
-
-
 def default_recipe(config: dict) -> str:
-    """The training run as a command line of avcall.models.avse.train, rebuilt from the checkpoint's config
+    """The training run as an `avcall train avse` command line, rebuilt from the checkpoint's config
     (its values are strings; flags the config does not hold are left out)."""
     args = []
     for key in ("corpus", "pool", "out", "arch", "steps", "batch", "lr", "hidden", "seed"):
@@ -276,13 +223,13 @@ def default_recipe(config: dict) -> str:
             args.append(f"--{key} {config[key]}")
     if config.get("use_lips") == "False":
         args.append("--audio-only")
-    return " ".join(["python -m avcall.models.avse.train", *args])
+    return " ".join(["avcall train avse", *args])
 
 
 # --------------------------------------------------------------------------------------------- CLI
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m avcall.export.onnx_export",
-                                description="Export an enhancer checkpoint (model.pt of avcall.models.avse.train) "
+    p = argparse.ArgumentParser(prog="python -m avcall.models.avse.export",
+                                description="Export an enhancer checkpoint (model.pt of `avcall train avse`) "
                                 "to ONNX, check it against torch, and record it in a manifest.")
     p.add_argument("checkpoint", type=Path)
     p.add_argument("-o", "--out", type=Path, required=True,
@@ -317,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         write_manifest_entry(args.out, recipe=args.recipe or default_recipe(config), corpus=info,
                              metrics=dict(ckpt.get("metrics") or {}),
                              credits=CREDITS + (REAL_VOICE_CREDITS if info.get("real_voices") else []),
+                             latency_ms=LATENCY_MS,
                              manifest=args.manifest or args.out.with_name("manifest.json"),
                              extra={"arch": type(model).__name__, "use_lips": model.use_lips,
                                     "state_shape": list(model.initial_state(1).shape), "parity": check,
