@@ -267,6 +267,31 @@ def build_parser() -> argparse.ArgumentParser:
     from avcall.models.lip_gate.net import add_arguments as add_gate_net_arguments
 
     add_gate_net_arguments(gate_net)
+    sync_ft = recipes.add_parser("sync-finetune", help="the shipped sync judge fine-tuned on real talking faces",
+                                 description="Fine-tune the shipped sync judge (its ONNX weights read back into torch) "
+                                 "on av_train's real faces with their own voices (the tracker's cache, --tracks), mixed "
+                                 "with a corpus's windows; keeps the net best on speaker-disjoint validation speakers; "
+                                 "--export DIR writes the candidate for `avcall eval sync --candidate DIR`.")
+    from avcall.models.sync.train_args import add_finetune_arguments as add_sync_ft_arguments
+
+    add_sync_ft_arguments(sync_ft)
+    talk_ft = recipes.add_parser("talking-face-finetune", help="the shipped voice-to-lips net fine-tuned on real mouths",
+                                 description="Fine-tune the shipped voice-to-lips net (its ONNX weights read back into "
+                                 "torch) on av_train's real mouths with their own voices (the tracker's cache, "
+                                 "--tracks), mixed with a corpus's crops; keeps the net best on speaker-disjoint "
+                                 "validation speakers; --export DIR writes DIR/talking_face.onnx, which `avcall eval "
+                                 "talking-face` scores beside the shipped net with AVCALL_TALKING_FACE_CANDIDATE set to it.")
+    from avcall.models.talking_face.train_args import add_finetune_arguments as add_talk_ft_arguments
+
+    add_talk_ft_arguments(talk_ft)
+    tse = recipes.add_parser("tse", help="the target-talker extractor's separator (research: not shipped)",
+                             description="Train the extractor's causal separator on mixtures of two real voices drawn "
+                             "from a packed array (--voices, python -m avcall.models.tse.pack: speech_train and "
+                             "av_train); --design lips conditions it on the judge's lip embeddings (--lips); "
+                             "--export writes its streaming ONNX into --out.")
+    from avcall.models.tse.train_args import add_arguments as add_tse_arguments
+
+    add_tse_arguments(tse)
 
     from .sync import add_parser as add_sync_parser
 
@@ -493,6 +518,12 @@ def cmd_train(args) -> int:
             from avcall.models.emotion.train import run
         elif args.recipe == "lip-gate-net":
             from avcall.models.lip_gate.net import run
+        elif args.recipe == "sync-finetune":
+            from avcall.models.sync.finetune import run
+        elif args.recipe == "talking-face-finetune":
+            from avcall.models.talking_face.finetune import run
+        elif args.recipe == "tse":
+            from avcall.models.tse.train import run
         else:
             from avcall.models.avse.train import run
     except ImportError as err:

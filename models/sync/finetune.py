@@ -1,4 +1,4 @@
-"""The sync judge fine-tuned on real pairs (issue 23, point 3): `python -m avcall.models.sync.finetune`.
+"""The sync judge fine-tuned on real pairs (issue 23, point 3): `avcall train sync-finetune`.
 
 Starts from the shipped encoders (their ONNX weights read back into torch), and trains at a low learning
 rate on batches that mix the corpus (the recipe of `train.py`: lip-model lips with their voices) with real
@@ -20,10 +20,7 @@ stops being rewarded as soon as it overfits the training speakers. Step 0 is the
 
 from __future__ import annotations
 
-import argparse
 import json
-import math
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -31,8 +28,9 @@ import numpy as np
 import torch
 
 from avcall.pipelines.nets.sync_features import AUDIO_PER_VIDEO, WINDOW, lip_frames, log_mel
+from ..training import Best, Loop, cosine, train_loop
 from .model import AudioEncoder, LipEncoder
-from .train import Clip, _audio_window, prepare
+from .train import Clip, _audio_window, info_nce, prepare
 
 VAL_SHIFTS = (0, -2, 2, -5, 5, -10, 10)
 REACH = 15  # offsets searched, as the judge does
@@ -293,47 +291,28 @@ def finetune(cfg: FinetuneConfig, lips_onnx: Path, audio_onnx: Path, log=print) 
     params = list(lip_enc.parameters()) + list(audio_enc.parameters())
     opt = torch.optim.Adam(params, lr=cfg.lr)
     config = {k: str(v) for k, v in asdict(cfg).items()}
-    log_file, best_file = cfg.out / "train.log", cfg.out / "model.pt"
+    best_file, best = cfg.out / "model.pt", Best()
 
-    def evaluate(step: int, loss: float | None) -> dict:
-        m = {"step": step, "loss": loss,
-             "val_real": offset_report(lip_enc, audio_enc, val_real) | segment_report(lip_enc, audio_enc, val_real, val_refs),
-             "seconds": round(time.time() - started, 1)}
+    def evaluate(_: int) -> dict:
+        m = {"val_real": offset_report(lip_enc, audio_enc, val_real) | segment_report(lip_enc, audio_enc, val_real, val_refs)}
         if val_corpus:
             m["val_corpus"] = offset_report(lip_enc, audio_enc, val_corpus) | segment_report(
                 lip_enc, audio_enc, val_corpus, [0] * len(val_corpus))
         return m
 
-    started = time.time()
-    best_key, step, loss = None, 0, None
-    while True:
-        if step % cfg.eval_every == 0 or step == cfg.steps:
-            m = evaluate(step, round(loss.item(), 4) if loss is not None else None)
-            v = m["val_real"]
-            key = (v["segment_within_1"], v["relative_within_1"], v["within_1"])
-            if best_key is None or key > best_key:
-                best_key = key
-                m["best"] = True
-                torch.save({"lips": lip_enc.state_dict(), "audio": audio_enc.state_dict(), "metrics": m,
-                            "config": config, "train_clips": {c.name: c.lag for c in train_real},
-                            "val_clips": [c.name for c in val_real]}, best_file)
-            with log_file.open("a") as f:
-                f.write(json.dumps(m) + "\n")
-            log(json.dumps(m))
-        if step >= cfg.steps or (cfg.max_minutes and time.time() - started > 60 * cfg.max_minutes):
-            break
+    def keep(m: dict) -> None:
+        v = m["val_real"]
+        best.offer((v["segment_within_1"], v["relative_within_1"], v["within_1"]), m, lambda: torch.save(
+            {"lips": lip_enc.state_dict(), "audio": audio_enc.state_dict(), "metrics": m, "config": config,
+             "train_clips": {c.name: c.lag for c in train_real}, "val_clips": [c.name for c in val_real]}, best_file))
+
+    def one_step(_: int) -> torch.Tensor:
         lips, pos, neg = mixed_batch(corpus, train_real, cfg, rng)
-        le, pe, ne = lip_enc(lips), audio_enc(pos), audio_enc(neg)
-        logits = le @ torch.cat([pe, ne]).T / cfg.temperature
-        target = torch.arange(len(le))
-        loss = torch.nn.functional.cross_entropy(logits, target) + \
-            torch.nn.functional.cross_entropy(pe @ le.T / cfg.temperature, target)
-        for group in opt.param_groups:
-            group["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        step += 1
+        return info_nce(lip_enc(lips), audio_enc(pos), audio_enc(neg), cfg.temperature)
+
+    train_loop(one_step, opt, Loop(steps=cfg.steps, every=cfg.eval_every, max_minutes=cfg.max_minutes,
+                                   log=cfg.out / "train.log", say=log, eval_first=True),
+               evaluate=evaluate, keep=keep, lr=lambda step: cosine(cfg.lr, step, cfg.steps))
     return torch.load(best_file)["metrics"]
 
 
@@ -393,7 +372,7 @@ def ship(run: Path, candidate: Path, tracks: Path, before: Path, dev: dict, root
         base = base.get("fine_tuned_from") or {k: base.get(k) for k in ("sha256", "recipe", "corpus", "exported")}
         shutil.copyfile(Path(candidate) / file, dst)
         entries[file] = write_manifest_entry(
-            dst, recipe=f"python -m avcall.models.sync.finetune --tracks {config['tracks']} --corpus {config['corpus']} "
+            dst, recipe=f"avcall train sync-finetune --tracks {config['tracks']} --corpus {config['corpus']} "
             f"--out {config['out']} --steps {config['steps']} --lr {config['lr']} --real-share {config['real_share']} "
             f"--grid-share {config['grid_share']} --seed {config['seed']} --export DIR, then avcall eval sync --candidate DIR "
             "(fine-tuned from the judge of `avcall train sync --corpus /tmp/corpus60b --steps 1500`)",
@@ -406,32 +385,19 @@ def ship(run: Path, candidate: Path, tracks: Path, before: Path, dev: dict, root
     return entries
 
 
-def main(argv=None) -> None:
+def run(args) -> dict:
+    """`avcall train sync-finetune` (models/sync/train_args.add_finetune_arguments)."""
     from avcall.pipelines.runtime import require_weights
     from avcall.pipelines.nets.sync_judge import AUDIO_WEIGHTS, LIPS_WEIGHTS
 
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--tracks", type=Path, required=True, help="av_train tracker cache (talking_face.real.track_clips)")
-    p.add_argument("--out", type=Path, required=True, help="run folder: model.pt (best), train.log")
-    p.add_argument("--corpus", type=Path, help="corpus to mix in (avcall corpus make)")
-    p.add_argument("--steps", type=int, default=1500)
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--real-share", type=float, default=0.5)
-    p.add_argument("--grid-share", type=float, default=0.3)
-    p.add_argument("--eval-every", type=int, default=100)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-minutes", type=float, default=0.0)
-    p.add_argument("--export", type=Path, metavar="DIR", help="then write the best encoders as ONNX into DIR")
-    a = p.parse_args(argv)
     torch.set_num_threads(1)
-    if a.steps > 0 or not (a.out / "model.pt").exists():
-        finetune(FinetuneConfig(tracks=a.tracks, out=a.out, corpus=a.corpus, steps=a.steps, lr=a.lr,
-                                real_share=a.real_share, grid_share=a.grid_share, eval_every=a.eval_every,
-                                seed=a.seed, max_minutes=a.max_minutes),
-                 require_weights(LIPS_WEIGHTS), require_weights(AUDIO_WEIGHTS), log=lambda s: print(s, flush=True))
-    if a.export:
-        print(json.dumps(export(a.out, a.export)), flush=True)
-
-
-if __name__ == "__main__":
-    main()
+    result = {}
+    if args.steps > 0 or not (args.out / "model.pt").exists():
+        result["finetune"] = finetune(
+            FinetuneConfig(tracks=args.tracks, out=args.out, corpus=args.corpus, steps=args.steps, lr=args.lr,
+                           real_share=args.real_share, grid_share=args.grid_share, eval_every=args.eval_every,
+                           seed=args.seed, max_minutes=args.max_minutes),
+            require_weights(LIPS_WEIGHTS), require_weights(AUDIO_WEIGHTS), log=lambda s: print(s, flush=True))
+    if args.export:
+        result["export"] = export(args.out, args.export)
+    return result

@@ -5,24 +5,22 @@ window close and pushes away the other utterances' windows and the same voice sh
 (the hard negatives that teach timing). The voice is the clean target half of the time, and the target
 with a corpus noise at 0-20 dB otherwise. Loss: InfoNCE both ways (temperature 0.1). Checkpoints every
 `ckpt_every` steps in OUT/checkpoint.pt; run again with the same OUT to resume; OUT/train.log holds one JSON
-line per evaluation: the offset accuracy on held-out utterances shifted by +-2, +-5, +-10 frames.
+line per evaluation (the loop of models/training.py): the offset accuracy on held-out utterances shifted by +-2, +-5, +-10 frames.
 `--export` writes models/weights/sync_lips.onnx and sync_audio.onnx with their manifest entries.
 """
 
 from __future__ import annotations
 
-import json
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from ..avse.pool import pool_from_corpus
 from ..data.noise import NOISE_KINDS, make_noise, mix_at_snr
 from avcall.pipelines.nets.sync_features import AUDIO_PER_VIDEO, WINDOW, lip_frames, log_mel
+from ..training import Loop, resume, train_loop
 from .model import AudioEncoder, LipEncoder
 
 SHIFTS = (-10, -5, -2, 0, 2, 5, 10)
@@ -121,46 +119,49 @@ def train(cfg: SyncConfig, progress: bool = True) -> dict:
     lip_enc, audio_enc = LipEncoder(), AudioEncoder()
     params = list(lip_enc.parameters()) + list(audio_enc.parameters())
     opt = torch.optim.Adam(params, lr=cfg.lr)
-    ckpt, log = cfg.out / "checkpoint.pt", cfg.out / "train.log"
-    step = 0
-    if ckpt.exists():
-        state = torch.load(ckpt)
+    config = {k: str(v) for k, v in asdict(cfg).items()}
+
+    def restore(state: dict) -> None:
         lip_enc.load_state_dict(state["lips"])
         audio_enc.load_state_dict(state["audio"])
         opt.load_state_dict(state["opt"])
-        step = state["step"]
+
+    ckpt = cfg.out / "checkpoint.pt"
+    step = resume(ckpt, restore)
+    if step:
         rng = np.random.default_rng([cfg.seed, step])
-    bar = tqdm(total=cfg.steps, initial=step, desc="train sync", disable=not progress)
-    started = time.time()
-    while step < cfg.steps and not (cfg.max_minutes and time.time() - started > 60 * cfg.max_minutes):
+
+    def one_step(_: int) -> torch.Tensor:
         lips, pos, neg = batch(clips, cfg.batch, rng)
         le, pe, ne = lip_enc(lips), audio_enc(pos), audio_enc(neg)
-        logits = le @ torch.cat([pe, ne]).T / cfg.temperature  # (B, 2B): own voice on the diagonal
-        target = torch.arange(len(le))
-        loss = torch.nn.functional.cross_entropy(logits, target) + \
-            torch.nn.functional.cross_entropy(pe @ le.T / cfg.temperature, target)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        step += 1
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.3f}")
-        if step % cfg.ckpt_every == 0 or step == cfg.steps:
-            lip_enc.eval(), audio_enc.eval()
-            metrics = {"step": step, "loss": round(loss.item(), 4),
-                       "val_offset_within_1": round(offset_accuracy(lip_enc, audio_enc, val), 4),
-                       "seconds": round(time.time() - started, 1)}
-            lip_enc.train(), audio_enc.train()
-            with log.open("a") as f:
-                f.write(json.dumps(metrics) + "\n")
-            torch.save({"lips": lip_enc.state_dict(), "audio": audio_enc.state_dict(), "opt": opt.state_dict(),
-                        "step": step, "config": {k: str(v) for k, v in asdict(cfg).items()}}, ckpt)
-    bar.close()
+        return info_nce(le, pe, ne, cfg.temperature)
+
+    def evaluate(_: int) -> dict:
+        lip_enc.eval(), audio_enc.eval()
+        accuracy = round(offset_accuracy(lip_enc, audio_enc, val), 4)
+        lip_enc.train(), audio_enc.train()
+        return {"val_offset_within_1": accuracy}
+
+    done = train_loop(one_step, opt, Loop(steps=cfg.steps, every=cfg.ckpt_every, checkpoint=ckpt,
+                                          max_minutes=cfg.max_minutes, log=cfg.out / "train.log",
+                                          progress="train sync" if progress else None),
+                      start=step, evaluate=evaluate,
+                      state=lambda: {"lips": lip_enc.state_dict(), "audio": audio_enc.state_dict(),
+                                     "opt": opt.state_dict(), "config": config})
     lip_enc.eval(), audio_enc.eval()
-    final = {"val_offset_within_1": offset_accuracy(lip_enc, audio_enc, val), "step": step}
+    final = {"val_offset_within_1": offset_accuracy(lip_enc, audio_enc, val), "step": done.step}
     torch.save({"lips": lip_enc.state_dict(), "audio": audio_enc.state_dict(), "metrics": final,
-                "config": {k: str(v) for k, v in asdict(cfg).items()}}, cfg.out / "model.pt")
+                "config": config}, cfg.out / "model.pt")
     return final
+
+
+def info_nce(le: torch.Tensor, pe: torch.Tensor, ne: torch.Tensor, temperature: float) -> torch.Tensor:
+    """InfoNCE both ways: each lip window against its own voice window (the diagonal), the batch's other voice
+    windows and every voice window shifted (`ne`); each voice window against the batch's lip windows."""
+    logits = le @ torch.cat([pe, ne]).T / temperature  # (B, 2B): own voice on the diagonal
+    target = torch.arange(len(le))
+    return torch.nn.functional.cross_entropy(logits, target) + \
+        torch.nn.functional.cross_entropy(pe @ le.T / temperature, target)
 
 
 def export_encoders(state: dict, out_dir: Path) -> dict[str, float]:

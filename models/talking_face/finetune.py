@@ -1,5 +1,5 @@
-"""The shipped voice-to-lips net fine-tuned on real mouths (issue 23, point 1): `python -m
-avcall.models.talking_face.finetune`.
+"""The shipped voice-to-lips net fine-tuned on real mouths (issue 23, point 1): `avcall train
+talking-face-finetune`.
 
 Starts from the shipped `talking_face.onnx` (its weights read back into torch; the calibration nodes left
 out), and trains at a low learning rate on batches that mix the corpus (`train.draw`: phoneme-timed lips with
@@ -14,16 +14,14 @@ streaming checked), its output gain calibrated on av_train's training clips as t
 
 from __future__ import annotations
 
-import argparse
 import json
-import math
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..training import Best, Loop, cosine, train_loop
 from .model import VoiceToLips
 
 
@@ -95,7 +93,7 @@ def smoothed(clips, frames: int):
 
 
 def finetune(cfg: FinetuneConfig, shipped: Path, log=print) -> dict:
-    from .real import RealConfig, draw as draw_real, load_clips, loss_fn as real_loss, split, val_score
+    from .real import RealConfig, draw as draw_real, kept_on_val, load_clips, loss_fn as real_loss, split
     from .train import TalkConfig, corpus_items, draw as draw_corpus, loss_fn, room_bank
 
     torch.manual_seed(cfg.seed)
@@ -116,24 +114,9 @@ def finetune(cfg: FinetuneConfig, shipped: Path, log=print) -> dict:
     opt = torch.optim.Adam(params, lr=cfg.lr)
     rooms = room_bank(np.random.default_rng(cfg.seed + 1))
     config = {k: str(v) for k, v in asdict(cfg).items()}
-    log_file, best_file = cfg.out / "train.log", cfg.out / "model.pt"
-    started, step, best = time.time(), 0, -2.0
-    loss = None
-    while True:
-        if step % cfg.eval_every == 0 or step == cfg.steps:
-            score = val_score(model, val)
-            m = {"step": step, "loss": None if loss is None else round(loss.item(), 5),
-                 "val_opening_r": round(score, 4), "seconds": round(time.time() - started, 1)}
-            if score > best:
-                best = score
-                m["best"] = True
-                torch.save({"model": model.state_dict(), "metrics": {"val_speaker_opening_r": score, "step": step},
-                            "config": config}, best_file)
-            with log_file.open("a") as f:
-                f.write(json.dumps(m) + "\n")
-            log(json.dumps(m))
-        if step >= cfg.steps or (cfg.max_minutes and time.time() - started > 60 * cfg.max_minutes):
-            break
+    best_file, best = cfg.out / "model.pt", Best(-2.0)
+
+    def one_step(_: int) -> torch.Tensor:
         feats, target, mask = draw_real(train_clips, real_cfg, rng, rooms)
         parts = [(feats, target, mask, True)]
         if items and cfg.batch > n_real:
@@ -147,15 +130,13 @@ def finetune(cfg: FinetuneConfig, shipped: Path, log=print) -> dict:
             mse = loss_fn(pred, target, mask)
             # real.loss_fn is the squared error + 0.05 (1 - r): reweighted to real_corr
             total = total + (mse + cfg.real_corr / 0.05 * (real_loss(pred, target, mask) - mse) if real else mse)
-        loss = total
-        for group in opt.param_groups:
-            group["lr"] = cfg.lr * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 5.0)
-        opt.step()
-        step += 1
-    return {"step": step, "val_speaker_opening_r": best}
+        return total
+
+    done = train_loop(one_step, opt, Loop(steps=cfg.steps, every=cfg.eval_every, clip=5.0, max_minutes=cfg.max_minutes,
+                                          log=cfg.out / "train.log", say=log, digits=5, eval_first=True),
+                      evaluate=kept_on_val(model, val, best, best_file, config),
+                      lr=lambda step: cosine(cfg.lr, step, cfg.steps))
+    return {"step": done.step, "val_speaker_opening_r": best.value}
 
 
 def interpolated(state: dict, shipped: Path, alpha: float) -> dict:
@@ -229,7 +210,7 @@ def ship(run: Path, candidate: Path, exported: dict, tracks: Path, root: Path, d
                "footage). Research use only: see `training_data`."] + REAL_VOICE_CREDITS
     alpha = exported.get("alpha", 1.0)
     return write_manifest_entry(
-        dst, recipe=f"python -m avcall.models.talking_face.finetune --tracks {config['tracks']} --corpus "
+        dst, recipe=f"avcall train talking-face-finetune --tracks {config['tracks']} --corpus "
         f"{config['corpus']} --out {config['out']} --steps {config['steps']} --batch {config['batch']} --lr "
         f"{config['lr']} --real-share {config['real_share']} --grid-share {config['grid_share']} --smooth "
         f"{config['smooth']} --real-corr {config['real_corr']} --seed {config['seed']} --export DIR --alpha {alpha}",
@@ -250,42 +231,22 @@ def ship(run: Path, candidate: Path, exported: dict, tracks: Path, root: Path, d
                                                                     ("sha256", "recipe", "corpus", "exported")}})
 
 
-def main(argv=None) -> None:
+def run(args) -> dict:
+    """`avcall train talking-face-finetune` (models/talking_face/train_args.add_finetune_arguments)."""
     from avcall.pipelines.runtime import require_weights
 
     from .train import WEIGHTS
 
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--tracks", type=Path, required=True, help="av_train tracker cache (real.track_clips)")
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--corpus", type=Path)
-    p.add_argument("--steps", type=int, default=1500)
-    p.add_argument("--batch", type=int, default=24)
-    p.add_argument("--lr", type=float, default=2e-4)
-    p.add_argument("--real-share", type=float, default=0.5)
-    p.add_argument("--grid-share", type=float, default=0.3)
-    p.add_argument("--smooth", type=int, default=3)
-    p.add_argument("--real-corr", type=float, default=0.05)
-    p.add_argument("--eval-every", type=int, default=100)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-minutes", type=float, default=0.0)
-    p.add_argument("--gain-most", type=float, default=2.0)
-    p.add_argument("--export", type=Path, metavar="DIR")
-    p.add_argument("--alpha", default="1", help="interpolate the best checkpoint with the shipped net: a number, "
-                   "or 'val' to choose it on the validation speakers")
-    a = p.parse_args(argv)
     torch.set_num_threads(1)
-    if a.steps > 0:
-        print(json.dumps(finetune(FinetuneConfig(
-            tracks=a.tracks, out=a.out, corpus=a.corpus, steps=a.steps, batch=a.batch, real_share=a.real_share,
-            grid_share=a.grid_share, lr=a.lr, smooth=a.smooth, real_corr=a.real_corr, eval_every=a.eval_every,
-            seed=a.seed, max_minutes=a.max_minutes), require_weights(WEIGHTS), log=lambda s: print(s, flush=True))),
-            flush=True)
-    if a.export:
+    result = {}
+    if args.steps > 0:
+        result["finetune"] = finetune(FinetuneConfig(
+            tracks=args.tracks, out=args.out, corpus=args.corpus, steps=args.steps, batch=args.batch,
+            real_share=args.real_share, grid_share=args.grid_share, lr=args.lr, smooth=args.smooth,
+            real_corr=args.real_corr, eval_every=args.eval_every, seed=args.seed, max_minutes=args.max_minutes),
+            require_weights(WEIGHTS), log=lambda s: print(s, flush=True))
+    if args.export:
         shipped = require_weights(WEIGHTS)
-        alpha = choose_alpha(a.out, a.tracks, shipped) if a.alpha == "val" else float(a.alpha)
-        print(json.dumps(export(a.out, a.export, a.tracks, a.gain_most, alpha, shipped)), flush=True)
-
-
-if __name__ == "__main__":
-    main()
+        alpha = choose_alpha(args.out, args.tracks, shipped) if args.alpha == "val" else float(args.alpha)
+        result["export"] = export(args.out, args.export, args.tracks, args.gain_most, alpha, shipped)
+    return result

@@ -15,8 +15,6 @@ the run folder; resumes.
 from __future__ import annotations
 
 import csv
-import json
-import math
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -141,6 +139,22 @@ def val_score(model, val: list[RealClip]) -> float:
     return float(np.mean([np.mean(v) for v in by.values()])) if by else float("nan")
 
 
+def kept_on_val(model, val: list[RealClip], best, best_file: Path, config: dict):
+    """The evaluation of the recipes on real mouths: the validation speakers' mouth-opening r (`val_score`), the
+    net that beats `best` (a models.training.Best) saved in `best_file` with its score and step."""
+    import torch
+
+    def evaluate(step: int) -> dict:
+        score = val_score(model, val)
+        row = {"val_opening_r": round(score, 4)}
+        best.offer(score, row, lambda: torch.save(
+            {"model": model.state_dict(), "metrics": {"val_speaker_opening_r": score, "step": step}, "config": config},
+            best_file))
+        return row
+
+    return evaluate
+
+
 def draw(clips: list[RealClip], cfg: RealConfig, rng: np.random.Generator, rooms: list[np.ndarray]):
     """A batch of crops: a speaker first (GRID s1 at grid_share, the others uniformly), then one of their
     clips by length, a random crop of it; the band means warmed on up to 2 s before it or cold."""
@@ -199,6 +213,7 @@ def loss_fn(pred, target, mask):
 def train_real(cfg: RealConfig, log=print) -> dict:
     import torch
 
+    from ..training import Best, Loop, cosine, resume, train_loop
     from .model import VoiceToLips
     from .train import room_bank
 
@@ -209,45 +224,32 @@ def train_real(cfg: RealConfig, log=print) -> dict:
         f"{len(val)} validation clips ({len({c.speaker for c in val})} speakers)")
     model = VoiceToLips(hidden=cfg.hidden)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    ckpt, best_file, log_file = cfg.out / "checkpoint.pt", cfg.out / "model.pt", cfg.out / "train.log"
-    step, best = 0, -1.0
-    if ckpt.exists():
-        state = torch.load(ckpt)
+    ckpt, best_file, best = cfg.out / "checkpoint.pt", cfg.out / "model.pt", Best(-1.0)
+
+    def restore(state: dict) -> None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
-        step, best = state["step"], state["best"]
+        best.value = state["best"]
+
+    step = resume(ckpt, restore)
     rng = np.random.default_rng([cfg.seed, step])
     rooms = room_bank(np.random.default_rng(cfg.seed + 1))
-    started = time.time()
     config = {k: str(v) for k, v in asdict(cfg).items()}
-    while step < cfg.steps and not (cfg.max_minutes and time.time() - started > 60 * cfg.max_minutes):
+
+    def one_step(_: int) -> torch.Tensor:
         feats, target, mask = draw(train_clips, cfg, rng, rooms)
         if cfg.dropout_in:
             feats = feats * (torch.rand(feats.shape[0], 1, feats.shape[2]) > cfg.dropout_in).float()
         pred, _ = model(feats, model.initial_state(cfg.batch))
-        loss = loss_fn(pred, target, mask)
-        for group in opt.param_groups:
-            group["lr"] = cfg.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * step / cfg.steps)))
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        opt.step()
-        step += 1
-        if step % cfg.eval_every == 0 or step == cfg.steps:
-            score = val_score(model, val)
-            metrics = {"step": step, "loss": round(loss.item(), 5), "val_opening_r": round(score, 4),
-                       "seconds": round(time.time() - started, 1)}
-            if score > best:
-                best = score
-                torch.save({"model": model.state_dict(), "metrics": {"val_speaker_opening_r": score, "step": step},
-                            "config": config}, best_file)
-                metrics["best"] = True
-            with log_file.open("a") as f:
-                f.write(json.dumps(metrics) + "\n")
-            log(json.dumps(metrics))
-            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "best": best,
-                        "config": config}, ckpt)
-    return {"step": step, "val_speaker_opening_r": best}
+        return loss_fn(pred, target, mask)
+
+    done = train_loop(one_step, opt, Loop(steps=cfg.steps, every=cfg.eval_every, checkpoint=ckpt, clip=5.0,
+                                          max_minutes=cfg.max_minutes, log=cfg.out / "train.log", say=log, digits=5),
+                      start=step, evaluate=kept_on_val(model, val, best, best_file, config),
+                      state=lambda: {"model": model.state_dict(), "opt": opt.state_dict(), "best": best.value,
+                                     "config": config},
+                      lr=lambda step: cosine(cfg.lr, step, cfg.steps, floor=0.1))
+    return {"step": done.step, "val_speaker_opening_r": best.value}
 
 
 def calibrate_gain(model, clips: list[RealClip], most: float = 2.0) -> tuple[float, np.ndarray]:

@@ -10,16 +10,12 @@ writes models/weights/talking_face.onnx (state as explicit inputs/outputs) with 
 
 from __future__ import annotations
 
-import json
-import math
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from scipy import signal
-from tqdm import tqdm
 
 from ..data.example import example_names, read_example
 from avcall.pipelines.face.lip_model import LipModel, Speaker, dominance_weights
@@ -28,6 +24,7 @@ from ..data.noise import NOISE_KINDS, make_noise, mix_at_snr
 from avcall.pipelines.face.phonemes import Timing
 from ..data.rooms import random_room, reverberate
 from avcall.pipelines.nets.voice_to_lips import BAND_MEAN_HOPS, HOPS_PER_VIDEO, LOOKAHEAD, OUT_DIM, voice_features
+from ..training import Loop, cosine, resume, train_loop
 from .features import lip_targets
 from .model import VoiceToLips
 
@@ -156,44 +153,28 @@ def train(cfg: TalkConfig, progress: bool = True) -> dict:
     items = [pool[i] for i in order[n_val:]]
     model = VoiceToLips(hidden=cfg.hidden)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    ckpt, log = cfg.out / "checkpoint.pt", cfg.out / "train.log"
-    step = 0
-    if ckpt.exists():
-        state = torch.load(ckpt)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        step = state["step"]
+    config = {k: str(v) for k, v in asdict(cfg).items()}
+    ckpt = cfg.out / "checkpoint.pt"
+    step = resume(ckpt, lambda state: (model.load_state_dict(state["model"]), opt.load_state_dict(state["opt"])))
+    if step:
         rng = np.random.default_rng([cfg.seed, step])
     rooms = room_bank(np.random.default_rng(cfg.seed + 1))
     val_cfg = TalkConfig(cfg.corpus, cfg.out, batch=min(32, 4 * len(val)))
     val_batch = draw(val, val_cfg, np.random.default_rng(99), rooms)
-    bar = tqdm(total=cfg.steps, initial=step, desc="train talking-face", disable=not progress)
-    started = time.time()
-    while step < cfg.steps and not (cfg.max_minutes and time.time() - started > 60 * cfg.max_minutes):
+
+    def one_step(_: int) -> torch.Tensor:
         feats, target, mask, blend = draw(items, cfg, rng, rooms)
         pred, logits = model.lips_and_visemes(feats, model.initial_state(cfg.batch))
-        loss = loss_fn(pred, target, mask) + cfg.viseme_weight * viseme_loss(logits, blend, mask)
-        for group in opt.param_groups:  # cosine decay to a tenth: the last steps settle
-            group["lr"] = cfg.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * step / cfg.steps)))
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        opt.step()
-        step += 1
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.4f}")
-        if step % cfg.ckpt_every == 0 or step == cfg.steps:
-            metrics = {"step": step, "loss": round(loss.item(), 5),
-                       "val_opening_r": round(val_opening_r(model, val_batch), 4),
-                       "seconds": round(time.time() - started, 1)}
-            with log.open("a") as f:
-                f.write(json.dumps(metrics) + "\n")
-            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
-                        "config": {k: str(v) for k, v in asdict(cfg).items()}}, ckpt)
-    bar.close()
-    final = {"val_opening_r": val_opening_r(model, val_batch), "step": step}
-    torch.save({"model": model.state_dict(), "metrics": final, "config": {k: str(v) for k, v in asdict(cfg).items()}},
-               cfg.out / "model.pt")
+        return loss_fn(pred, target, mask) + cfg.viseme_weight * viseme_loss(logits, blend, mask)
+
+    done = train_loop(one_step, opt, Loop(steps=cfg.steps, every=cfg.ckpt_every, checkpoint=ckpt, clip=5.0,
+                                          max_minutes=cfg.max_minutes, log=cfg.out / "train.log", digits=5,
+                                          progress="train talking-face" if progress else None),
+                      start=step, evaluate=lambda _: {"val_opening_r": round(val_opening_r(model, val_batch), 4)},
+                      state=lambda: {"model": model.state_dict(), "opt": opt.state_dict(), "config": config},
+                      lr=lambda step: cosine(cfg.lr, step, cfg.steps, floor=0.1))  # the last steps settle
+    final = {"val_opening_r": val_opening_r(model, val_batch), "step": done.step}
+    torch.save({"model": model.state_dict(), "metrics": final, "config": config}, cfg.out / "model.pt")
     return final
 
 

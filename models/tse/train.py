@@ -1,6 +1,6 @@
 """Train the extractor's separator on mixtures of real voices, mixed on the device from one packed array.
 
-  python -m avcall.models.tse.train --voices voices.npz --out RUN [--device cuda] [--steps N] [--max-minutes M]
+  avcall train tse --voices voices.npz --out RUN [--device cuda] [--steps N] [--max-minutes M]
 
 Each step draws `batch` pairs of utterances of two different training speakers (vectorised gather from the
 packed int16 array: random crops, looped where short), sets the second at -5..5 dB under the first and the pair
@@ -10,15 +10,14 @@ Design 2 (`--design lips`, needs `--lips`, the judge's lip embeddings per 40 ms 
 stream 0 must be the voice whose lips are given; loss = -SI-SDR of stream 0 and of stream 1.
 Validation: the same fixed batch of held-out speakers (speaker-disjoint, pack.py) every `eval_every` steps; the
 log RUN/train.log is one JSON line per evaluation; RUN/checkpoint.pt every `ckpt_every` steps (run again with
-the same RUN to resume); at the end RUN/model.pt and, with --export, the streaming ONNX (export_onnx).
+the same RUN to resume; the loop of models/training.py); at the end RUN/model.pt and, with --export, the
+streaming ONNX (export_onnx).
 Threads: torch.set_num_threads(--threads), 1 by default (a shared CPU).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import math
 import time
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import torch
 
 from avcall.pipelines.frames import SAMPLE_RATE
 
+from ..training import Loop, cosine, resume, train_loop
 from .model import FRAME, HOP, Separator, pit_si_sdr, si_sdr
 
 VIDEO_FRAME = 640  # samples per 40 ms video frame
@@ -146,25 +146,20 @@ def run(a) -> dict:
     val_batch = val.batch(a.val_batch, samples, vgen, single=0.0)
     model = Separator(cond_dim=cond_dim).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=a.lr)
-    step, ckpt = 0, out / "checkpoint.pt"
-    if ckpt.exists():
-        state = torch.load(ckpt, map_location=dev)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        step = state["step"]
-    elif a.init:
+    ckpt = out / "checkpoint.pt"
+    step = resume(ckpt, lambda state: (model.load_state_dict(state["model"]), opt.load_state_dict(state["opt"])),
+                  map_location=dev)
+    if not step and a.init:
         own = model.state_dict()
         init = torch.load(a.init, map_location=dev)
         init = init.get("model", init)  # a checkpoint.pt or a model.pt
         got = {k: v for k, v in init.items() if k in own and own[k].shape == v.shape}
         model.load_state_dict(got, strict=False)
     gen = torch.Generator(device=dev).manual_seed(a.seed * 100003 + step)
-    log = open(out / "train.log", "a")
     began, last = time.time(), []
-    while step < a.steps:
-        lr = a.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, step / a.steps)))
-        for g in opt.param_groups:
-            g["lr"] = lr
+    lr = lambda step: cosine(a.lr, step, a.steps)  # noqa: E731
+
+    def one_step(_: int) -> torch.Tensor:
         mix, refs, cond = train.batch(a.batch, samples, gen)
         ests, _ = model(mix, cond=cond)
         if cond_dim:
@@ -172,53 +167,23 @@ def run(a) -> dict:
         else:
             value, _ = pit_si_sdr(refs, ests)
         loss = -value.clamp(max=30).mean()
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-        opt.step()
-        step += 1
         last.append(-loss.item())
-        if step % a.eval_every == 0 or step == a.steps:
-            row = {"step": step, "train_si_sdr": round(float(np.mean(last)), 3), "lr": lr,
-                   "minutes": round((time.time() - began) / 60, 2)} | evaluate(model, val, val_batch)
-            last = []
-            log.write(json.dumps(row) + "\n")
-            log.flush()
-        if step % a.ckpt_every == 0 or step == a.steps:
-            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step}, ckpt)
-        if a.max_minutes and time.time() - began > 60 * a.max_minutes:
-            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step}, ckpt)
-            break
+        return loss
+
+    def measure(step: int) -> dict:
+        row = {"train_si_sdr": round(float(np.mean(last)), 3), "lr": lr(step - 1),
+               "minutes": round((time.time() - began) / 60, 2)} | evaluate(model, val, val_batch)
+        last.clear()
+        return row
+
+    done = train_loop(one_step, opt, Loop(steps=a.steps, every=a.eval_every, checkpoint=ckpt, ckpt_every=a.ckpt_every,
+                                          max_minutes=a.max_minutes, clip=5.0, log=out / "train.log"),
+                      start=step, evaluate=measure, lr=lr,
+                      state=lambda: {"model": model.state_dict(), "opt": opt.state_dict()})
     torch.save(model.state_dict(), out / "model.pt")
-    result = {"step": step, **evaluate(model, val, val_batch)}
+    result = {"step": done.step, **evaluate(model, val, val_batch)}
     if a.export:
         export_onnx(model, out / ("tse_lips.onnx" if cond_dim else "tse_sep.onnx"))
-    log.write(json.dumps({"done": result}) + "\n")
-    log.close()
+    with (out / "train.log").open("a") as log:
+        log.write(json.dumps({"done": result}) + "\n")
     return result
-
-
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="train the target-talker extractor's separator")
-    p.add_argument("--voices", type=Path, required=True)
-    p.add_argument("--lips", type=Path, default=None)
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--design", choices=("separate", "lips"), default="separate")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--steps", type=int, default=4000)
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--seconds", type=float, default=1.5)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--val-batch", type=int, default=16)
-    p.add_argument("--eval-every", type=int, default=50)
-    p.add_argument("--ckpt-every", type=int, default=100)
-    p.add_argument("--max-minutes", type=float, default=0.0)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--init", type=Path, default=None)
-    p.add_argument("--export", action="store_true")
-    return p
-
-
-if __name__ == "__main__":
-    print(json.dumps(run(parser().parse_args())))

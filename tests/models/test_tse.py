@@ -11,7 +11,16 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from avcall.models.tse.model import HOP, Separator, pit_si_sdr  # noqa: E402
-from avcall.models.tse.train import export_onnx, parser, run  # noqa: E402
+from avcall.models.tse.train import export_onnx, run  # noqa: E402
+from avcall.models.tse.train_args import add_arguments  # noqa: E402
+
+
+def parser():
+    import argparse
+
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    return p
 
 
 @pytest.mark.parametrize("cond_dim", [0, 64])
