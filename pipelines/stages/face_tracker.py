@@ -6,6 +6,12 @@ face has been clearly larger (by `SWITCH_RATIO`) for `SWITCH_FRAMES` frames in a
 not flicker when two faces are of similar size. The other faces ride along in `others`, for the active
 speaker stage, which may follow one of them instead (the one whose lips agree with the voice).
 
+How (`tracking`): "crop", the default, runs the mesh on a crop around each tracked face and the face detector on
+the whole frame only when a face is lost, has moved, or (fewer faces tracked than `max_faces`) every 10 frames
+(`pipelines/face/crop_mesh.py`); "full" hands every whole frame to mediapipe's legacy face-mesh graph, which runs
+its detector on every frame in which it tracks fewer than `max_faces` faces. Same models, same landmarks to a
+fraction of a pixel, a third less time a frame (`avcall bench tracking`, docs/performance.md).
+
 Confidence: the legacy face-mesh graph does not expose its internal presence score, so the tracker asks
 the graph for its face detections as well; confidence is the detector's score for the tracked face (kept
 from the last frame it was detected in, since the mesh tracks without re-detecting) times the share of the
@@ -27,6 +33,8 @@ from ..errors import InputError
 from ..frames import FaceObservation, Frame, VideoFrame
 from ..stage import Stage
 
+TRACKING = "crop"  # or "full": see the module doc
+TRACKINGS = ("crop", "full")
 SWITCH_RATIO = 1.3
 SWITCH_FRAMES = 5
 MESH_POINTS = 478
@@ -117,8 +125,9 @@ class _LegacyFaceMesh:
             # The graph loads its models on threads of its own once it runs: make that happen here.
             self._graph.process({"image": np.zeros((64, 64, 3), np.uint8)})
 
-    def detect(self, rgb: np.ndarray) -> tuple[list[_Face], list[tuple[tuple[float, ...], float]]]:
-        h, w = rgb.shape[:2]
+    def detect(self, bgr: np.ndarray) -> tuple[list[_Face], list[tuple[tuple[float, ...], float]]]:
+        h, w = bgr.shape[:2]
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         if self._quiet_frames:
             self._quiet_frames -= 1
             with _native_stderr_silenced():
@@ -141,6 +150,25 @@ class _LegacyFaceMesh:
         self._graph.close()
 
 
+class _CropFaceMesh:
+    """The same models as _LegacyFaceMesh, the mesh on a crop around each tracked face, the detector only when
+    needed (`pipelines/face/crop_mesh.py`)."""
+
+    def __init__(self, max_faces: int) -> None:
+        from ..face.crop_mesh import CropFaceMesh
+
+        with _native_stderr_silenced():  # the models load (and log) on the graphs' first runs: make that happen here
+            self.mesh = CropFaceMesh(max_faces)
+            self.mesh.warm()
+
+    def detect(self, bgr: np.ndarray) -> tuple[list[_Face], list[tuple[tuple[float, ...], float]]]:
+        faces, detections = self.mesh.detect(bgr)
+        return [_Face(landmarks, bbox) for landmarks, bbox in faces], detections
+
+    def close(self) -> None:
+        self.mesh.close()
+
+
 class _TaskFaceLandmarker:
     """A newer mediapipe FaceLandmarker `.task` file given with --face-model (no detection scores)."""
 
@@ -153,10 +181,11 @@ class _TaskFaceLandmarker:
         self._landmarker = vision.FaceLandmarker.create_from_options(options)
         self._t_ms = 0
 
-    def detect(self, rgb: np.ndarray) -> tuple[list[_Face], list]:
+    def detect(self, bgr: np.ndarray) -> tuple[list[_Face], list]:
         import mediapipe as mp
 
-        h, w = rgb.shape[:2]
+        h, w = bgr.shape[:2]
+        rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         self._t_ms += 1  # VIDEO mode wants increasing timestamps; the values are not used otherwise
         result = self._landmarker.detect_for_video(mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb),
                                                    self._t_ms)
@@ -175,9 +204,12 @@ class FaceTracker(Stage):
     accepts = (VideoFrame,)
     passthrough = True  # the call goes on without it (see Stage)
 
-    def __init__(self, *, max_faces: int = 2, model_path: str | Path | None = None) -> None:
+    def __init__(self, *, max_faces: int = 2, model_path: str | Path | None = None, tracking: str = TRACKING) -> None:
         super().__init__("face_tracker")
+        if tracking not in TRACKINGS:
+            raise InputError(f"tracking {tracking!r}: one of {', '.join(TRACKINGS)}")
         self.max_faces = max_faces
+        self.tracking = tracking
         self.model_path = Path(model_path) if model_path else None
         self.selector = FaceSelector()
         self._mesh = None
@@ -201,7 +233,7 @@ class FaceTracker(Stage):
 
     def _open(self):
         if self.model_path is None:
-            return _LegacyFaceMesh(self.max_faces)
+            return _CropFaceMesh(self.max_faces) if self.tracking == "crop" else _LegacyFaceMesh(self.max_faces)
         try:
             return _TaskFaceLandmarker(self.model_path, self.max_faces)
         except (RuntimeError, ValueError) as err:
@@ -211,7 +243,7 @@ class FaceTracker(Stage):
     def faces(self, image_bgr: np.ndarray) -> list:
         """Every face the mesh finds in one image (blocking; after `open`), each with its landmarks and box, in no
         particular order: for tools that follow every face of a clip (`avcall sync`), not only the speaker."""
-        return self._mesh.detect(cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB))[0]
+        return self._mesh.detect(image_bgr)[0]
 
     async def process(self, frame: Frame) -> Sequence[Frame]:
         if self._last is not None and self.shed("video_analysis"):  # under load: the last face held a frame
@@ -222,7 +254,7 @@ class FaceTracker(Stage):
     def observe(self, frame: VideoFrame) -> FaceObservation:
         """Track the face in one frame (blocking; runs on the stage's worker thread)."""
         w, h = frame.size
-        faces, detections = self._mesh.detect(cv2.cvtColor(frame.image, cv2.COLOR_BGR2RGB))
+        faces, detections = self._mesh.detect(frame.image)
         chosen = self.selector.choose([f.bbox for f in faces])
         if chosen is None:
             self._track_score = 0.0
