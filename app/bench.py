@@ -1,6 +1,7 @@
 """`avcall bench`: measured speed, written as JSON. Benchmarks, not tests: figures drift on shared machines.
 
-`tracking`: the face tracker and lip features on 640x480 frames, pinned to one CPU core, ms per frame.
+`tracking`: the face tracker and lip features on 640x480 frames, pinned to one CPU core, ms per frame, the whole-frame
+path and the crop path side by side, and the crop path's lip error against full-rate tracking on the dev clips.
 `enhance`: every noise suppressor that ships, hop by hop through its streaming interface, pinned to one CPU
 core, on the same audio in the same run: real-time factor, declared and measured delay, algorithmic latency.
 `gate`: the lip gate's decision over a real face clip, pinned to one core: its CPU per second of call.
@@ -50,43 +51,255 @@ def load_frames(path: Path, count: int) -> list[np.ndarray]:
     return frames
 
 
-def bench_tracking(video: Path | None, frames: int = 300, warmup: int = 20) -> dict:
+def _ms(times: list[float]) -> dict:
+    t = np.array(times) * 1e3
+    return {"mean": float(t.mean()), "p50": float(np.percentile(t, 50)), "p95": float(np.percentile(t, 95)),
+            "max": float(t.max())}
+
+
+def _tracking_speed(images: list[np.ndarray], warmup: int) -> dict:
+    """ms per frame of each tracking path (`FaceTracker(tracking=...)`, then the lip features), over the same frames in
+    the same run, alternating path by path twice (drift on a shared machine falls on both); and where the old path's
+    time goes, each part timed alone on the same frames."""
     from avcall.pipelines.frames import VideoFrame
+    from avcall.pipelines.stages.face_tracker import TRACKINGS
+
+    trackers = {how: FaceTracker(max_faces=2, tracking=how) for how in TRACKINGS}
+    times: dict[str, list[float]] = {how: [] for how in TRACKINGS}
+    found = {how: 0 for how in TRACKINGS}
+    detections = None
+    for tracker in trackers.values():
+        tracker.open()  # the benchmark calls the blocking path directly, on this thread
+    try:
+        for _round in range(2):
+            for how, tracker in trackers.items():
+                for i in range(warmup + len(images)):
+                    frame = VideoFrame(pts=i / 25, image=images[i % len(images)], index=i)
+                    began = time.perf_counter()
+                    lips = lip_features(tracker.observe(frame))
+                    elapsed = time.perf_counter() - began
+                    if i >= warmup:
+                        times[how].append(elapsed)
+                        found[how] += lips.present
+        crop = trackers["crop"]._mesh.mesh
+        detections = crop.detections_run / max(crop.frames, 1)
+        parts = _tracking_parts(images, crop)
+    finally:
+        for tracker in trackers.values():
+            tracker.close()
+    return {"ms_per_frame": {how: _ms(t) for how, t in times.items()},
+            "face_found_share": {how: found[how] / len(times[how]) for how in TRACKINGS},
+            "crop_detector_runs_per_frame": detections, "parts_ms": parts}
+
+
+def _tracking_parts(images: list[np.ndarray], crop) -> dict:
+    """Each part of the tracker timed alone (mean ms over the frames): the colour conversion of the whole frame, the
+    face detector on it, the mesh handed the whole frame and the region, the mesh handed the crop, the landmarks read
+    out of mediapipe's packet as protobuf objects and with numpy."""
+    import cv2
+    from mediapipe.framework.formats import rect_pb2
+    from mediapipe.python import packet_getter
+
+    from avcall.pipelines.face import crop_mesh
+
+    def timed(fn) -> float:
+        fn(images[0])
+        began = time.perf_counter()
+        for image in images:
+            fn(image)
+        return (time.perf_counter() - began) / len(images) * 1e3
+
+    crop.detect(images[0])
+    region = crop._tracked[0].region if crop._tracked else crop_mesh.Region(320, 240, 240, 240)
+    h, w = images[0].shape[:2]
+    whole_roi = rect_pb2.NormalizedRect(x_center=region.cx / w, y_center=region.cy / h, width=region.w / w,
+                                        height=region.h / h, rotation=region.rotation)
+    last = {}
+
+    def whole(image):
+        last["out"] = crop._mesh.run(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), roi=whole_roi)
+
+    parts = {"colour_conversion_whole_frame": timed(lambda im: cv2.cvtColor(im, cv2.COLOR_BGR2RGB)),
+             "detector_whole_frame": timed(lambda im: crop._detector.run(cv2.cvtColor(im, cv2.COLOR_BGR2RGB))),
+             "mesh_whole_frame": timed(whole),
+             "mesh_crop": timed(lambda im: crop._mesh_on(im, region))}
+    crop.mesh_px = crop_mesh.MESH_INPUT
+    parts["mesh_crop_scaled_to_192"] = timed(lambda im: crop._mesh_on(im, region))
+    crop.mesh_px = crop_mesh.MESH_PX
+    packet = last["out"]["landmarks"]
+    parts["landmarks_read_protobuf"] = timed(
+        lambda _: np.array([(p.x, p.y, p.z) for p in packet_getter.get_proto(packet).landmark], np.float32))
+    parts["landmarks_read_numpy"] = timed(lambda _: crop_mesh._normalised_landmarks(packet))
+    parts["region_side_px"] = float(max(region.w, region.h))
+    return parts
+
+
+def _clip_frames(path: Path) -> tuple[list[np.ndarray], float]:
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        fps = float(stream.average_rate or 25)
+        return [f.to_ndarray(format="bgr24") for f in container.decode(video=0)], fps
+
+
+def _track_clip(images: list[np.ndarray], tracking: str, every: int = 1, mesh_px: int | None = None
+                ) -> tuple[list, list[float]]:
+    """Landmarks (478, 3) or None per frame, following one face as the call does; with `every` > 1 the tracker
+    sees only every `every`-th frame (the others stay None here and are filled by the caller); `mesh_px`: the crop
+    path's crops scaled down to regions of that side."""
+    from avcall.pipelines.frames import VideoFrame
+
+    tracker = FaceTracker(max_faces=2, tracking=tracking)
+    tracker.open()
+    if mesh_px:
+        tracker._mesh.mesh.mesh_px = mesh_px
+    out, times = [], []
+    try:
+        for i, image in enumerate(images):
+            if i % every:
+                out.append(None)
+                continue
+            began = time.perf_counter()
+            obs = tracker.observe(VideoFrame(pts=i / 25, image=image, index=i))
+            times.append(time.perf_counter() - began)
+            out.append(obs.landmarks if obs.present else None)
+    finally:
+        tracker.close()
+    return out, times
+
+
+def _filled(sparse: list, every: int, how: str) -> list:
+    """The frames a tracker at 1/`every` of the rate skipped: the last tracked one held, or the two around
+    interpolated linearly (what a live path can only do a tracked frame late)."""
+    out = list(sparse)
+    tracked = [i for i in range(0, len(sparse), every)]
+    for k, i in enumerate(tracked):
+        j = tracked[k + 1] if k + 1 < len(tracked) else None
+        for m in range(i + 1, min(i + every, len(sparse))):
+            a, b = sparse[i], sparse[j] if j is not None else None
+            if how == "held" or b is None or a is None:
+                out[m] = a
+            else:
+                f = (m - i) / (j - i)
+                out[m] = a + f * (b - a)
+    return out
+
+
+def _lip_series(landmarks: list) -> dict:
+    from avcall.pipelines.frames import FaceObservation
+
+    opening, width = [], []
+    for lm in landmarks:
+        lips = lip_features(FaceObservation(pts=0.0, present=lm is not None, confidence=1.0, landmarks=lm))
+        opening.append(lips.opening if lips.present else np.nan)
+        width.append(lips.width if lips.present else np.nan)
+    return {"opening": np.array(opening), "width": np.array(width)}
+
+
+def _jitter(x: np.ndarray) -> np.ndarray:
+    """How far each frame is from the mean of its two neighbours (what frame-to-frame roughness a full-rate
+    tracker's output has: noise and the fastest motion of the lips)."""
+    return np.abs(x[1:-1] - (x[:-2] + x[2:]) / 2)
+
+
+def tracking_accuracy(clips: list[Path]) -> dict:
+    """Each tracking path against full-rate whole-frame tracking (`tracking="full"`, what ran before) on real
+    talking-face clips at their own size: the crop path at the camera's rate, and at half of it with the skipped
+    frames held or interpolated. Per clip, then the mean over clips: the lips' landmark error (pixels, mean over the
+    40 lip points), the mouth opening's and width's mean absolute difference in units of their standard deviation
+    over the clip, the share of frames where one finds a face and the other does not; beside them the reference's own
+    jitter in the same units (`_jitter`)."""
+    from avcall.pipelines.face.mesh import LIP_INDICES
+
+    variants = {"crop": ("crop", 1, None, None), "crop_scaled_to_192": ("crop", 1, None, 192),
+                "crop_half_rate_held": ("crop", 2, "held", None),
+                "crop_half_rate_interpolated": ("crop", 2, "interpolated", None)}
+    per_clip = {}
+    for clip in clips:
+        images, fps = _clip_frames(clip)
+        reference, ref_times = _track_clip(images, "full")
+        ref_lips = _lip_series(reference)
+        both_std = {k: float(np.nanstd(v)) for k, v in ref_lips.items()}
+        ref_xy = np.array([lm[LIP_INDICES, :2] if lm is not None else np.full((40, 2), np.nan) for lm in reference])
+        row = {"frames": len(images), "fps": fps, "size": list(images[0].shape[1::-1]),
+               "full_ms_per_frame": float(np.mean(ref_times) * 1e3),
+               "reference_jitter": {"lip_px": float(np.nanmean(np.linalg.norm(
+                   ref_xy[1:-1] - (ref_xy[:-2] + ref_xy[2:]) / 2, axis=2))),
+                   **{f"{k}_std": float(np.nanmean(_jitter(v)) / both_std[k]) for k, v in ref_lips.items()}}}
+        tracked_cache = {}
+        for name, (tracking, every, how, mesh_px) in variants.items():
+            if (tracking, every, mesh_px) not in tracked_cache:
+                tracked_cache[(tracking, every, mesh_px)] = _track_clip(images, tracking, every, mesh_px)
+            sparse, times = tracked_cache[(tracking, every, mesh_px)]
+            landmarks = _filled(sparse, every, how) if every > 1 else sparse
+            lips = _lip_series(landmarks)
+            xy = np.array([lm[LIP_INDICES, :2] if lm is not None else np.full((40, 2), np.nan) for lm in landmarks])
+            row[name] = {"ms_per_frame": float(np.sum(times) / len(images) * 1e3),
+                         "lip_px": float(np.nanmean(np.linalg.norm(xy - ref_xy, axis=2))),
+                         **{f"{k}_std": float(np.nanmean(np.abs(v - ref_lips[k])) / both_std[k])
+                            for k, v in lips.items()},
+                         "presence_disagrees": float(np.mean([(a is None) != (b is None)
+                                                              for a, b in zip(landmarks, reference)]))}
+        per_clip[clip.name] = row
+    keys = ["lip_px", "opening_std", "width_std"]
+    summary = {"reference_jitter": {k: float(np.mean([r["reference_jitter"][k] for r in per_clip.values()]))
+                                    for k in keys},
+               "full_ms_per_frame": float(np.mean([r["full_ms_per_frame"] for r in per_clip.values()]))}
+    for name in variants:
+        summary[name] = {k: float(np.mean([r[name][k] for r in per_clip.values()]))
+                         for k in keys + ["presence_disagrees", "ms_per_frame"]}
+        summary[name]["small"] = all(summary[name][k] < SMALL_SHARE_OF_JITTER * summary["reference_jitter"][k]
+                                     for k in keys)
+    return {"clips": len(per_clip), "summary": summary, "per_clip": per_clip}
+
+
+SMALL_SHARE_OF_JITTER = 0.5  # an error under half the full-rate tracker's own jitter adds under an eighth to its noise
+
+
+def bench_tracking(video: Path | None, frames: int = 300, warmup: int = 20, clips: int | None = None) -> dict:
+    """The face tracker and the lip features, pinned to one core: ms per 640x480 frame of the whole-frame path
+    (`tracking="full"`, before issue 32) and the crop path (`"crop"`) side by side in one run, where the time goes,
+    and the crop path's lip-feature error against full-rate whole-frame tracking on the dev clips
+    (`tracking_accuracy`; `clips` limits how many, for a quick look)."""
+    from avcall.models.data.shared_data import talking_face_clips
+    from avcall.pipelines.stages.face_tracker import TRACKING
 
     data = shared_data_dir()
     path = Path(video) if video else (data / DEFAULT_CLIP if data else None)
     if path is None or not path.exists():
         raise InputError(f"no clip to benchmark on: {path or '../shared/data'} is missing; "
                          "give a video of a face with --input VIDEO")
-    core = pin_to_one_core()
-    images = load_frames(path, frames)
-    tracker = FaceTracker(max_faces=2)
-    tracker.open()  # the benchmark calls the blocking path directly, on this thread
-    try:
-        times, found = [], 0
-        for i in range(warmup + len(images)):
-            frame = VideoFrame(pts=i / 25, image=images[i % len(images)], index=i)
-            began = time.perf_counter()
-            obs = tracker.observe(frame)
-            lips = lip_features(obs)
-            elapsed = time.perf_counter() - began
-            if i >= warmup:
-                times.append(elapsed * 1e3)
-                found += lips.present
-    finally:
-        tracker.close()
-    t = np.array(times)
+    with one_core() as core:
+        images = load_frames(path, frames)
+        speed = _tracking_speed(images, warmup)
+        dev = talking_face_clips(data) if data else []
+        accuracy = tracking_accuracy(dev[:clips] if clips is not None else dev) if dev else None
+    ms = speed["ms_per_frame"]
+    command = "avcall bench tracking" + (f" --input {video}" if video else "") + (
+        f" --frames {frames}" if frames != 300 else "")
     return {
         "benchmark": "tracking",
-        "what": "mediapipe face mesh (478 points, refined) + lip features, per 640x480 frame",
+        "what": "mediapipe face mesh (478 points, refined) + lip features, per 640x480 frame: the whole-frame path "
+                "(full) and the crop path (crop) side by side, and the crop path's lip error against full-rate "
+                "whole-frame tracking on the dev clips",
         "input": str(path),
-        "frames": len(times),
+        "frames": len(images),
         "cpu_core": core,
         "cpu": cpu_name(),
-        "ms_per_frame": {"mean": float(t.mean()), "p50": float(np.percentile(t, 50)),
-                         "p95": float(np.percentile(t, 95)), "max": float(t.max())},
-        "fps_one_core": float(1000 / t.mean()),
-        "face_found_share": found / len(times),
+        "default": TRACKING,
+        "ms_per_frame": ms[TRACKING],
+        "fps_one_core": float(1000 / ms[TRACKING]["mean"]),
+        "by_path": {how: {"ms_per_frame": ms[how], "fps_one_core": float(1000 / ms[how]["mean"]),
+                          "face_found_share": speed["face_found_share"][how]} for how in ms},
+        "crop_faster": ms["crop"]["mean"] < ms["full"]["mean"] and ms["crop"]["p50"] < ms["full"]["p50"],
+        "crop_detector_runs_per_frame": speed["crop_detector_runs_per_frame"],
+        "parts_ms": speed["parts_ms"],
+        "accuracy": accuracy,
+        "small_means": f"every error under {SMALL_SHARE_OF_JITTER} of the full-rate tracker's own frame-to-frame "
+                       "jitter (how far a frame is from the mean of its neighbours), in the same units",
+        "command": command,
+        "commit": git_commit(),
         "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
 
