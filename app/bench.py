@@ -274,10 +274,11 @@ def bench_tracking(video: Path | None, frames: int = 300, warmup: int = 20, clip
         images = load_frames(path, frames)
         speed = _tracking_speed(images, warmup)
         dev = talking_face_clips(data) if data else []
-        accuracy = tracking_accuracy(dev[:clips] if clips is not None else dev) if dev else None
+        dev = dev[:clips] if clips is not None else dev
+        accuracy = tracking_accuracy(dev) if dev else None
     ms = speed["ms_per_frame"]
     command = "avcall bench tracking" + (f" --input {video}" if video else "") + (
-        f" --frames {frames}" if frames != 300 else "")
+        f" --frames {frames}" if frames != 300 else "") + (f" --clips {clips}" if clips is not None else "")
     return {
         "benchmark": "tracking",
         "what": "mediapipe face mesh (478 points, refined) + lip features, per 640x480 frame: the whole-frame path "
@@ -290,6 +291,7 @@ def bench_tracking(video: Path | None, frames: int = 300, warmup: int = 20, clip
         "default": TRACKING,
         "ms_per_frame": ms[TRACKING],
         "fps_one_core": float(1000 / ms[TRACKING]["mean"]),
+        "face_found_share": speed["face_found_share"][TRACKING],
         "by_path": {how: {"ms_per_frame": ms[how], "fps_one_core": float(1000 / ms[how]["mean"]),
                           "face_found_share": speed["face_found_share"][how]} for how in ms},
         "crop_faster": ms["crop"]["mean"] < ms["full"]["mean"] and ms["crop"]["p50"] < ms["full"]["p50"],

@@ -333,6 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--video", type=Path, help="avatar: a video of a face that drives the reenacted portrait "
                    "(default: a clip of ../shared/data)")
     b.add_argument("--frames", type=int, default=300, help="tracking: frames to time (default 300)")
+    b.add_argument("--clips", type=int, metavar="N", help="tracking: the lip error against full-rate tracking on the "
+                   "first N dev clips only (default: all of ../shared/data/talking_faces; 0: none)")
     b.add_argument("--seconds", type=float, default=10.0,
                    help="enhance, captions: seconds of audio to time; serve: seconds of call (default 10)")
     b.add_argument("--peers", type=peer_counts, default=(1,), metavar="N[,N...]",
@@ -490,7 +492,7 @@ def cmd_bench(args) -> int:
         result = bench_enhance(args.input, seconds=args.seconds, backends=[args.backend] if args.backend else None,
                                whole_call=args.whole_call)
     else:
-        result = bench_tracking(args.input, frames=args.frames)
+        result = bench_tracking(args.input, frames=args.frames, clips=args.clips)
     print(write_json(result, args.out))
     return 0
 
