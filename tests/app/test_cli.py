@@ -66,11 +66,13 @@ def test_missing_face_model_is_a_clear_error(tmp_path):
 
 def test_bench_tracking_writes_json(tmp_path, shared_data):
     out = tmp_path / "bench.json"
-    result = run_cli("bench", "tracking", "--frames", "30", "-o", str(out))
+    result = run_cli("bench", "tracking", "--frames", "30", "--clips", "1", "-o", str(out))
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
     assert report["frames"] == 30 and report["face_found_share"] > 0.9
     assert 0 < report["ms_per_frame"]["p50"] <= report["ms_per_frame"]["max"]
+    assert set(report["by_path"]) == {"crop", "full"} and report["command"] and report["commit"]
+    assert report["accuracy"]["clips"] == 1 and report["accuracy"]["summary"]["crop"]["lip_px"] < 1.0
 
 
 def test_demo_runs_without_camera_or_download(tmp_path):
