@@ -16,12 +16,12 @@ OUT=${OUT:-/tmp/tse_out}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 nvidia-smi -L || true
-python3 -m models.tse.train --voices .tse/voices_gpu.npz --out "$OUT/sep" --device cuda --batch 64 --seconds 3 \
+python3 -m avcall.app.cli train tse --voices .tse/voices_gpu.npz --out "$OUT/sep" --device cuda --batch 64 --seconds 3 \
   --steps 12000 --max-minutes 6 --eval-every 250 --ckpt-every 1000 --val-batch 64 --lr 2e-3 --threads 4 --export \
   2>&1 | tail -n 40
 cp "$OUT/sep/train.log" "$OUT/sep_train.log"; cp "$OUT/sep/tse_sep.onnx" "$OUT/"
 if python3 -c "import numpy, sys; sys.exit(0 if 'emb' in numpy.load('.tse/voices_gpu.npz').files else 1)"; then
-  python3 -m models.tse.train --voices .tse/voices_gpu.npz --lips .tse/voices_gpu.npz --design lips \
+  python3 -m avcall.app.cli train tse --voices .tse/voices_gpu.npz --lips .tse/voices_gpu.npz --design lips \
     --out "$OUT/lips" --init "$OUT/sep/model.pt" --device cuda --batch 64 --seconds 3 --steps 4000 --max-minutes 2.5 \
     --eval-every 250 --ckpt-every 1000 --val-batch 32 --lr 1e-3 --threads 4 --export 2>&1 | tail -n 20
   cp "$OUT/lips/train.log" "$OUT/lips_train.log"; cp "$OUT/lips/tse_lips.onnx" "$OUT/"

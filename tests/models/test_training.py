@@ -34,7 +34,7 @@ def recipe(out, steps: int, **loop):
         return ((model(x) - 3 * x) ** 2).mean()
 
     done = train_loop(one_step, opt, Loop(steps=steps, checkpoint=ckpt, log=out / "train.log", **loop),
-                      start=start, evaluate=lambda step: {"weight": round(float(model.weight), 4)},
+                      start=start, evaluate=lambda step: {"weight": round(model.weight.item(), 4)},
                       state=lambda: {"model": model.state_dict(), "opt": opt.state_dict()})
     return start, seen, done, model
 
