@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..sync.train_args import add_arguments as add_common
+from ..sync.train_args import add_arguments as add_common, add_real_arguments
 
 
 def add_arguments(p) -> None:
@@ -24,21 +24,11 @@ def add_arguments(p) -> None:
 def add_finetune_arguments(p) -> None:
     """`avcall train talking-face-finetune`: the shipped voice-to-lips net fine-tuned on real mouths
     (models/talking_face/finetune.py)."""
-    p.add_argument("--tracks", type=Path, required=True, metavar="DIR", help="the tracker's cache of "
-                   "../shared/data/av_train (one .npz per clip, made by `avcall train talking-face --real --tracks DIR`)")
-    p.add_argument("--out", type=Path, required=True, help="run folder: model.pt (the best on the validation "
-                   "speakers), train.log")
-    p.add_argument("--corpus", type=Path, help="a corpus (avcall corpus make) whose crops are mixed into each batch")
-    p.add_argument("--steps", type=int, default=1500, help="0: no training, only --export of the run's model.pt")
+    add_real_arguments(p, "crops")
     p.add_argument("--batch", type=int, default=24)
     p.add_argument("--lr", type=float, default=2e-4)
-    p.add_argument("--real-share", type=float, default=0.5, help="share of each batch's crops from av_train")
-    p.add_argument("--grid-share", type=float, default=0.3, help="share of the real crops from GRID's one speaker")
     p.add_argument("--smooth", type=int, default=3, help="video frames of the real targets' moving average")
     p.add_argument("--real-corr", type=float, default=0.05, help="weight of (1 - r) of the opening in each real crop")
-    p.add_argument("--eval-every", type=int, default=100)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-minutes", type=float, default=0.0, help="stop after this long (0: run to --steps)")
     p.add_argument("--gain-most", type=float, default=2.0, help="with --export: the largest output gain calibrated")
     p.add_argument("--export", type=Path, metavar="DIR", help="then write DIR/talking_face.onnx (parity checked, its "
                    "gain calibrated on av_train's training clips), for `avcall eval talking-face` with "
