@@ -225,8 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_corpus_parser(commands)
 
     t = commands.add_parser("train", help="train a model from a corpus (needs the train extra: torch)",
-                            description="Training recipes; each writes checkpoints into --out and resumes "
-                            "from them when run again with the same --out.")
+                            description="Training recipes (docs/training.md), all through one loop: a run folder "
+                            "(--out) with train.log, one JSON line per evaluation; --max-minutes as a time budget; "
+                            "a recipe with checkpoints resumes from them when run again with the same --out.")
     recipes = t.add_subparsers(dest="recipe", metavar="MODEL", required=True)
     avse = recipes.add_parser("avse", help="the lip-guided speech enhancer (or --audio-only, or --arch avdcnn)",
                               description="Train the enhancer on a corpus: fresh mixtures every step from the "
