@@ -294,7 +294,8 @@ def finetune(cfg: FinetuneConfig, lips_onnx: Path, audio_onnx: Path, log=print) 
     best_file, best = cfg.out / "model.pt", Best()
 
     def evaluate(_: int) -> dict:
-        m = {"val_real": offset_report(lip_enc, audio_enc, val_real) | segment_report(lip_enc, audio_enc, val_real, val_refs)}
+        m = {"val_real": offset_report(lip_enc, audio_enc, val_real)
+             | segment_report(lip_enc, audio_enc, val_real, val_refs)}
         if val_corpus:
             m["val_corpus"] = offset_report(lip_enc, audio_enc, val_corpus) | segment_report(
                 lip_enc, audio_enc, val_corpus, [0] * len(val_corpus))

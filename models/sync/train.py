@@ -5,7 +5,8 @@ window close and pushes away the other utterances' windows and the same voice sh
 (the hard negatives that teach timing). The voice is the clean target half of the time, and the target
 with a corpus noise at 0-20 dB otherwise. Loss: InfoNCE both ways (temperature 0.1). Checkpoints every
 `ckpt_every` steps in OUT/checkpoint.pt; run again with the same OUT to resume; OUT/train.log holds one JSON
-line per evaluation (the loop of models/training.py): the offset accuracy on held-out utterances shifted by +-2, +-5, +-10 frames.
+line per evaluation (the loop of models/training.py): the offset accuracy on held-out utterances shifted by
++-2, +-5, +-10 frames.
 `--export` writes models/weights/sync_lips.onnx and sync_audio.onnx with their manifest entries.
 """
 

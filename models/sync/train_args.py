@@ -1,5 +1,5 @@
 """`avcall train sync` arguments, defined without importing torch (so `avcall --help` works without it);
-`avcall train talking-face` shares them."""
+`avcall train talking-face` shares them; `sync-finetune` and `talking-face-finetune` share `add_real_arguments`."""
 
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ def add_real_arguments(p, piece: str) -> None:
     """What both fine-tunes on real talking faces take (sync-finetune, talking-face-finetune): `piece` is what
     a batch is made of (windows, crops)."""
     p.add_argument("--tracks", type=Path, required=True, metavar="DIR", help="the tracker's cache of "
-                   "../shared/data/av_train (one .npz per clip, made by `avcall train talking-face --real --tracks DIR`)")
+                   "../shared/data/av_train (one .npz per clip, made by `avcall train talking-face --real --tracks "
+                   "DIR`)")
     p.add_argument("--out", type=Path, required=True, help="run folder: model.pt (the best on the validation "
                    "speakers), train.log")
     p.add_argument("--corpus", type=Path, help=f"a corpus (avcall corpus make) whose {piece} are mixed into each batch")

@@ -1,4 +1,5 @@
-"""`avcall train talking-face` arguments, defined without importing torch: the sync judge's, and the GRU's size."""
+"""`avcall train talking-face` and `talking-face-finetune` arguments, defined without importing torch: the sync
+judge's, and the GRU's size."""
 
 from __future__ import annotations
 

@@ -74,3 +74,21 @@ def test_sync_judge_read_back_and_finetuned(tmp_path, monkeypatch):
     assert metrics["best"] and "segment_within_1" in metrics["val_real"]
     info = ft.export(run, tmp_path / "out")  # raises unless onnxruntime equals torch
     assert info["parity_max_abs"] <= 1e-4
+
+
+def test_the_finetunes_are_avcall_train_commands(tmp_path, capsys):
+    """`avcall train talking-face-finetune` runs the fine-tune from the shipped net and exports; `avcall train
+    sync-finetune` takes the same real-data options."""
+    from avcall.app.cli import build_parser, cmd_train
+
+    _, tracks = fake_tracks(tmp_path)
+    run = tmp_path / "run"
+    args = build_parser().parse_args(["train", "talking-face-finetune", "--tracks", str(tracks), "--out", str(run),
+                                      "--steps", "2", "--batch", "2", "--eval-every", "1", "--export",
+                                      str(tmp_path / "out")])
+    assert cmd_train(args) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["finetune"]["step"] == 2 and result["export"]["parity_max_abs"] <= 1e-4
+    assert [json.loads(x)["step"] for x in (run / "train.log").read_text().splitlines()] == [0, 1, 2]
+    sync = build_parser().parse_args(["train", "sync-finetune", "--tracks", str(tracks), "--out", str(run)])
+    assert (sync.steps, sync.lr, sync.real_share, sync.grid_share, sync.eval_every) == (1500, 1e-4, 0.5, 0.3, 100)
