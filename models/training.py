@@ -11,7 +11,8 @@ its loss) and what an evaluation measures; the loop does the rest the same way f
 Each evaluation row is {"step", "loss", ...what `evaluate` returns..., "seconds"}; rows come every `every`
 steps, at the last step, and when the time budget stops the run (which also writes the checkpoint, so a rerun
 with the same folder goes on from there). A checkpoint is what `state()` returns plus "step", written with
-torch.save, so each recipe keeps its own checkpoint layout.
+torch.save, so each recipe keeps its own checkpoint layout. torch is imported when a loop runs, so that a recipe's
+arguments (`avcall --help`) never load it.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 
 def cosine(base: float, step: int, steps: int, floor: float = 0.0) -> float:
@@ -33,6 +35,8 @@ def cosine(base: float, step: int, steps: int, floor: float = 0.0) -> float:
 
 def resume(checkpoint: Path | None, restore: Callable[[dict], None], map_location: Any = None) -> int:
     """The step `checkpoint` was written at after `restore` took its contents, or 0 where there is none."""
+    import torch
+
     if checkpoint is None or not Path(checkpoint).exists():
         return 0
     state = torch.load(checkpoint, map_location=map_location)
@@ -89,6 +93,7 @@ def train_loop(one_step: Callable[[int], torch.Tensor], opt: torch.optim.Optimiz
     learning rate (`lr(step)`, or `sched` stepped after the optimiser), back-propagates, clips and steps.
     `evaluate(step)` adds to each evaluation row; `keep(row)` sees the whole row before it is written (to keep
     the best: `Best.offer`); `state()` is the checkpoint's contents (without the step)."""
+    import torch
     from tqdm import tqdm
 
     params = [p for group in opt.param_groups for p in group["params"]]

@@ -103,3 +103,14 @@ def test_best_keeps_the_highest_and_marks_its_row():
     kept = [best.offer(row["r"], row, lambda: saves.append(best.value)) for row in rows_]
     assert kept == [True, False, True] and saves == [0.2, 0.5] and best.value == 0.5
     assert [row.get("best") for row in rows_] == [True, None, True]
+
+
+def test_the_recipes_arguments_load_no_torch():
+    """`avcall --help` (every `avcall train` recipe's arguments) works without torch: the loop imports it when it
+    runs."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from avcall.app.cli import build_parser; build_parser(); "
+            "sys.exit('torch' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
