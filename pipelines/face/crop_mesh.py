@@ -19,9 +19,10 @@ graphs of its own, so that avcall decides when each runs:
   640x480 frame, a 403-pixel crop or that crop scaled to 202 pixels), and scaling moves the lips (0.3 pixel at
   256, 0.5 at 192 on a 380-pixel region) for nothing;
 - the detector, on the whole frame, only when a face is lost (the mesh's presence score under 0.5, or no face
-  tracked), when the tracked face moved more than `move_margin` of its size since the last frame (the mesh is
-  re-anchored on the detector's region), and every `redetect_every` frames while fewer than `max_faces` faces are
-  tracked (to see a second face come into view; the legacy graph looks every frame). A detection that overlaps a
+  tracked: it is looked for on the same frame, where it was or anywhere), when the tracked face moved more than
+  `move_margin` of its size since the last frame (the mesh is re-anchored on the detector's region), and every
+  `redetect_every` frames while fewer than `max_faces` faces are tracked (to see a second face come into view; the
+  legacy graph looks every frame). A detection that overlaps a
   tracked face (IoU of their regions over 0.5, as the legacy graph's association) refreshes that face's detector
   score and does not move it.
 
@@ -262,32 +263,51 @@ class CropFaceMesh:
         detected = False
         if not self._tracked or (len(self._tracked) < self.max_faces
                                  and self._since_detection >= self.redetect_every):
-            self._merge(self._detect(frame_bgr), reanchor=False)
+            self._merge(self._detect(frame_bgr))
             detected = True
-        kept = []
+        kept, found = [], []
         for face in self._tracked:
             result = self._mesh_on(frame_bgr, face.region)
-            if result is not None and face.bbox is not None and self._moved(face.bbox, result[0]) and not detected:
-                result = None  # moved too far for the region to be trusted: re-anchor on a detection below
-            if result is None:
-                if detected:
-                    continue  # lost, and the detector ran on this frame already
+            if result is not None and face.bbox is not None and not detected and self._moved(face.bbox, result[0]):
+                # moved further than the region should be trusted for: re-anchor on the detector's region
                 found = self._detect(frame_bgr)
                 detected = True
-                match = self._match(face, found)
-                if match is None:
+                match = self._match(result[1], found)
+                if match is not None:
+                    face.score = match[2]
+                    result = self._mesh_on(frame_bgr, match[0]) or result
+            if result is None:  # lost: look for it on this frame, unless the detector already ran on it
+                if detected:
                     continue
-                face.region, face.score = match[0], match[2]
-                result = self._mesh_on(frame_bgr, face.region)
+                found = self._detect(frame_bgr)
+                detected = True
+                match = self._match(face.region, found)
+                if match is None:
+                    continue  # not where it was: it may be among the detections taken up below
+                face.score = match[2]
+                result = self._mesh_on(frame_bgr, match[0])
                 if result is None:
                     continue
-            face.landmarks, face.region = result
-            xy = face.landmarks[:, :2]
-            face.bbox = (float(xy[:, 0].min()), float(xy[:, 1].min()), float(xy[:, 0].max()), float(xy[:, 1].max()))
+            self._place(face, result)
             kept.append(face)
+        for region, _box, score in found:  # a detection run above for one face may have seen others, or it elsewhere
+            if len(kept) >= self.max_faces:
+                break
+            if all(_iou(f.region.box(), region.box()) <= SAME_FACE_IOU for f in kept):
+                face = Tracked(region, score)
+                result = self._mesh_on(frame_bgr, region)
+                if result is not None:
+                    self._place(face, result)
+                    kept.append(face)
         self._tracked = self._dedup(kept)
         faces = [(f.landmarks, f.bbox) for f in self._tracked]
         return faces, [(f.bbox, f.score) for f in self._tracked]
+
+    @staticmethod
+    def _place(face: Tracked, result: tuple[np.ndarray, Region]) -> None:
+        face.landmarks, face.region = result
+        xy = face.landmarks[:, :2]
+        face.bbox = (float(xy[:, 0].min()), float(xy[:, 1].min()), float(xy[:, 0].max()), float(xy[:, 1].max()))
 
     def _moved(self, before, landmarks) -> bool:
         size = max(before[2] - before[0], before[3] - before[1], 1.0)
@@ -297,19 +317,18 @@ class CropFaceMesh:
         return math.hypot(nx - cx, ny - cy) > self.move_margin * size
 
     @staticmethod
-    def _match(face: Tracked, found):
-        best = max(found, key=lambda f: _iou(face.region.box(), f[0].box()), default=None)
-        return best if best is not None and _iou(face.region.box(), best[0].box()) > SAME_FACE_IOU else None
+    def _match(region: Region, found):
+        """The detection (region, box, score) that is the face in `region`, if one is."""
+        best = max(found, key=lambda f: _iou(region.box(), f[0].box()), default=None)
+        return best if best is not None and _iou(region.box(), best[0].box()) > SAME_FACE_IOU else None
 
-    def _merge(self, found, *, reanchor: bool) -> None:
+    def _merge(self, found) -> None:
         """Detections in: refresh the score of the tracked faces they overlap, track the others while there is
         room."""
         for region, _box, score in found:
             same = [f for f in self._tracked if _iou(f.region.box(), region.box()) > SAME_FACE_IOU]
             if same:
                 same[0].score = score
-                if reanchor:
-                    same[0].region = region
             elif len(self._tracked) < self.max_faces:
                 self._tracked.append(Tracked(region, score))
 

@@ -80,3 +80,19 @@ def test_a_face_that_comes_into_view_is_picked_up_and_a_lost_one_found_again(cli
     back = next(i for i in range(45, 60) if obs[i].faces_seen == 2)
     assert back <= 45 + REDETECT_EVERY  # back at the next periodic detection (fewer faces tracked than max_faces)
     assert sum(o.present for o in obs) == 60
+
+
+def test_a_face_that_jumps_is_re_anchored_by_the_detector_and_not_lost(clips):
+    big = clips[0]
+    h, w = big[0].shape[:2]
+    images = []
+    for i in range(30):
+        canvas = np.zeros((h, 2 * w, 3), np.uint8)
+        x = 0 if i < 15 else w // 2  # half the clip's width in one frame: further than the mesh's region reaches
+        canvas[:, x:x + w] = big[i]
+        images.append(canvas)
+    obs, mesh = track(images, "crop")
+    assert all(o.present for o in obs)
+    before, after = obs[14].bbox, obs[15].bbox
+    assert abs((after[0] + after[2]) / 2 - (before[0] + before[2]) / 2 - w // 2) < 10  # found where it went
+    assert mesh.mesh.detections_run <= 6
