@@ -96,3 +96,11 @@ def test_a_face_that_jumps_is_re_anchored_by_the_detector_and_not_lost(clips):
     before, after = obs[14].bbox, obs[15].bbox
     assert abs((after[0] + after[2]) / 2 - (before[0] + before[2]) / 2 - w // 2) < 10  # found where it went
     assert mesh.mesh.detections_run <= 6
+
+
+def test_the_crop_path_is_the_default_and_the_whole_frame_one_is_kept():
+    from avcall.pipelines.errors import InputError
+
+    assert FaceTracker().tracking == "crop" and FaceTracker(tracking="full").tracking == "full"
+    with pytest.raises(InputError):
+        FaceTracker(tracking="sometimes")
