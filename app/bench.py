@@ -392,13 +392,14 @@ def bench_enhance(audio_path: Path | None = None, seconds: float = 10.0, backend
     live stage runs it, pinned to one CPU core: real-time factor, ms per hop, its declared delay and the one
     measured by cross-correlation on the same speech, its algorithmic latency."""
     from avcall.pipelines.frames import HOP_SAMPLES as HOP
-    from avcall.pipelines.suppressors import DEFAULT, available, open_suppressor
+    from avcall.pipelines.suppressors import DEFAULT, open_suppressor
+    from avcall.pipelines.features import enhancers
 
     from .eval.metrics import measured_delay
 
     if seconds <= 0:
         raise InputError("--seconds must be positive")
-    names = backends or available()
+    names = backends or enhancers()
     if not names:
         raise InputError("no noise suppressor ships on this machine (run scripts/setup.sh)")
     audio, source = load_speech(audio_path, seconds)
@@ -477,7 +478,8 @@ def bench_captions(audio_path: Path | None = None, seconds: float = 30.0, backen
     largest backlog (compute so far minus audio so far) stays under a hop or two."""
     from avcall.pipelines.asr import make_engine
     from avcall.pipelines.frames import HOP_SAMPLES as HOP
-    from avcall.pipelines.suppressors import DEFAULT, available, open_suppressor
+    from avcall.pipelines.suppressors import DEFAULT, open_suppressor
+    from avcall.pipelines.features import enhancers
     from avcall.pipelines.stages.captioner import Captioner
 
     if seconds <= 0:
@@ -485,7 +487,7 @@ def bench_captions(audio_path: Path | None = None, seconds: float = 30.0, backen
     audio, source = load_speech(audio_path, seconds)
     audio = audio[: len(audio) // HOP * HOP]
     audio_s = len(audio) / 16_000
-    backend = backend or (DEFAULT if DEFAULT in available() else None)
+    backend = backend or (DEFAULT if DEFAULT in enhancers() else None)
     with one_core() as core:
         enhancer = open_suppressor(backend) if backend else None
         captioner = Captioner(make_engine())
@@ -720,7 +722,7 @@ def bench_serve(seconds: float = 20.0, clip: Path | None = None, peers: tuple[in
 
     from avcall.models.data.portrait import DEMO_LINE, write_talking_portrait
 
-    from .demo import write_synthetic_clip
+    from .fixtures import write_synthetic_clip
     from .serve import Server, ServeConfig
 
     def cpu() -> float:
@@ -757,7 +759,7 @@ def bench_serve(seconds: float = 20.0, clip: Path | None = None, peers: tuple[in
     async def run(path: Path, n: int) -> tuple[list[list[dict]], list[dict], float]:
         from aiohttp import web
 
-        from .soak import rss_mb
+        from .eval.usage import rss_mb
 
         server = Server(ServeConfig(max_peers=n))
         server.load_models()

@@ -21,6 +21,8 @@ from pathlib import Path  # noqa: E402
 from avcall.pipelines.errors import AvcallError  # noqa: E402
 from avcall.pipelines.suppressors import DEFAULT as DEFAULT_ENHANCER  # noqa: E402
 
+from .options import LANGUAGE_HELP, LIP_GATE_HELP, add_enhance_argument, enhancer_arg  # noqa: E402
+
 DESCRIPTION = """\
 avcall: a real-time audio-visual companion for video calls, running locally.
 It tracks the speaker's face and lips, cleans the voice of noise, holds back every voice that is not
@@ -42,32 +44,6 @@ examples:
   avcall train avse --corpus corpus/ --out runs/av    train the lip-guided enhancer (torch, `.[train]`)
   avcall eval enhance --out report.json    enhancement measured on ../shared/data against the peers
 """
-
-
-def enhancer_choices() -> str:
-    """The noise suppressors that ship here, for --help (the default first)."""
-    from avcall.pipelines.suppressors import available, describe
-
-    shipped = available()
-    return ("; ".join(f"{name} ({describe(name)})" for name in shipped) if shipped
-            else "none ships on this machine (run scripts/setup.sh)")
-
-
-def enhancer_arg(text: str) -> str:
-    """A noise suppressor's name, or 'off' (whether its weights are here is checked when it opens)."""
-    from avcall.pipelines.suppressors import BACKENDS, available
-
-    if text == "off" or text in BACKENDS:
-        return text
-    raise argparse.ArgumentTypeError(f"{text!r} is not a noise suppressor; choose one of "
-                                     f"{', '.join(available()) or 'none'}, or off")
-
-
-LIP_GATE_HELP = ("on (default, with a camera): another voice is held back (-30 dB) while your lips are still, in "
-                 "the voice and the captions; off: every voice passes as the suppressor leaves it")
-
-LANGUAGE_HELP = ("the captions' language: en (default: Whisper tiny.en), a Whisper language code (de, es, fr, ...: "
-                 "Whisper base, multilingual, from the `multilingual` extra), or auto: detected on the first line")
 
 
 def peer_counts(text: str) -> tuple[int, ...]:
@@ -119,9 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--show", action="store_true", help="show the annotated video in a window")
     p.add_argument("--play", action="store_true", help="play the audio on the speaker")
     p.add_argument("--speaker", type=device_arg, metavar="NAME", help="output device for --play")
-    p.add_argument("--enhance", nargs="?", const=DEFAULT_ENHANCER, metavar="NAME", type=enhancer_arg,
-                   help="clean the voice with a noise suppressor: writes enhanced.wav (16-bit PCM, lined up with "
-                   f"the input), and annotated.mp4 gets the enhanced audio. NAME: {enhancer_choices()}")
+    add_enhance_argument(p, "clean the voice with a noise suppressor: writes enhanced.wav (16-bit PCM, lined up "
+                         "with the input), and annotated.mp4 gets the enhanced audio", flag=True)
     p.add_argument("--float-wav", action="store_true", help="write enhanced.wav as 32-bit float, not 16-bit PCM")
     p.add_argument("--lip-gate", choices=["on", "off"], default="on", help=LIP_GATE_HELP)
     p.add_argument("--captions", action="store_true",
@@ -176,8 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     lv.add_argument("--camera-out", default="auto", metavar="DEVICE",
                     help="where the outgoing video goes as a camera: auto (default: the first free virtual "
                     "camera), a loopback device such as /dev/video10, off, or file:PATH (frames written to PATH)")
-    lv.add_argument("--enhance", metavar="NAME", type=enhancer_arg,
-                    help=f"the noise suppressor, or 'off' (default {DEFAULT_ENHANCER}): {enhancer_choices()}")
+    add_enhance_argument(lv, "the noise suppressor the voice goes through")
     lv.add_argument("--lip-gate", choices=["on", "off"], default="on", help=LIP_GATE_HELP)
     lv.add_argument("--output", type=device_arg, metavar="NAME",
                     help="also play the clean voice on this output device (name or index); without a sound "
@@ -207,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--max-peers", type=int, default=4, metavar="N", help="browsers served at once (default 4)")
     sv.add_argument("--stun", action="append", default=[], metavar="URL",
                     help="a STUN server for ICE, e.g. stun:stun.example.org:3478 (default: none)")
-    sv.add_argument("--no-enhance", action="store_true", help="do not load the speech enhancer")
+    add_enhance_argument(sv, "the noise suppressor each call starts with (the page switches it)")
     sv.add_argument("--no-captions", action="store_true", help="no live captions")
     sv.add_argument("--language", default="en", metavar="CODE", help=LANGUAGE_HELP)
     sv.add_argument("--lip-gate", choices=["on", "off"], default="on", help=LIP_GATE_HELP + " (the page's 'Only my "
@@ -380,7 +354,7 @@ def cmd_process(args) -> int:
     cfg = ProcessConfig(input=args.input, outdir=args.out, camera=args.camera, mic=args.mic,
                         seconds=args.seconds, max_faces=args.max_faces, face_model=args.face_model,
                         show=args.show, play=args.play, speaker=args.speaker,
-                        enhance=None if args.enhance == "off" else args.enhance,
+                        enhance=args.enhance,
                         wav_subtype="FLOAT" if args.float_wav else "PCM_16",
                         captions=args.captions, burn_captions=args.burn_captions, asr=args.asr,
                         asr_model=args.asr_model, language=args.language, captions_from=args.captions_from,
@@ -390,7 +364,7 @@ def cmd_process(args) -> int:
     faces = (f"face found in {result.face_frames}/{result.video_frames} frames"
              if result.video_frames else "no video: nothing to track")
     note = " (stopped early: what was read is complete)" if result.interrupted else ""
-    wrote = ("annotated.mp4, lips.npz, telemetry.json" + (", enhanced.wav" if args.enhance else "")
+    wrote = ("annotated.mp4, lips.npz, telemetry.json" + (", enhanced.wav" if args.enhance != "off" else "")
              + (", captions.vtt, captions.srt" if args.captions or args.burn_captions else "")
              + (", emotion.jsonl, emotion.png" if args.emotion else ""))
     print(f"processed {result.media_seconds:.1f} s, {faces}{note}; wrote {wrote} in {result.outdir}")
@@ -409,13 +383,9 @@ def cmd_live(args) -> int:
 
     from .process import ProcessConfig, run_process
 
-    from avcall.pipelines.suppressors import available
-
     from .live import live_audio
 
-    wanted = args.enhance or DEFAULT_ENHANCER
-    enhance = wanted if wanted in available() else None
-    if enhance is None:
+    if args.enhance == "off":
         print("avcall live: no noise suppressor: the voice is passed through", file=sys.stderr)
     camera = None if args.camera == "off" else args.camera
     with tempfile.TemporaryDirectory(prefix="avcall-live-") as scratch, \
@@ -424,7 +394,7 @@ def cmd_live(args) -> int:
         out = args.record or Path(scratch)
         result = run_process(ProcessConfig(input=None, outdir=out, camera=camera, mic=audio.mic,
                                            seconds=args.seconds, show=not args.no_window, play=audio.play,
-                                           speaker=audio.speaker, enhance=enhance, captions=True,
+                                           speaker=audio.speaker, enhance=args.enhance, captions=True,
                                            burn_captions=not args.no_window, emotion=args.emotion,
                                            keep_emotion=args.record is not None, avatar=args.avatar,
                                            portrait=args.portrait, mic_from_server=audio.mic_from_server,
@@ -443,13 +413,14 @@ def cmd_sync(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from .serve import ServeConfig, new_token, run_server
+    from .pages import new_token
+    from .serve import ServeConfig, run_server
 
     if args.max_peers < 1:
         raise AvcallError("--max-peers must be at least 1")
     token = new_token() if args.token == "new" else args.token
     run_server(ServeConfig(host=args.host, port=args.port, token=token, max_peers=args.max_peers, stun=args.stun,
-                           enhance=not args.no_enhance, captions=not args.no_captions, janus=args.janus,
+                           enhance=args.enhance, captions=not args.no_captions, janus=args.janus,
                            room=args.room, lip_gate=args.lip_gate == "on", language=args.language))
     return 0
 

@@ -27,8 +27,10 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 
-from avcall.app.janus import JanusError, JanusSession
-from avcall.app.worker import DISPLAY_PREFIX, WorkerConfig
+from avcall.app.janus import DISPLAY_PREFIX, JanusError, JanusSession
+from avcall.app.options import add_enhance_argument
+from avcall.app.room_call import WorkerConfig
+from avcall.pipelines.features import default_enhancer
 
 POLL_S = 0.5
 _RAY_TEMP: list[str] = []  # the temporary folders of the local heads this process started
@@ -48,7 +50,7 @@ class ClusterConfig:
     worker_gpus: float = 0.0  # what one worker declares, whatever its K
     calls_per_worker: int = 1  # K: calls one worker process holds at once, sharing its model sessions
     spare: bool = True  # keep a warm free slot ready for the next call or a failover
-    enhance: bool | str = True  # or a noise suppressor's name (app/worker.shared_suppressor)
+    enhance: str = field(default_factory=default_enhancer)  # what each call starts with: a suppressor, or "off"
     captions: bool = True
     lip_gate: bool = True
 
@@ -144,8 +146,8 @@ def worker_class(cfg: ClusterConfig):
         leaves. The calls share the process' model sessions (and batched steps where a model has a batch
         axis)."""
 
-        def __init__(self, enhance: bool | str, slots: int = 1) -> None:
-            from avcall.app.worker import warm_up
+        def __init__(self, enhance: str, slots: int = 1) -> None:
+            from avcall.app.room_call import warm_up
 
             self.warm_s = warm_up(enhance)
             self.slots = max(1, slots)
@@ -160,7 +162,7 @@ def worker_class(cfg: ClusterConfig):
                     "slots": self.slots, "feeds": sorted(self.calls), **session_report()}
 
         async def run(self, wcfg: WorkerConfig) -> dict:
-            from avcall.app.worker import RoomCall
+            from avcall.app.room_call import RoomCall
 
             if wcfg.feed in self.calls or len(self.calls) >= self.slots:
                 raise RuntimeError(f"worker {os.getpid()}: no free slot for feed {wcfg.feed} "
@@ -418,16 +420,15 @@ async def serve_cluster(cfg: ClusterConfig, host: str, port: int, token: str | N
     """The controller and the room page (with its Janus proxy and /cluster status) in one event loop."""
     from aiohttp import web
 
-    from avcall.app.room import add_room_routes
-    from avcall.app.serve import ServeConfig, Server
-
     from avcall.app.janus import ensure_room
+    from avcall.app.pages import guarded_app
+    from avcall.app.room import add_room_routes
+    from avcall.pipelines.features import enhancers
 
     await ensure_room(cfg.janus, cfg.room)  # before the page is served: a participant may come at once
     controller = Controller(cfg)
-    server = Server(ServeConfig(host=host, port=port, token=token, enhance=False, captions=False))
-    app = server.app()
-    add_room_routes(app, server, cfg.janus, cfg.room, status=controller.status)
+    app = guarded_app(host)
+    add_room_routes(app, token, cfg.janus, cfg.room, ("off", *enhancers()), cfg.enhance, status=controller.status)
     runner = web.AppRunner(app)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
@@ -453,20 +454,17 @@ def cmd_cluster(args) -> int:
     """`avcall cluster up`: Janus (unless one answers at --janus), a local Ray head or --address, the
     controller and the room page, until Ctrl-C."""
     from avcall.app.janus import LocalJanus, janus_reachable
-    from avcall.app.serve import new_token
+    from avcall.app.pages import new_token
     from avcall.pipelines.errors import InputError
 
     if args.workers < 1:
         raise InputError("--workers must be at least 1")
     if args.calls_per_worker < 1:
         raise InputError("--calls-per-worker must be at least 1")
-    enhance: bool | str = not args.no_enhance
-    if args.enhancer and enhance:
-        from avcall.pipelines.suppressors import available
+    from avcall.pipelines.features import enhancers
 
-        if args.enhancer not in available():
-            raise InputError(f"--enhancer {args.enhancer}: not one that ships here ({', '.join(available())})")
-        enhance = args.enhancer
+    if args.enhance != "off" and args.enhance not in enhancers():
+        raise InputError(f"--enhance {args.enhance}: not one that ships here ({', '.join(enhancers()) or 'none'})")
     if args.host not in ("127.0.0.1", "localhost", "::1") and not args.token:
         raise InputError(f"--host {args.host} opens the room page to the network: give --token")
     token = new_token() if args.token == "new" else args.token
@@ -480,7 +478,7 @@ def cmd_cluster(args) -> int:
         print(f"avcall cluster: started Janus at {janus} (config in {local.folder})", flush=True)
     cfg = ClusterConfig(janus=janus, room=args.room, address=args.address, workers=args.workers,
                         worker_cpus=args.worker_cpus, worker_gpus=args.worker_gpus,
-                        calls_per_worker=args.calls_per_worker, spare=not args.no_spare, enhance=enhance,
+                        calls_per_worker=args.calls_per_worker, spare=not args.no_spare, enhance=args.enhance,
                         captions=not args.no_captions, lip_gate=args.lip_gate == "on")
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` ends it as Ctrl-C does: calls, Ray, Janus stopped
     try:
@@ -526,11 +524,10 @@ def add_parser(commands) -> None:
                    "declares K times this (default 1)")
     c.add_argument("--worker-gpus", type=float, default=0.0, help="GPUs one worker declares to Ray, whatever "
                    "its K (default 0)")
-    c.add_argument("--enhancer", metavar="NAME", help="the workers' noise suppressor (default: dtln; avcall-ao "
-                   "has a batch axis: a worker steps all its calls in one batched call per hop)")
+    add_enhance_argument(c, "the noise suppressor each call starts with (the page switches it; avcall-ao has a "
+                         "batch axis: a worker steps all its calls in one batched call per hop)")
     c.add_argument("--no-spare", action="store_true", help="no warm spare worker (a failover then waits for a "
                    "new actor to start)")
-    c.add_argument("--no-enhance", action="store_true", help="workers pass the voice through")
     c.add_argument("--no-captions", action="store_true", help="workers send no captions")
     c.add_argument("--lip-gate", choices=["on", "off"], default="on", help="on (default): each worker holds another "
                    "voice back while its participant's lips are still; off")

@@ -25,7 +25,6 @@ import html
 import json
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,67 +32,9 @@ from tqdm import tqdm
 
 from avcall.pipelines.frames import SAMPLE_RATE
 from avcall.pipelines.sinks.atomic import write_text_atomic
-from avcall.pipelines.sinks.mp4 import Mp4Sink
-from avcall.pipelines.sources.synthetic import synthetic_frames
 
-from avcall.models.data.portrait import speak, voice, write_talking_portrait
-
-from .process import ProcessConfig, emotion_shipped, run_process
-
-SCRIPT = ("anna will send the budget on friday", "please call me back tomorrow morning")
-TALKER_LINE = "a bitter baker turned along the chair"
-SIR_DB, SNR_DB = 6.0, 10.0
-PAUSE_S = 2.5  # between the script's two lines: the speaker listens while the second voice talks
-
-
-async def write_synthetic_clip(path: Path, seconds: float = 4.0, fps: int = 25) -> None:
-    sink = Mp4Sink(path, video_size=(320, 240), fps=fps)
-    await sink.start()
-    try:
-        for frame in synthetic_frames(seconds, fps=fps, events=[0.5, 1.5, 2.5, 3.5]):
-            await sink.process(frame)
-        await sink.flush()
-    finally:
-        await sink.stop()
-        sink.shutdown_worker()
-
-
-@dataclass
-class Call:
-    clean: np.ndarray
-    noisy: np.ndarray
-
-
-def make_call(path: Path, fps: float | None = None) -> Call | None:
-    """The noisy call clip at `path` (None without a TTS engine), its video at `fps` (default 25). The speaker
-    says the script's two lines with a pause between them; the second voice talks over the first line and again
-    in the pause (where the speaker listens: the lip gate's case)."""
-    from avcall.models.data.noise import make_noise, mix_at_snr
-    from avcall.models.data.turns import silences
-
-    made = {}
-
-    def soundtrack(clean: np.ndarray) -> np.ndarray:
-        rng = np.random.default_rng(7)
-        other = voice("flite:kal") or voice("flite:slt")
-        talk, _ = speak(other, [TALKER_LINE], gap_s=0.0)
-        talk = talk[SAMPLE_RATE // 2:]  # its lead-in off
-        track = np.zeros(len(clean), np.float32)
-        track[SAMPLE_RATE:SAMPLE_RATE + len(talk)] = talk[:max(0, len(clean) - SAMPLE_RATE)]
-        pause = max(silences([(0.0, len(clean) / SAMPLE_RATE)], clean), key=lambda g: g[1] - g[0], default=None)
-        if pause is not None:  # 150 ms after the first line, a usual gap between turns
-            start, room = int((pause[0] + 0.15) * SAMPLE_RATE), int((pause[1] - pause[0] - 0.3) * SAMPLE_RATE)
-            track[start:start + min(room, len(talk))] += talk[:room]
-        noise = make_noise("traffic", len(clean), rng)
-        noisy = clean + mix_at_snr(clean, track, SIR_DB) + mix_at_snr(clean, noise, SNR_DB)
-        gain = min(1.0, 0.95 / float(np.abs(noisy).max()))
-        made["clean"], made["noisy"] = clean * gain, (noisy * gain).astype(np.float32)
-        return made["noisy"]
-
-    if not write_talking_portrait(path, SCRIPT, soundtrack, fps, gap_s=PAUSE_S):
-        return None
-    return Call(made["clean"], made["noisy"])
-
+from .fixtures import SCRIPT, SIR_DB, SNR_DB, Call, make_call, write_synthetic_clip
+from .process import ProcessConfig, run_process
 
 # --------------------------------------------------------------------------------------------- report
 def spectrogram_png(audio: np.ndarray, title: str, spans: list | None = None) -> str:
@@ -136,7 +77,8 @@ def png_data_url(png: bytes) -> str:
 def peer_metrics(call: Call, enhanced: np.ndarray | None) -> dict[str, dict]:
     """SI-SDR, PESQ-wb and STOI against the clean voice for the noisy input, avcall (the call's own output)
     and every other noise suppressor that ships, with each one's real-time factor here and its latency."""
-    from avcall.pipelines.suppressors import DEFAULT, available
+    from avcall.pipelines.suppressors import DEFAULT
+    from avcall.pipelines.features import enhancers
 
     from .eval.baselines import MethodUnavailable, NoiseReduce, SuppressorMethod
     from .eval.metrics import pesq_wb, si_sdr, stoi_score
@@ -144,7 +86,7 @@ def peer_metrics(call: Call, enhanced: np.ndarray | None) -> dict[str, dict]:
     outputs: dict[str, tuple[np.ndarray | None, dict]] = {"noisy": (call.noisy, {}),
                                                           f"avcall ({DEFAULT} + lip gate)": (enhanced, {})}
     audio_s = len(call.noisy) / 16_000
-    for name in [n for n in available() if n != DEFAULT] + ["noisereduce"]:
+    for name in [n for n in enhancers() if n != DEFAULT] + ["noisereduce"]:
         try:
             method = NoiseReduce() if name == "noisereduce" else SuppressorMethod(name, name)
         except (ImportError, MethodUnavailable):
@@ -170,7 +112,7 @@ def _round(x):
     return None if x is None else round(float(x), 3)
 
 
-def make_avatar(clip: Path, outdir: Path, enhance: str | None) -> str:
+def make_avatar(clip: Path, outdir: Path, enhance: str) -> str:
     """avatar.mp4: the portrait speaking with the (enhanced) voice of the call; a strip of its frames as an
     inline PNG for the report."""
     import shutil
@@ -258,8 +200,8 @@ def write_report(path: Path, *, call: Call | None, enhanced: np.ndarray | None, 
 
 
 def run_demo(outdir: Path = Path("avcall-demo"), clip: Path | None = None) -> str:
-    from avcall.pipelines.runtime import shipped
-    from avcall.pipelines.suppressors import DEFAULT, available
+    from avcall.pipelines.features import available, default_enhancer
+    from avcall.pipelines.suppressors import DEFAULT
 
     began = time.monotonic()
     outdir.mkdir(parents=True, exist_ok=True)
@@ -272,21 +214,21 @@ def run_demo(outdir: Path = Path("avcall-demo"), clip: Path | None = None) -> st
         if call is None:
             asyncio.run(write_synthetic_clip(clip))
     steps.update(1)
-    enhance = DEFAULT if DEFAULT in available() else None
+    enhance = default_enhancer()
     steps.set_postfix_str("running the pipeline")
-    emotion = emotion_shipped()
+    emotion = available("emotion")
     result = run_process(ProcessConfig(input=clip, outdir=outdir, enhance=enhance, captions=True, emotion=emotion),
                          progress=False)
     steps.update(1)
     telemetry = json.loads((outdir / "telemetry.json").read_text())
     enhanced = None
-    if enhance:
+    if enhance != "off":
         import soundfile as sf
 
         enhanced, _ = sf.read(outdir / "enhanced.wav", dtype="float32")  # lined up with the input
     captions = _caption_texts(outdir / "captions.vtt")
     avatar_strip = None
-    if shipped("talking_face.onnx"):
+    if available("talking_face"):
         steps.set_postfix_str("the talking face")
         avatar_strip = make_avatar(clip, outdir, enhance)
     steps.set_postfix_str("scoring and writing the report")
@@ -304,7 +246,7 @@ def run_demo(outdir: Path = Path("avcall-demo"), clip: Path | None = None) -> st
     metrics = peer_metrics(call, enhanced[:len(call.noisy)] if enhanced is not None else None) if call else {}
     note = (f"The rendered portrait says two corpus sentences while a second voice talks {SIR_DB:.0f} dB lower and "
             f"street noise plays at {SNR_DB:.0f} dB." if call else f"Input: {clip}.")
-    if not enhance:
+    if enhance == "off":
         note += f" The {DEFAULT} noise suppressor is not installed (scripts/setup.sh): the voice is not enhanced."
     write_report(outdir / "report.html", call=call, enhanced=enhanced, captions=captions, metrics=metrics,
                  telemetry=telemetry, seconds=time.monotonic() - began, note=note, avatar_strip=avatar_strip,

@@ -26,6 +26,7 @@ import aiohttp
 
 from avcall.pipelines.errors import InputError
 
+DISPLAY_PREFIX = "avcall:"  # the display name of a worker's feed: avcall:<the participant's feed id>
 JANUS_JS_DIRS = (Path("/usr/share/javascript/janus-gateway"),)  # Debian's libjs-janus-gateway
 JANUS_PLUGINS = Path("/usr/lib/x86_64-linux-gnu/janus")
 VIDEOROOM = "janus.plugin.videoroom"

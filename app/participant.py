@@ -12,8 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from avcall.app.janus import JanusError, JanusSession
-from avcall.app.worker import DISPLAY_PREFIX
+from avcall.app.janus import DISPLAY_PREFIX, JanusError, JanusSession
 
 
 @dataclass

@@ -54,9 +54,9 @@ class ProcessConfig:
     show: bool = False
     play: bool = False
     speaker: int | str | None = None
-    # the SpeechEnhancer's backend (pipelines/suppressors: "dtln", ...) or None: enhanced.wav, and annotated.mp4's
-    # audio enhanced
-    enhance: str | None = None
+    # the SpeechEnhancer's backend (pipelines/suppressors: "dtln", ...) or "off"; with one, enhanced.wav is
+    # written and annotated.mp4's audio is enhanced
+    enhance: str = "off"
     wav_subtype: str = "PCM_16"  # enhanced.wav's sample format (soundfile's names: PCM_16, FLOAT, ...)
     captions: bool = False  # the Captioner: captions.vtt and captions.srt
     burn_captions: bool = False  # ... and drawn on annotated.mp4
@@ -96,9 +96,9 @@ class ProcessResult:
     telemetry: dict
 
 
-def call_config(cfg: ProcessConfig, suppressor=None) -> CallConfig:
-    """The call `cfg` asks for (its I/O aside), with the enhancer's suppressor opened by the caller."""
-    return CallConfig(max_faces=cfg.max_faces, face_model=cfg.face_model, enhance=suppressor, captions=cfg.captions,
+def call_config(cfg: ProcessConfig) -> CallConfig:
+    """The call `cfg` asks for (its I/O aside)."""
+    return CallConfig(max_faces=cfg.max_faces, face_model=cfg.face_model, enhance=cfg.enhance, captions=cfg.captions,
                       burn_captions=cfg.burn_captions, asr=cfg.asr, asr_model=cfg.asr_model, language=cfg.language,
                       captions_from=cfg.captions_from, avatar=cfg.avatar, portrait=cfg.portrait, emotion=cfg.emotion,
                       lip_gate=True if cfg.lip_gate else "off")
@@ -106,18 +106,17 @@ def call_config(cfg: ProcessConfig, suppressor=None) -> CallConfig:
 
 async def process(cfg: ProcessConfig, *, progress: bool = True) -> ProcessResult:
     clock = SessionClock()
-    suppressor = open_enhancer(cfg.enhance) if cfg.enhance else None  # before anything opens: one line if it can't
     with StagedOutput(cfg.outdir) as tmp:
         sources, video_size, fps, has_audio, total = await _open_sources(cfg, clock)
         if cfg.avatar == "voice" and not has_audio:
             raise InputError("--avatar voice: there is no voice to drive the face")
         if cfg.avatar == "reenact" and video_size is None:
             raise InputError("--avatar reenact: there is no camera video whose face would drive the portrait")
-        if cfg.enhance and not has_audio:
+        if cfg.enhance != "off" and not has_audio:
             raise InputError("--enhance: there is no audio to enhance (" +
                              (f"{cfg.input} has no audio track)" if cfg.input else "give --mic)"))
         live = cfg.input is None
-        call = build_call(call_config(cfg, suppressor), Transport(clock, video_size, fps, has_audio, live))
+        call = build_call(call_config(cfg), Transport(clock, video_size, fps, has_audio, live))
         lips = LipsSink(tmp / "lips.npz")
         echo = ([EchoControl(cfg.far_end, clock=clock, canceller=cfg.echo)] if cfg.far_end and has_audio else [])
         stages = [*echo, *call.stages, Mp4Sink(tmp / "annotated.mp4", video_size=call.video_size, fps=call.fps,
@@ -131,7 +130,7 @@ async def process(cfg: ProcessConfig, *, progress: bool = True) -> ProcessResult
         if cfg.voice_sink and has_audio:
             stages.append(PulseSink(cfg.voice_sink))
         stages.append(lips)
-        if suppressor is not None:
+        if cfg.enhance != "off":
             stages.append(WavSink(tmp / "enhanced.wav", subtype=cfg.wav_subtype, name="enhanced_wav"))
         if cfg.captions or cfg.burn_captions:
             from avcall.pipelines.sinks.captions import CaptionSink
@@ -185,21 +184,6 @@ def virtual_camera(out: str, size: tuple[int, int], fps) -> VirtualCameraSink:
     if out.startswith("file:"):
         return VirtualCameraSink(size, float(fps), device=out[len("file:"):], backend="file")
     return VirtualCameraSink(size, float(fps), device=None if out == "auto" else out)
-
-
-def emotion_shipped() -> bool:
-    """Whether the emotion nets ship (the served page's opt-in and the demo's timeline need them)."""
-    from avcall.pipelines.runtime import shipped
-    from avcall.pipelines.nets.emotion import FACE, VOICE
-
-    return shipped(FACE) and shipped(VOICE)
-
-
-def open_enhancer(name: str):
-    """A stream of the noise suppressor `name`, its weights checked (a one-line InputError otherwise)."""
-    from avcall.pipelines.suppressors import open_suppressor
-
-    return open_suppressor(name)
 
 
 async def _open_sources(cfg: ProcessConfig, clock: SessionClock):

@@ -43,8 +43,9 @@ from avcall.pipelines.sinks.atomic import write_atomic, write_text_atomic
 from avcall.pipelines.sources.loop import LoopSource
 from avcall.pipelines.stage import Stage
 
+from .eval.usage import NOT_THE_CALL, open_fds, rss_mb, threads
 from .outputs import StagedOutput
-from .process import ProcessConfig, call_config, open_enhancer
+from .process import ProcessConfig, call_config
 
 FPS = 30
 STALL_S = 0.5  # an output that sends nothing for this long has stalled (a call's outputs come every 10-40 ms)
@@ -124,27 +125,12 @@ class Outputs:
 
 
 # --- the process, sampled -----------------------------------------------------------------------------------------
-_LOAD_PIDS: set[str] = set()  # the busy processes: children, but not the call's
-
-
-def _processes() -> list[str]:
-    """This process and its children (the recogniser runs in one of its own), as /proc entries."""
-    pids = [str(os.getpid())]
-    try:
-        for task in os.listdir("/proc/self/task"):
-            with open(f"/proc/self/task/{task}/children") as children:
-                pids += [pid for pid in children.read().split() if pid not in _LOAD_PIDS]
-    except OSError:
-        pass
-    return pids
-
-
 @contextlib.contextmanager
 def busy_processes(n: int, seconds: float):
     """`n` processes spinning a core each beside the call, killed on the way out (and gone by themselves
     after `seconds`, or when this process dies)."""
     procs = [subprocess.Popen([sys.executable, "-c", BUSY, str(seconds)]) for _ in range(n)]
-    _LOAD_PIDS.update(str(p.pid) for p in procs)
+    NOT_THE_CALL.update(str(p.pid) for p in procs)
     try:
         yield procs
     finally:
@@ -152,38 +138,7 @@ def busy_processes(n: int, seconds: float):
             p.kill()
         for p in procs:
             p.wait()
-        _LOAD_PIDS.difference_update(str(p.pid) for p in procs)
-
-
-def _sum(count) -> float:
-    total = 0.0
-    for pid in _processes():
-        try:
-            total += count(pid)
-        except OSError:  # a child that ended between the listing and the reading
-            pass
-    return total
-
-
-def _rss_mb(pid: str) -> float:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def rss_mb() -> float:
-    return _sum(_rss_mb)
-
-
-def open_fds() -> int:
-    return int(_sum(lambda pid: len(os.listdir(f"/proc/{pid}/fd"))))
-
-
-def threads() -> int:
-    # the OS's threads: the native libraries' pools count too
-    return int(_sum(lambda pid: len(os.listdir(f"/proc/{pid}/task"))))
+        NOT_THE_CALL.difference_update(str(p.pid) for p in procs)
 
 
 def _median(values: list[float]) -> float | None:
@@ -261,7 +216,7 @@ def summarise(samples: list[dict], warmup_s: float, outputs: Outputs, pipeline: 
 # --- the run ------------------------------------------------------------------------------------------------------
 def make_loop_clip(folder: Path) -> Path:
     """The demo's noisy call at FPS (text-to-speech voices), else a synthetic clip (no face, no speech)."""
-    from .demo import make_call, write_synthetic_clip
+    from .fixtures import make_call, write_synthetic_clip
 
     path = folder / "call.mp4"
     if make_call(path, fps=FPS) is None:
@@ -271,37 +226,25 @@ def make_loop_clip(folder: Path) -> Path:
 
 
 def _pipeline(clip: Path, cfg: SoakConfig, clock: SessionClock, outputs: Outputs) -> tuple[Pipeline, LoopSource]:
-    from avcall.pipelines.runtime import shipped
-    from avcall.pipelines.suppressors import DEFAULT, available
+    from avcall.pipelines.features import available, default_enhancer
 
     source = LoopSource(clip, clock=clock)
     info = source.info
     if not info.has_audio:
         raise InputError(f"{clip}: a soak needs a call with a voice (this file has no audio)")
-    enhance = DEFAULT if DEFAULT in available() else None  # the default noise suppressor, when it ships
-    call_cfg = every_stage_that_ships(ProcessConfig(input=clip, outdir=cfg.out, enhance=enhance, captions=True))
+    call_cfg = ProcessConfig(input=clip, outdir=cfg.out, enhance=default_enhancer(), captions=True,
+                             emotion=available("emotion"))  # every stage that ships
     video_size = (info.width, info.height) if info.has_video else None
-    call = build_call(call_config(call_cfg, open_enhancer(enhance) if enhance else None),
+    call = build_call(call_config(call_cfg),
                       Transport(clock, video_size, info.fps, has_audio=True, live=True))
     stages = [Meter("soak_in", clock, {AudioFrame: outputs.audio_in}, keep=(AudioFrame,)), *call.stages,
               Meter("soak_out", clock, {AudioFrame: outputs.audio, VideoFrame: outputs.video}, keep=(AudioFrame,))]
-    if cfg.avatar and shipped("talking_face.onnx"):
+    if cfg.avatar and available("talking_face"):
         face = talking_face(None)
         face.accepts = (AudioFrame,)  # beside the call: it hears the voice, the camera's frames are not its own
         face.shedder = call.shedder  # ... and its frames thin out with the call's other optional work
         stages += [face, Meter("soak_avatar", clock, {VideoFrame: outputs.avatar})]
     return Pipeline([source], stages, live=True), source
-
-
-def every_stage_that_ships(cfg: ProcessConfig) -> ProcessConfig:
-    """The call with each optional reader whose weights ship switched on: the emotion reader, where the
-    process builder has it (it joins the builder with its own issue)."""
-    from . import process
-
-    shipped = getattr(process, "emotion_shipped", None)
-    if shipped is not None and hasattr(cfg, "emotion"):
-        cfg.emotion = shipped()
-    return cfg
 
 
 async def soak(cfg: SoakConfig, clip: Path, log=print) -> dict:

@@ -26,9 +26,9 @@ from pathlib import Path
 
 from .asr import DEFAULT_ENGINE
 from .clock import SessionClock
+from .features import available, default_enhancer
 from .load import AudioProbe, LoadShedder
 from .stage import Stage
-from .suppressors.base import Suppressor
 
 
 CAPTION_BACKLOG_S = 3.0  # live: audio older than this still waiting for the recogniser is skipped
@@ -40,8 +40,7 @@ class CallConfig:
 
     max_faces: int = 2
     face_model: Path | None = None
-    enhance: Suppressor | None = None  # a stream of the noise suppressor (opened by the caller: one line if not)
-    enhance_mode: str | None = None  # None: the suppressor runs; "off": there, faded out, until switched on
+    enhance: str = "off"  # the noise suppressor's name (pipelines/suppressors), or "off"; the stage opens it
     captions: bool = False
     burn_captions: bool = False
     asr: str = DEFAULT_ENGINE  # the recogniser every caller gets unless it names another (--asr)
@@ -59,6 +58,9 @@ class CallConfig:
     # the lip gate (another voice held back while the speaker's lips are still): there wherever there is a camera
     # feed and a voice; "off" to leave it out, False to have it there switched off (a page's toggle turns it on)
     lip_gate: bool | str = True
+    # a page switches the call's features while it runs (a served peer, a room worker): the enhancer is there
+    # even when the call starts with it off
+    controlled: bool = False
 
 
 @dataclass
@@ -88,14 +90,6 @@ class Call:
                 f"{', '.join(t.__name__ for t in s.accepts) or 'every frame'}" for i, s in enumerate(self.stages, 1)]
 
 
-def judge_shipped() -> bool:
-    """Whether the sync judge ships (the active speaker and the sync monitor need it)."""
-    from avcall.pipelines.runtime import shipped
-    from avcall.pipelines.nets.sync_judge import AUDIO_WEIGHTS, LIPS_WEIGHTS
-
-    return shipped(LIPS_WEIGHTS) and shipped(AUDIO_WEIGHTS)
-
-
 def talking_face(portrait: Path | None, mode: str = "voice", live: bool = True) -> Stage:
     from avcall.pipelines.face.render import load_portrait
 
@@ -121,7 +115,7 @@ def build_call(cfg: CallConfig, transport: Transport) -> Call:
         from .stages.face_tracker import FaceTracker
 
         add(FaceTracker(max_faces=cfg.max_faces, model_path=cfg.face_model))
-        if cfg.max_faces >= 2 and t.has_audio and judge_shipped():
+        if cfg.max_faces >= 2 and t.has_audio and available("sync_judge"):
             from .stages.active_speaker import ActiveSpeaker
 
             add(ActiveSpeaker())  # of several faces, the one speaking
@@ -155,14 +149,13 @@ def build_call(cfg: CallConfig, transport: Transport) -> Call:
         roles["captioner"] = captioner
         if cfg.captions_from == "raw":  # before the enhancer: it hears the voice as recorded
             add(captioner)
-    if cfg.enhance is not None and t.has_audio:
+    backend = cfg.enhance if cfg.enhance != "off" else default_enhancer() if cfg.controlled else "off"
+    if backend != "off" and t.has_audio:
         from .stages.speech_enhancer import SpeechEnhancer
 
-        enhancer = add(SpeechEnhancer(cfg.enhance, clock=t.clock if live else None, compensate_delay=not live),
-                       "enhancer")
-        if cfg.enhance_mode is not None:
-            enhancer.mode = cfg.enhance_mode
-    if video and t.has_audio and judge_shipped():
+        add(SpeechEnhancer(backend, mode=cfg.enhance, clock=t.clock if live else None, compensate_delay=not live),
+            "enhancer")
+    if video and t.has_audio and available("sync_judge"):
         from .stages.sync_monitor import SyncMonitor
 
         add(SyncMonitor(), "sync")  # the call's audio-video offset, in telemetry
@@ -203,7 +196,7 @@ def build_call(cfg: CallConfig, transport: Transport) -> Call:
         from .stages.av_align import AVAlign
 
         add(AVAlign(t.clock))  # last: the voice leaves as far behind its time as the picture does
-    state = {"enhance": (cfg.enhance_mode or cfg.enhance.name) if "enhancer" in roles else "off",
+    state = {"enhance": cfg.enhance if "enhancer" in roles else "off",
              "emotion": ("on" if cfg.emotion_on else "off") if "emotion" in roles else "unavailable",
              "avatar": cfg.avatar if "avatar" in roles else "unavailable",
              "lip_gate": ("open" if cfg.lip_gate is True else "off") if "lip_gate" in roles else "unavailable"}
@@ -225,7 +218,6 @@ def build_webrtc_call(cfg: CallConfig, tracks: dict, clock: SessionClock, send, 
     for a served peer and a room worker alike: the sources, `build_call`'s stages with the voice's way out
     placed before the picture work, the video track and the events at the end (`send` gets each event as JSON,
     `on_state` the stages' state events)."""
-    from .frames import SAMPLE_RATE
     from .runner import Pipeline
     from .sinks.webrtc import EventChannelSink, OutgoingAudioTrack, OutgoingVideoTrack, TrackSink
     from .sources.webrtc import WebRTCAudioSource, WebRTCVideoSource
@@ -238,11 +230,13 @@ def build_webrtc_call(cfg: CallConfig, tracks: dict, clock: SessionClock, send, 
     if audio:
         audio_in = WebRTCAudioSource(tracks["audio"], clock)
         sources.append(audio_in)
-        lag = cfg.enhance.delay / SAMPLE_RATE if cfg.enhance is not None else 0.0  # its content lags its pts
-        audio_out = OutgoingAudioTrack(clock, audio_in.arrivals, content_lag_s=lag)
+        audio_out = OutgoingAudioTrack(clock, audio_in.arrivals)
         audio_sink = TrackSink(audio_out)
     # the browser's camera size is known only from its frames: any size stands for "there is video"
     call = build_call(cfg, Transport(clock, (0, 0) if video else None, 30, audio, live=True, audio_out=audio_sink))
     on_state(call.state)  # what the page may offer from the start, before the stages have started
+    enhancer = call.roles.get("enhancer")
+    if audio_out is not None and enhancer is not None:  # the voice's content lags its pts by the suppressor's delay
+        audio_out.content_lag = lambda: enhancer.telemetry.delay
     stages = [*call.stages, *([TrackSink(video_out)] if video else []), EventChannelSink(send, on_state=on_state)]
     return WebRTCCall(Pipeline(sources, stages, live=True), call, audio_out, video_out)

@@ -117,3 +117,19 @@ def test_the_run_time_path_never_imports_torch():
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else []
             torch_users += [name for n in names if n == "torch" or n.startswith("torch.")]
     assert torch_users == []
+
+
+# the commands of app/ (`avcall <command>`); what two of them share lives in a module both import
+COMMANDS = ("demo", "soak", "serve", "worker", "cluster", "live", "sync", "devices", "corpus", "bench",
+            "bench_cluster", "bench_echo")
+# a benchmark drives the command it measures: `bench serve` a served page, `bench cluster` a cluster
+MEASURES = {"bench": {"serve"}, "bench_cluster": {"cluster"}}
+
+
+def test_commands_are_leaves():
+    """No command uses another as a library (a change to the demo cannot break the soak), the benches aside,
+    which start the command they measure."""
+    graph = import_graph()
+    found = sorted(f"{a} -> {b}" for a in COMMANDS for b in COMMANDS
+                   if f"avcall.app.{b}" in graph[f"avcall.app.{a}"] and b not in MEASURES.get(a, ()))
+    assert found == []

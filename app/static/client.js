@@ -18,12 +18,12 @@
 
   const el = {
     start: $('start'), stop: $('stop'), local: $('local'), remote: $('remote'),
-    enhance: $('enhance'), overlay: $('overlay'), avatar: $('avatar'), status: $('status'),
+    status: $('status'),
     captions: $('captions'), partial: $('partial'), language: $('caption-language'), latency: $('latency'),
     meterIn: $('meter-in'), meterOut: $('meter-out'),
     meterInText: $('meter-in-text'), meterOutText: $('meter-out-text'),
-    face: $('face'), gate: $('gate'), lipGate: $('lip-gate'), serverInfo: $('server-info'),
-    emotion: $('emotion'), mood: $('mood'), moodLeading: $('mood-leading'),
+    face: $('face'), gate: $('gate'), serverInfo: $('server-info'),
+    mood: $('mood'), moodLeading: $('mood-leading'),
     moodConfidence: $('mood-confidence'), moodConfidenceText: $('mood-confidence-text'),
     moodValence: $('mood-valence'), moodArousal: $('mood-arousal'), moodTimeline: $('mood-timeline'),
   };
@@ -48,6 +48,7 @@
     takeRecording,
   };
   window.avcall = api;
+  const controls = window.avcallControls(sendControl, { emotion: setEmotion });
 
   function setStatus(text, isError = false) {
     el.status.textContent = text;
@@ -108,8 +109,9 @@
     dc = conn.createDataChannel('avcall', { ordered: true });
     dc.onmessage = (ev) => onMessage(ev.data);
     dc.onopen = () => {
-      if (api.emotion.on) sendControl({ emotion: true });
-      if (el.avatar.value !== 'off') sendControl({ avatar: el.avatar.value });
+      const { avatar, emotion } = controls.wanted();  // the offer carried the rest
+      if (emotion) sendControl({ emotion });
+      if (avatar !== 'off') sendControl({ avatar });
       showMood();
     };
 
@@ -127,9 +129,9 @@
           sdp: conn.localDescription.sdp,
           type: 'offer',
           token,
-          enhance: el.enhance.value,
-          overlay: el.overlay.checked,
-          lip_gate: el.lipGate.checked,
+          enhance: controls.wanted().enhance,
+          overlay: controls.wanted().overlay,
+          lip_gate: controls.wanted().lip_gate,
         }),
       });
     } catch (err) {
@@ -276,8 +278,6 @@
   // --- the mood panel: shown only while the user has opted in and the call is up -------------------
   function setEmotion(on) {
     api.emotion.on = on;
-    el.emotion.checked = on;
-    sendControl({ emotion: on });
     if (!on) clearMood();
     showMood();
   }
@@ -388,32 +388,14 @@
     el.gate.textContent = gate === 'holding' ? `only my voice: holding another voice back (${msg.lip_gate_reason})`
       : gate === 'open' ? `only my voice: open (${msg.lip_gate_reason ?? 'lips'})` : `only my voice: ${gate}`;
     el.gate.className = gate === 'holding' ? 'holding' : '';
-    if (gate === 'unavailable' && !el.lipGate.disabled) {
-      el.lipGate.disabled = true;
-      el.lipGate.parentElement.title = 'the lip gate needs the camera';
-    }
     el.serverInfo.textContent =
       `server: enhance ${msg.enhance ?? '–'}, overlay ${msg.overlay ? 'on' : 'off'}, peers ${msg.peers ?? '–'}` +
       (msg.avatar_codec_bytes_per_frame != null ? `, face motion ${msg.avatar_codec_bytes_per_frame} B/frame` : '');
-    if (msg.avatar === 'unavailable' && !el.avatar.disabled) {
-      el.avatar.disabled = true;
-      el.avatar.parentElement.title = 'no talking-face weights on this server';
-    }
-    if (msg.emotion === 'unavailable' && !el.emotion.disabled) {
-      el.emotion.disabled = true;
-      el.emotion.parentElement.title = 'no emotion weights on this server';
-      if (api.emotion.on) setEmotion(false);
-    }
+    controls.reflect(msg);
   }
 
   el.start.addEventListener('click', () => { start(); });
   el.stop.addEventListener('click', () => { stop(); });
-  el.enhance.addEventListener('change', () => sendControl({ enhance: el.enhance.value }));
-  el.overlay.addEventListener('change', () => sendControl({ overlay: el.overlay.checked }));
-  el.lipGate.addEventListener('change', () => sendControl({ lip_gate: el.lipGate.checked }));
-  el.avatar.addEventListener('change', () => sendControl({ avatar: el.avatar.value }));
-  el.emotion.addEventListener('change', () => setEmotion(el.emotion.checked));
-  el.emotion.checked = false;  // an explicit opt-in every time: never a state the browser restored
 
   if (!window.isSecureContext || !navigator.mediaDevices) {
     setStatus('camera needs a secure context: open the page via http://localhost or https', true);

@@ -33,12 +33,15 @@
         $("captions").insertBefore(line, $("partial")); $("partial").textContent = "";
         while ($("captions").children.length > 12) $("captions").removeChild($("captions").firstChild);
       } else { $("partial").textContent = msg.text || ""; }
+    } else if (msg.type === "emotion") {
+      $("mood").hidden = false;
+      $("mood").textContent = `mood: ${msg.leading} (${Math.round(100 * (msg.confidence || 0))}%)`;
     } else if (msg.type === "telemetry") {
       api.telemetry = {...msg, at: Date.now(), feed: following};
-      resync(msg);
+      controls.reflect(msg);
       $("telemetry").textContent = `worker pid ${msg.worker_pid} · audio delay in the worker ` +
         `${msg.audio_delay_ms == null ? "–" : Math.round(msg.audio_delay_ms) + " ms"} · face ${msg.face ? "yes" : "no"}` +
-        ` · voice cleaning ${msg.enhance} · lip tracking ${msg.overlay ? "on" : "off"}` +
+        ` · enhance ${msg.enhance} · lip tracking ${msg.overlay ? "on" : "off"}` +
         (msg.lip_gate === "holding" ? ` · only my voice: holding another voice back (${msg.lip_gate_reason})`
           : ` · only my voice: ${msg.lip_gate ?? "–"}`);
     }
@@ -127,26 +130,12 @@
     });
   }
 
-  // a worker that does not run the page's choice (a new one after a failover starts with the defaults) is told
-  // again, at most every 2 s
-  let resent = 0;
-  function resync(msg) {
-    const want = {enhance: $("enhance").checked ? "on" : "off", overlay: $("overlay").checked,
-                  lip_gate: $("lip-gate").checked};
-    const has = {enhance: msg.enhance === "off" ? "off" : "on", overlay: msg.overlay,
-                 lip_gate: msg.lip_gate === "unavailable" ? want.lip_gate : msg.lip_gate !== "off"};
-    if ((want.enhance !== has.enhance || want.overlay !== has.overlay || want.lip_gate !== has.lip_gate)
-        && Date.now() - resent > 2000) {
-      resent = Date.now();
-      control(want);
-    }
-  }
-
   // the worker reads {"type": "control", ...} on our feed's data channel, as `avcall serve` does on its own
   function control(values) {
     api.controls.push(values);
     if (pub) pub.data({text: JSON.stringify({type: "control", ...values}), error: (err) => fail("control", err)});
   }
+  const controls = window.avcallControls(control, {emotion: (on) => { if (!on) $("mood").hidden = true; }});
 
   function stop() {
     if (janus) janus.destroy();
@@ -155,9 +144,6 @@
     setState("left");
   }
 
-  $("enhance").addEventListener("change", (e) => control({enhance: e.target.checked ? "on" : "off"}));
-  $("overlay").addEventListener("change", (e) => control({overlay: e.target.checked}));
-  $("lip-gate").addEventListener("change", (e) => control({lip_gate: e.target.checked}));
   $("start").addEventListener("click", start);
   $("stop").addEventListener("click", stop);
   Janus.init({debug: false, dependencies: Janus.useDefaultDependencies({adapter: browser()}),

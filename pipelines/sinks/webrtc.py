@@ -36,11 +36,12 @@ class OutgoingAudioTrack(_track_base()):
     kind = "audio"
 
     def __init__(self, clock: SessionClock, arrivals: dict[int, float] | None = None,
-                 content_lag_s: float = 0.0) -> None:
-        """`content_lag_s`: how far the content of an outgoing hop lags its pts (the enhancer's one hop)."""
+                 content_lag: Callable[[], int] | None = None) -> None:
+        """`content_lag`: how many samples the content of an outgoing hop lags its pts (the enhancer's delay, as
+        the suppressor it runs now has it)."""
         super().__init__()
         self.clock, self.arrivals = clock, arrivals if arrivals is not None else {}
-        self.content_lag = round(content_lag_s * SAMPLE_RATE)
+        self.content_lag = content_lag or (lambda: 0)
         self._hops: asyncio.Queue[AudioFrame] = asyncio.Queue()
         self._carry = np.zeros(0, np.float32)  # samples of a hop that did not fit the last frame
         self._sent = 0
@@ -58,7 +59,7 @@ class OutgoingAudioTrack(_track_base()):
             parts.append(last.samples)
         samples = np.concatenate(parts)
         samples, self._carry = samples[:FRAME_SAMPLES], samples[FRAME_SAMPLES:]
-        arrived = (self.arrivals.get(round(last.pts * SAMPLE_RATE) - self.content_lag)
+        arrived = (self.arrivals.get(round(last.pts * SAMPLE_RATE) - self.content_lag())
                    if last is not None else None)
         if arrived is not None:
             self.delays_ms.append(1000 * (self.clock.now() - arrived))

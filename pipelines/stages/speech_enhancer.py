@@ -98,14 +98,16 @@ class SpeechEnhancer(Stage):
     passthrough = True  # a hop it throws on goes on as recorded (see Stage)
     late_s = float("inf")  # live lateness: its own rule below passes late hops through in step
 
-    def __init__(self, backend: str | Suppressor = DEFAULT, *, clock: SessionClock | None = None,
-                 max_behind_hops: int = 5, compensate_delay: bool = False, name: str = "speech_enhancer") -> None:
-        """`backend`: a suppressor's name (opened at start) or a Suppressor. `clock`: the live session clock
-        (None offline: never behind). `compensate_delay`: take the suppressor's delay off (offline only)."""
+    def __init__(self, backend: str | Suppressor = DEFAULT, *, mode: str | None = None,
+                 clock: SessionClock | None = None, max_behind_hops: int = 5, compensate_delay: bool = False,
+                 name: str = "speech_enhancer") -> None:
+        """`backend`: a suppressor's name (opened at start) or a Suppressor. `mode`: what it starts as (the
+        backend's name by default, or "off": there, faded out, until switched on). `clock`: the live session
+        clock (None offline: never behind). `compensate_delay`: take the suppressor's delay off (offline only)."""
         super().__init__(name)
         self.telemetry = EnhancerTelemetry(self.name)
         self.backend = backend
-        self.mode = backend if isinstance(backend, str) else backend.name
+        self.mode = mode or (backend if isinstance(backend, str) else backend.name)
         self.clock = clock
         self.max_behind_s = max_behind_hops * HOP_SAMPLES / SAMPLE_RATE
         self.compensate_delay = compensate_delay

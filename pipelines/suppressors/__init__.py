@@ -1,9 +1,10 @@
 """Noise suppressors behind one streaming interface (`base.Suppressor`), chosen by name.
 
 `DEFAULT` is what `--enhance` runs: the best measured against its CPU cost on a 2-core machine running the
-whole call (bench/enhance_eval.json, the README's table). `available()` lists what ships on this machine,
-in the order users are offered them; `open_suppressor(name)` makes a new stream of one (the weights are
-checked and the sessions shared, see pipelines/runtime.py).
+whole call (bench/enhance_eval.json, the README's table). BACKENDS lists them in the order users are offered
+them (`features.enhancers()`: those that ship on this machine); `open_suppressor(name)` makes a new stream of
+one (the weights are checked and the sessions shared, see pipelines/runtime.py): the speech enhancer stage
+opens its own when it starts and on a switch.
 """
 
 from __future__ import annotations
@@ -20,13 +21,6 @@ BACKENDS: dict[str, tuple[str, str]] = {
     "rnnoise": ("RNNoise noise suppressor", "rnnoise"),
     "avcall-ao": ("avcall's own audio-only enhancer", "avse_ao.onnx"),
 }
-
-
-def available() -> list[str]:
-    """The backends that ship on this machine (their package or file is here), default first."""
-    from avcall.pipelines.runtime import shipped
-
-    return [name for name, (_, entry) in BACKENDS.items() if shipped(entry)]
 
 
 def describe(name: str) -> str:

@@ -25,13 +25,14 @@ def test_process_help_explains_the_outputs():
 
 
 def test_enhance_help_names_what_runs_and_only_what_ships():
-    from avcall.pipelines.suppressors import BACKENDS, DEFAULT, available
+    from avcall.pipelines.suppressors import BACKENDS, DEFAULT
+    from avcall.pipelines.features import enhancers
 
     for command in ("process", "live"):
         text = " ".join(run_cli(command, "--help").stdout.split())
         assert "lip-guided" not in text and "noise suppressor" in text and DEFAULT in text
         for name in BACKENDS:
-            assert (f"{name} (" in text) == (name in available())
+            assert (f"{name} (" in text) == (name in enhancers())
 
 
 def test_devices_answers_in_plain_sentences_without_devices():
@@ -86,9 +87,9 @@ def test_demo_runs_without_camera_or_download(tmp_path):
     for section in ("Spectrograms", "Captions", "Against the peers", "Latency per stage"):
         assert section in report
     assert "noisy" in report and "rnnoise" in report
-    from avcall.app.process import emotion_shipped
+    from avcall.pipelines.features import available
 
-    if emotion_shipped():  # the emotion timeline, with its caption on what the fusion was trained on
+    if available("emotion"):  # the emotion timeline, with its caption on what the fusion was trained on
         assert (out / "emotion.png").stat().st_size > 0 and "<h2>Emotion</h2>" in report
         assert "label-matched pairs from different people" in report and "emotion:" in result.stdout
     screenshot_report(out / "report.html", tmp_path)

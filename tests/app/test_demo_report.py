@@ -8,7 +8,8 @@ import re
 
 import numpy as np
 
-from avcall.app.demo import Call, write_report
+from avcall.app.demo import write_report
+from avcall.app.fixtures import Call
 from avcall.pipelines.asr import DEFAULT_ENGINE
 
 

@@ -172,9 +172,10 @@ def test_a_registered_method_is_evaluated_with_lips_where_there_are_some(shared_
 def test_default_methods_are_the_registered_ones_that_can_run(monkeypatch, tmp_path):
     monkeypatch.setenv("AVCALL_WEIGHTS_DIR", str(tmp_path))  # no trained weights there
     methods, notes = baselines.build_methods(None)
-    from avcall.pipelines.suppressors import DEFAULT, available
+    from avcall.pipelines.suppressors import DEFAULT
+    from avcall.pipelines.features import enhancers
 
-    packaged = [n for n in available() if n != "avcall-ao"]  # the packaged suppressors need no weights of ours
+    packaged = [n for n in enhancers() if n != "avcall-ao"]  # the packaged suppressors need no weights of ours
     chains = ["avcall", "avcall-nogate", "avcall-gate-logistic", "avcall-vad-gate", "avcall-other-lips"]  # the lip gate
     assert [m.name for m in methods] == ["noisy", "noisereduce"] + chains * (DEFAULT in packaged) + packaged
     assert all(isinstance(m, baselines.Method) for m in methods)

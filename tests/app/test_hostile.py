@@ -11,8 +11,10 @@ import json
 import pytest
 from aiohttp import ClientSession
 
-from avcall.app import serve
-from avcall.app.serve import CONTROL_BURST, CONTROL_RATE, MAX_BODY, ServeConfig
+from avcall.app import pages, serve
+from avcall.app.call_channel import CONTROL_BURST, CONTROL_RATE
+from avcall.app.pages import MAX_BODY
+from avcall.app.serve import ServeConfig
 from tests.app.test_serve import Served
 
 pytestmark = pytest.mark.usefixtures("ice_address")
@@ -144,13 +146,13 @@ def test_every_hostile_request_gets_a_4xx_and_reaches_no_pipeline(builds):
 
 def test_the_token_is_compared_in_constant_time(monkeypatch):
     compared = []
-    real = serve.hmac.compare_digest
+    real = pages.hmac.compare_digest
 
     def spy(a, b):
         compared.append((a, b))
         return real(a, b)
 
-    monkeypatch.setattr(serve.hmac, "compare_digest", spy)
+    monkeypatch.setattr(pages.hmac, "compare_digest", spy)
 
     async def run():
         async with Served(ServeConfig(token="s3cret")) as served:
@@ -198,11 +200,11 @@ def test_a_data_channel_flood_is_rate_limited_and_the_call_goes_on():
                 await asyncio.sleep(0.05)
             await asyncio.sleep(1.0)
             elapsed = asyncio.get_running_loop().time() - began
-            dropped = peer.messages_dropped
+            dropped = peer.line.messages_dropped
             await asyncio.sleep(1.0)  # the bucket refills: the page's next toggle is heard
             channel.send(json.dumps({"type": "control", "enhance": "off"}))
             await asyncio.sleep(1.0)
-            result = (dropped, elapsed, peer.enhance_mode, peer.id in served.server.peers, list(messages))
+            result = (dropped, elapsed, peer.line.state["enhance"], peer.id in served.server.peers, list(messages))
             await pc.close()
             return result
 

@@ -170,11 +170,12 @@ def test_refusals():
     assert out["page"] == 200 and out["script"] == 200 and out["same origin"] == 400
     assert "client.js" in body and "http" not in body.replace("http-equiv", "")  # nothing fetched from elsewhere
     # the enhancement selector offers what ships and says what it is, the default suppressor chosen
-    from avcall.pipelines.suppressors import available, describe
+    from avcall.pipelines.suppressors import describe
+    from avcall.pipelines.features import enhancers
 
     offered = re.findall(r'<option value="([^"]+)"( selected)?>([^<]*)</option>', body.split('id="enhance"')[1].split("</select>")[0])
-    assert [v for v, _, _ in offered] == ["off", *available()]
-    assert [v for v, sel, _ in offered if sel] == available()[:1]
+    assert [v for v, _, _ in offered] == ["off", *enhancers()]
+    assert [v for v, sel, _ in offered if sel] == enhancers()[:1]
     assert all(label == ("off" if v == "off" else describe(v)) for v, _, label in offered)
     assert "lip-guided" not in body
     assert out["peer refused past max"] == (200, 503)

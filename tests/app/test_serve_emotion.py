@@ -94,7 +94,7 @@ def test_emotion_is_off_until_the_page_opts_in(long_clip):
     from avcall.pipelines.nets.emotion import CLASSES
 
     async def run():
-        async with Served(ServeConfig(enhance=False, captions=False)) as served:
+        async with Served(ServeConfig(enhance="off", captions=False)) as served:
             peer = Peer(long_clip)
             try:
                 await peer.connect(served.url)

@@ -39,7 +39,8 @@ def test_a_two_minute_soak(tmp_path):
 
 
 def test_load_runs_busy_processes_beside_the_call_and_ends_them():
-    from avcall.app.soak import _processes, busy_processes
+    from avcall.app.eval.usage import _processes
+    from avcall.app.soak import busy_processes
 
     with busy_processes(2, 60) as procs:
         assert len(procs) == 2 and all(p.poll() is None for p in procs)

@@ -157,9 +157,10 @@ def test_the_page_in_chromium(fake_media, served, tmp_path):
     heard = set(normalise(" ".join(finals)))  # Whisper's captions have case and punctuation
     assert len(WORDS & heard) >= 2, finals  # the clip's words came as captions on the data channel
     # the voice that came back is the enhancer's output on this clip (or the clip itself without weights)
-    from avcall.pipelines.suppressors import available, open_suppressor
+    from avcall.pipelines.suppressors import open_suppressor
+    from avcall.pipelines.features import enhancers
 
-    shipped = available()
+    shipped = enhancers()
     expected = open_suppressor(shipped[0]).enhance_clip(clip_audio) if shipped else clip_audio
     rate = int(recording["rate"])
     received = np.asarray(recording["samples"], np.float32)
@@ -326,7 +327,7 @@ def test_the_page_in_firefox(tmp_path):
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             for peer in list(server.peers.values()):
-                tel = peer.pipeline.telemetry() if peer.pipeline else {}
+                tel = peer.line.pipeline.telemetry() if peer.line.pipeline else {}
                 seen = {"state": peer.pc.connectionState,
                         "audio": tel.get("level_in", {}).get("frames_in", 0),
                         "video": tel.get("face_tracker", {}).get("frames_in", 0)}

@@ -164,6 +164,7 @@ def test_the_room_proxy_keeps_the_guard(cluster):
 def test_a_room_call_on_a_worker_and_its_failover(cluster, fake_media, tmp_path):
     base = cluster.base
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
 
     y4m, wav, _ = fake_media
     driver = chromium(y4m, wav, tmp_path / "profile")
@@ -177,7 +178,7 @@ def test_a_room_call_on_a_worker_and_its_failover(cluster, fake_media, tmp_path)
             time.sleep(0.5)
         assert page.get("feeds") and len(_heard(page)) >= 2, page
         driver.find_element(By.ID, "overlay").click()  # the page's toggles reach the worker through Janus
-        driver.find_element(By.ID, "enhance").click()
+        Select(driver.find_element(By.ID, "enhance")).select_by_value("off")
         toggled = _poll(driver, lambda t: t.get("overlay") is False and t.get("enhance") == "off", 15)
         first = _status(base)
         (call,) = first["calls"].values()
@@ -219,7 +220,7 @@ def test_serve_room_mode_asks_for_the_token(cluster):
     """`avcall serve --janus URL --token T`: the room page is there, and its Janus proxy wants the token."""
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "avcall.app.cli", "serve", "--port", str(port), "--janus",
-                             cluster.janus, "--token", "s3cret", "--no-enhance", "--no-captions"],
+                             cluster.janus, "--token", "s3cret", "--enhance", "off", "--no-captions"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -311,7 +312,7 @@ def test_two_calls_share_one_worker_process_and_fail_over_together(cluster, fake
     port, room = free_port(), 4343
     proc = subprocess.Popen([sys.executable, "-m", "avcall.app.cli", "cluster", "up", "--janus", cluster.janus,
                              "--room", str(room), "--port", str(port), "--workers", "2", "--calls-per-worker", "2",
-                             "--enhancer", "avcall-ao", "--no-captions"], stdout=subprocess.PIPE,
+                             "--enhance", "avcall-ao", "--no-captions"], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     base = f"http://127.0.0.1:{port}"
 

@@ -92,8 +92,8 @@ async def lossy_call(clip: Path, seconds: float = 10.0) -> dict:
         async def listen() -> None:  # the server's side: the hops of voice its pipeline received
             while True:
                 for peer in list(served.server.peers.values()):
-                    if peer.pipeline is not None:
-                        heard[0] = max(heard[0], peer.pipeline.telemetry()["level_in"]["frames_in"])
+                    if peer.line.pipeline is not None:
+                        heard[0] = max(heard[0], peer.line.pipeline.telemetry()["level_in"]["frames_in"])
                 await asyncio.sleep(0.2)
 
         listener = asyncio.ensure_future(listen())

@@ -90,10 +90,11 @@ def test_a_tracker_that_throws_is_passed_by_and_said_so(tmp_path, monkeypatch, c
 
 
 def test_an_enhancer_that_throws_passes_the_voice_through(tmp_path, monkeypatch):
-    from avcall.pipelines.suppressors import DEFAULT, available
+    from avcall.pipelines.suppressors import DEFAULT
+    from avcall.pipelines.features import enhancers
     from avcall.pipelines.suppressors.base import Suppressor
 
-    if DEFAULT not in available():
+    if DEFAULT not in enhancers():
         pytest.skip(f"{DEFAULT} does not ship on this machine")
     monkeypatch.setattr(Suppressor, "push", every_third(Suppressor.push))
     clip = write_media(tmp_path / "clip.mp4", seconds=1.0, size=(64, 48))

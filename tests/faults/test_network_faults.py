@@ -123,7 +123,7 @@ async def connect(url: str):
 
 async def media_flowing(peer) -> None:
     deadline = time.monotonic() + 15
-    while peer.pipeline.last_input is None:
+    while peer.line.pipeline.last_input is None:
         assert time.monotonic() < deadline, "no media reached the server"
         await asyncio.sleep(0.1)
 
@@ -146,7 +146,7 @@ def test_a_peer_that_disappears_without_closing_is_freed_when_it_times_out(monke
                 await asyncio.sleep(0.1)
             await asyncio.sleep(0.5)
             # its tracks ended and its connection closed at once: the run was cancelled in its own shutdown
-            assert [s.name for s in polite.pipeline.stages if s._worker is not None] == [], "threads left behind"
+            assert [s.name for s in polite.line.pipeline.stages if s._worker is not None] == [], "threads left behind"
             before = resources()
             pc, peer_id = await connect(served.url)
             peer = served.server.peers[peer_id]
@@ -158,9 +158,9 @@ def test_a_peer_that_disappears_without_closing_is_freed_when_it_times_out(monke
                 await asyncio.sleep(0.1)
             timed_out = time.monotonic() - gone_at
             await asyncio.wait_for(asyncio.shield(peer._closing), 5)  # its close, begun when it left the peers
-            workers = [(s.name, s._worker) for s in peer.pipeline.stages if s._worker is not None]
+            workers = [(s.name, s._worker) for s in peer.line.pipeline.stages if s._worker is not None]
             tasks_done = all(t.done() for t in peer.tasks)
-            incidents = peer.pipeline.incidents.summary()["events"]
+            incidents = peer.line.pipeline.incidents.summary()["events"]
             await pc.close()  # the client's own sockets, for the count
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline and not all(a <= b for a, b in zip(resources(), before)):

@@ -69,9 +69,10 @@ def test_a_slow_model_drops_video_and_passes_audio_through():
 
 def test_a_slow_enhancer_passes_the_voice_through_in_step():
     from avcall.pipelines.stages.speech_enhancer import SpeechEnhancer
-    from avcall.pipelines.suppressors import DEFAULT, available, open_suppressor
+    from avcall.pipelines.suppressors import DEFAULT, open_suppressor
+    from avcall.pipelines.features import enhancers
 
-    if DEFAULT not in available():
+    if DEFAULT not in enhancers():
         pytest.skip(f"{DEFAULT} does not ship on this machine")
     model = open_suppressor(DEFAULT)
     fast = model.push

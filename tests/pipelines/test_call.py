@@ -10,7 +10,7 @@ from avcall.app.process import ProcessConfig, call_config
 from avcall.pipelines.asr import DEFAULT_ENGINE
 from avcall.pipelines.call import CallConfig, Transport, build_call
 from avcall.pipelines.clock import SessionClock
-from avcall.pipelines.suppressors import DEFAULT, available, open_suppressor
+from avcall.pipelines.features import available, default_enhancer
 
 SIZE = (64, 48)
 
@@ -20,8 +20,8 @@ def names(stages) -> list[str]:
 
 
 def test_file_and_live_calls_differ_only_in_what_live_needs():
-    suppressor = open_suppressor(DEFAULT) if DEFAULT in available() else None
-    cfg = call_config(ProcessConfig(input=None, outdir=Path("out"), captions=True, emotion=True), suppressor)
+    enhance = default_enhancer()
+    cfg = call_config(ProcessConfig(input=None, outdir=Path("out"), captions=True, emotion=True, enhance=enhance))
     offline = build_call(cfg, Transport(SessionClock(), SIZE, Fraction(25), has_audio=True, live=False))
     live = build_call(cfg, Transport(SessionClock(), SIZE, Fraction(25), has_audio=True, live=True))
     print("\n".join(live.describe()))
@@ -29,7 +29,7 @@ def test_file_and_live_calls_differ_only_in_what_live_needs():
     assert offline.describe()[0].startswith(" 1. face_tracker (FaceTracker): VideoFrame")
     first = names(offline.stages)
     assert first.index("face_tracker") < first.index("emotion") < first.index("lip_features") < first.index("captioner")
-    if suppressor is not None:
+    if enhance != "off":
         assert first.index("captioner") < first.index("speech_enhancer")  # captions hear the voice as configured
         assert offline.roles["enhancer"].compensate_delay and not live.roles["enhancer"].compensate_delay
     assert live.shedder is not None and offline.shedder is None
@@ -48,28 +48,29 @@ def test_a_served_peer_runs_the_same_call():
 
     server = Server(ServeConfig())
     server.load_models()
-    peer = Peer(server, FakePeerConnection(), server.enhance_modes[-1], True)
+    peer = Peer(server, FakePeerConnection(), server.models.enhancers[-1], True)
     peer.tracks = {"audio": object(), "video": object()}
     peer.build()
-    served = names(peer.pipeline.stages)
-    cfg = CallConfig(max_faces=1, enhance=server.open_enhancer(), captions=True,
-                     emotion=server.emotion_models is not None, emotion_on=False,
-                     emotion_models=server.emotion_models, avatar="off" if server.has_avatar() else None, meters=True)
-    sink = peer.pipeline.stages[served.index("webrtc_audio_out")]
+    served = names(peer.line.pipeline.stages)
+    emotion, avatar = server.models.emotion is not None, available("talking_face")
+    cfg = CallConfig(max_faces=1, enhance=server.models.enhancers[-1], controlled=True, captions=True,
+                     emotion=emotion, emotion_on=False, emotion_models=server.models.emotion,
+                     avatar="off" if avatar else None, meters=True)
+    sink = peer.line.pipeline.stages[served.index("webrtc_audio_out")]
     expected = build_call(cfg, Transport(SessionClock(), SIZE, 30, True, live=True, audio_out=sink))
     print("\n".join(expected.describe()))
     assert served == names(expected.stages) + ["webrtc_video_out", "data_channel_out"]
     assert served.index("level_out") + 1 == served.index("webrtc_audio_out")  # the voice leaves, metered
-    if server.has_avatar():
+    if avatar:
         assert served.index("webrtc_audio_out") < served.index("talking_face")  # before the face is drawn
-    assert {"level_in", "level_out", "face", "overlay"} <= set(peer.call.roles)
+    assert {"level_in", "level_out", "face", "overlay"} <= set(peer.line.call.roles)
     # before any stage has started, the page is told what the call has (a first telemetry can come that early)
-    assert peer.state["avatar"] == ("off" if server.has_avatar() else "unavailable")
-    assert peer.state["emotion"] == ("off" if server.emotion_models is not None else "unavailable")
-    assert peer.state["enhance"] == peer.enhance_mode
+    assert peer.line.state["avatar"] == ("off" if avatar else "unavailable")
+    assert peer.line.state["emotion"] == ("off" if emotion else "unavailable")
+    assert peer.line.state["enhance"] == peer.enhance
     assert "av_align" not in served  # the browser plays the tracks with its own buffers
     # the served page's captions come from the default recogniser, as those of a file or a live call do
-    assert peer.call.roles["captioner"].spec == (DEFAULT_ENGINE, None, "en")  # in English unless asked
+    assert peer.line.call.roles["captioner"].spec == (DEFAULT_ENGINE, None, "en")  # in English unless asked
 
 
 def test_the_soak_runs_the_call_of_process(tmp_path):
@@ -80,11 +81,9 @@ def test_the_soak_runs_the_call_of_process(tmp_path):
     pipeline, source = _pipeline(clip, SoakConfig(minutes=1, out=tmp_path, avatar=False), clock, Outputs())
     info = source.info
     soaked = [n for n in names(pipeline.stages) if not n.startswith("soak_")]
-    from avcall.app.soak import every_stage_that_ships
-
-    enhance = DEFAULT if DEFAULT in available() else None
-    cfg = every_stage_that_ships(ProcessConfig(input=clip, outdir=tmp_path, enhance=enhance, captions=True))
-    expected = build_call(call_config(cfg, open_suppressor(enhance) if enhance else None),
+    cfg = ProcessConfig(input=clip, outdir=tmp_path, enhance=default_enhancer(), captions=True,
+                        emotion=available("emotion"))
+    expected = build_call(call_config(cfg),
                           Transport(clock, (info.width, info.height), info.fps, True, live=True))
     assert soaked == names(expected.stages)
 
@@ -100,13 +99,13 @@ def test_three_served_peers_share_one_session_per_model():
     models = ("speech_enhancer", "sync_monitor", "talking_face", "emotion")
 
     async def start_models(peer) -> None:
-        for stage in peer.pipeline.stages:
+        for stage in peer.line.pipeline.stages:
             if stage.name in models:
                 await stage.start()
 
     counts, peers = [], []
     for _ in range(3):
-        peer = Peer(server, FakePeerConnection(), server.enhance_modes[-1], True)
+        peer = Peer(server, FakePeerConnection(), server.models.enhancers[-1], True)
         peer.tracks = {"audio": object(), "video": object()}
         peer.build()
         asyncio.run(start_models(peer))
@@ -114,10 +113,9 @@ def test_three_served_peers_share_one_session_per_model():
         counts.append(session_count())
     assert counts[0] == counts[1] == counts[2] > 0  # the second and third peers opened no session
     from avcall.pipelines.runtime import _sessions
-    from avcall.pipelines.call import judge_shipped
 
     opened = {Path(key[0]).name for key in _sessions}
-    assert not judge_shipped() or {"sync_lips.onnx", "sync_audio.onnx"} <= opened  # the judge's too
+    assert not available("sync_judge") or {"sync_lips.onnx", "sync_audio.onnx"} <= opened  # the judge's too
     for peer in peers:
-        for stage in peer.pipeline.stages:
+        for stage in peer.line.pipeline.stages:
             stage.shutdown_worker()

@@ -19,7 +19,8 @@ from avcall.pipelines.frames import HOP_SAMPLES, AudioFrame, VideoFrame
 from avcall.pipelines.runner import Pipeline
 from avcall.pipelines.sources.synthetic import SyntheticSource, synthetic_frames
 from avcall.pipelines.stages.speech_enhancer import FADE, SpeechEnhancer
-from avcall.pipelines.suppressors import DEFAULT, available
+from avcall.pipelines.suppressors import DEFAULT
+from avcall.pipelines.features import enhancers
 from avcall.pipelines.sources.file import FileSource
 from avcall.pipelines.suppressors.base import Suppressor
 from tests.conftest import read_all
@@ -139,7 +140,7 @@ def test_the_voice_never_clips():
     assert np.abs(y).max() <= 0.8913  # -1 dBFS (the limiter's own test is in test_suppressors.py)
 
 
-@pytest.mark.skipif(DEFAULT not in available(), reason=f"{DEFAULT} does not ship on this machine")
+@pytest.mark.skipif(DEFAULT not in enhancers(), reason=f"{DEFAULT} does not ship on this machine")
 def test_process_enhance_on_a_loud_real_clip_is_pcm16_under_full_scale_and_lined_up(tmp_path, shared_data):
     clip = shared_data / "talking_faces" / "GRID_lbax4n.mpg"  # loud: the old enhancer peaked at 1.67 on it
     result = run_process(ProcessConfig(input=clip, outdir=tmp_path / "out", enhance=DEFAULT), progress=False)

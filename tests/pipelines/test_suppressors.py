@@ -19,12 +19,13 @@ from avcall.app.eval.metrics import si_sdr
 from avcall.pipelines.runtime import manifest, session_count
 from avcall.pipelines.audio import Limiter
 from avcall.pipelines.frames import HOP_SAMPLES
-from avcall.pipelines.suppressors import BACKENDS, DEFAULT, available, open_suppressor
+from avcall.pipelines.suppressors import BACKENDS, DEFAULT, open_suppressor
+from avcall.pipelines.features import enhancers
 from avcall.pipelines.suppressors.base import Reblocker
 from tests.conftest import run_cli, write_media
 
 RATE = 16_000
-SHIPPED = available()
+SHIPPED = enhancers()
 
 
 def needs(name: str):
@@ -90,15 +91,15 @@ def test_streams_share_one_session_per_model():
 
 
 def test_one_registry_decides_what_ships_for_every_command(monkeypatch, tmp_path):
-    from avcall.app.cli import enhancer_choices
+    from avcall.app.options import enhancer_choices
     from avcall.app.serve import Server, ServeConfig
 
     monkeypatch.setenv("AVCALL_WEIGHTS_DIR", str(tmp_path))  # none of our own ONNX files: avcall-ao is gone
-    shipped_here = available()
+    shipped_here = enhancers()
     assert "avcall-ao" not in shipped_here and shipped_here == [n for n in SHIPPED if n != "avcall-ao"]
     server = Server(ServeConfig(captions=False))
     server.load_models()
-    assert server.enhance_modes == ("off", *shipped_here)  # the page offers exactly that
+    assert server.models.enhancers == ("off", *shipped_here)  # the page offers exactly that
     assert [n for n in BACKENDS if f"{n} (" in enhancer_choices()] == shipped_here  # and so do the commands
 
 
