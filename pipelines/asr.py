@@ -129,8 +129,9 @@ _OPTIONS = re.compile(r"^([^\[\]]+)\[([^\[\]]*)\]$")  # "whisper[beam=3,prompt=0
 
 
 def split_specs(text: str) -> list[str]:
-    """A comma-separated list of engine specs whose options may hold commas: "whisper,whisper[beam=3,ngram=3]"."""
-    return [m.group(0) for m in re.finditer(r"[^,\[]+(?:\[[^\]]*\])?", text)]
+    """A comma-separated list of engine specs whose options may hold commas: "whisper,whisper[beam=3,ngram=3]"
+    (and, for `avcall eval captions`, the captioner's options after them in braces: "whisper{tail_s=0.6}")."""
+    return [m.group(0) for m in re.finditer(r"[^,\[{]+(?:\[[^\]]*\])?(?:\{[^}]*\})?", text)]
 
 
 def make_engine(spec: str = DEFAULT_ENGINE, model_path: str | Path | None = None,
@@ -193,10 +194,12 @@ class EngineProcess:
             self.close()
             raise InputError(f"--asr {spec}: the recogniser did not start within {start_timeout_s:.0f} s")
         self.name, self.agreement, self.resumable = self._answer()
+        self.decodes: int | None = None  # the engine's count of decodes, as of the last `words` (None: unknown)
 
     def words(self) -> list[Word]:  # only where the engine is resumable (see `resumable`)
         self._send("words")
-        return [Word(*w) for w in self._answer()]
+        words, self.decodes = self._answer()
+        return [Word(*w) for w in words]
 
     def advance(self, seconds: float, committed: str) -> None:
         self._send("advance", (seconds, committed))
@@ -280,8 +283,10 @@ def _serve_engine(conn, spec: str, model_path, language: str = "en") -> None:
                 conn.send(("error", failure) if failure else ("ok", engine.partial()))
                 failure = None
             elif method in ("finish", "words"):
-                words = getattr(engine, method)()
-                conn.send(("error", failure) if failure else ("ok", [(w.text, w.start, w.end) for w in words]))
+                words = [(w.text, w.start, w.end) for w in getattr(engine, method)()]
+                if method == "words":  # with the decode they came from (the captioner's local agreement)
+                    words = (words, getattr(engine, "decodes", None))
+                conn.send(("error", failure) if failure else ("ok", words))
                 failure = None
             elif method == "advance":
                 engine.advance(*arg)

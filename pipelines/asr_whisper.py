@@ -32,6 +32,7 @@ import threading
 import zlib
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -239,10 +240,43 @@ BEST_OF = 2  # samples drawn at each fallback temperature (Whisper draws 5: each
 
 @dataclass
 class Decoded:
-    words: list[Word]
+    """A decode: its words with their times (`words`: the alignment runs on first use), or without (`untimed`,
+    times 0: a partial's text needs none)."""
+
+    _words: list[Word] | None  # None: not timed yet (`timing`)
     no_speech: float  # the model's probability that there was no speech
     logprob: float  # mean log-probability of the text tokens
     language: str = "en"
+    timing: Callable[[], list[Word]] | None = None
+    untimed: list[Word] | None = None
+
+    @property
+    def words(self) -> list[Word]:
+        if self._words is None:
+            self._words, self.timing = (self.timing() if self.timing is not None else []), None
+        return self._words
+
+    @property
+    def text_words(self) -> list[Word]:
+        """The words, timed if the alignment has run, else with times 0 (the same words either way)."""
+        return self._words if self._words is not None or self.untimed is None else self.untimed
+
+
+def _assemble(words: list[str], times: list[tuple[float, float]], seconds: float) -> list[Word]:
+    """Whisper's words (the end of text last) with their (start, end) in the window: punctuation on its own joins
+    the word before; the first word starts at most FIRST_WORD_S before its end; nothing past `seconds`."""
+    out = []
+    for text, (start, end) in zip((w.strip() for w in words[:-1]), times):  # the last is the end of text
+        if not text:
+            continue
+        if not any(ch.isalnum() for ch in text):  # punctuation on its own: the word before's, or none
+            if out:
+                out[-1] = Word(out[-1].text + text, out[-1].start, max(out[-1].end, min(end, seconds)))
+            continue
+        if not out:  # the alignment starts the first word where the window starts, silence and all
+            start = max(start, end - FIRST_WORD_S)
+        out.append(Word(text, min(start, seconds), min(max(end, start), seconds)))
+    return out
 
 
 def compression_ratio(text: str) -> float:
@@ -307,30 +341,25 @@ class WhisperFinals:
                                                     tok, self.decoding.beam if final else self.decoding.partial_beam)
         if not tokens:
             return Decoded([], no_speech, logprob, language)
-        aligned = self.model.model.align(encoded, list(tok.sot_sequence), [tokens], n, median_filter_width=7)[0]
         words, word_tokens = tok.split_to_word_tokens(tokens + [tok.eot])
-        text_index = np.array([p[0] for p in aligned.alignments])
-        time_index = np.array([p[1] for p in aligned.alignments])
-        if len(text_index) == 0 or len(word_tokens) <= 1:
+        if len(word_tokens) <= 1:
             return Decoded([], no_speech, logprob, language)
-        jumps = np.pad(np.diff(text_index), (1, 0), constant_values=1).astype(bool)
-        jump_times = time_index[jumps] / TOKENS_PER_S
-        bounds = np.pad(np.cumsum([len(t) for t in word_tokens[:-1]]), (1, 0))
-        out = []
-        for k, word in enumerate(words[:-1]):  # the last is the end of text
-            text = word.strip()
-            if not text:
-                continue
-            i, j = min(bounds[k], len(jump_times) - 1), min(bounds[k + 1], len(jump_times) - 1)
-            start, end = float(jump_times[i]), float(jump_times[j])
-            if not any(ch.isalnum() for ch in text):  # punctuation on its own: the word before's, or none
-                if out:
-                    out[-1] = Word(out[-1].text + text, out[-1].start, max(out[-1].end, min(end, seconds)))
-                continue
-            if not out:  # the alignment starts the first word where the window starts, silence and all
-                start = max(start, end - FIRST_WORD_S)
-            out.append(Word(text, min(start, seconds), min(max(end, start), seconds)))
-        return Decoded(out, no_speech, logprob, language)
+
+        def timing() -> list[Word]:  # the cross-attention alignment: only when a word's time is asked for
+            aligned = self.model.model.align(encoded, list(tok.sot_sequence), [tokens], n, median_filter_width=7)[0]
+            text_index = np.array([p[0] for p in aligned.alignments])
+            time_index = np.array([p[1] for p in aligned.alignments])
+            if len(text_index) == 0:
+                return []
+            jumps = np.pad(np.diff(text_index), (1, 0), constant_values=1).astype(bool)
+            jump_times = time_index[jumps] / TOKENS_PER_S
+            bounds = np.pad(np.cumsum([len(t) for t in word_tokens[:-1]]), (1, 0))
+            times = [(float(jump_times[min(bounds[k], len(jump_times) - 1)]),
+                      float(jump_times[min(bounds[k + 1], len(jump_times) - 1)])) for k in range(len(words) - 1)]
+            return _assemble(words, times, seconds)
+
+        return Decoded(None, no_speech, logprob, language, timing=timing,
+                       untimed=_assemble(words, [(0.0, 0.0)] * (len(words) - 1), seconds))
 
     def _generate(self, encoded, prompt: list[int], max_length: int, tok, beam: int) -> tuple[list[int], float, float]:
         """The text tokens, no-speech probability and mean log-probability of the decode that is kept: greedy
@@ -407,8 +436,20 @@ class WhisperEngine:
                  model: str | None = None, language: str = "en", options: str = "") -> None:
         """`language`: a Whisper language code, or "auto": detected on the first line with words, then kept
         for the call (a multilingual model: `model` is tiny.en for English, base otherwise, by default).
-        `options`: the decoding's, as `Decoding.parse` reads them ("beam=3,prompt=0")."""
-        self.whisper = WhisperFinals(model_path, model=model or model_for(language), decoding=Decoding.parse(options))
+        `options`: the decoding's, as `Decoding.parse` reads them ("beam=3,prompt=0"), and `every=S`, the
+        partials' decode interval (`partial_every_s`)."""
+        decoding = []
+        for pair in filter(None, (x.strip() for x in options.split(","))):
+            key, _, value = pair.partition("=")
+            if key == "every":
+                try:
+                    partial_every_s = float(value)
+                except ValueError:
+                    raise InputError(f"Whisper option {pair!r}: not a number") from None
+            else:
+                decoding.append(pair)
+        self.whisper = WhisperFinals(model_path, model=model or model_for(language),
+                                     decoding=Decoding.parse(",".join(decoding)))
         from faster_whisper.tokenizer import _LANGUAGE_CODES
 
         if language != "auto" and language not in _LANGUAGE_CODES:
@@ -418,6 +459,7 @@ class WhisperEngine:
         self.language: str | None = None if language == "auto" else language  # None: not detected yet
         self.partial_every_s = partial_every_s
         self.previous = ""  # the last line's words: the next line's prompt, as Whisper conditions on them
+        self.decodes = 0  # decodes so far: the captioner's local agreement counts only a new one
         self.begin()
 
     def begin(self) -> None:
@@ -426,7 +468,7 @@ class WhisperEngine:
         self._offset = 0.0  # seconds of buffered audio committed (the caller's times start there)
         self._audio: list[np.ndarray] = []
         self._samples = 0
-        self._partial, self._decoded, self._decoded_at = "", [], -1
+        self._partial, self._decoded, self._decoded_at, self._timed = "", [], -1, True
         self._heard_language = self.language or "en"
 
     def accept(self, samples: np.ndarray) -> None:
@@ -436,7 +478,8 @@ class WhisperEngine:
 
     def partial(self) -> str:
         if self._samples - self._decoded_at >= self.partial_every_s * SAMPLE_RATE:
-            self._partial = " ".join(w.text for w in self.words())
+            # the text alone: no word's time is needed unless words are committed in this audio
+            self._partial = " ".join(w.text for w in self._words(final=False, timed=self._offset > 0))
         return self._partial
 
     def words(self) -> list[Word]:
@@ -444,17 +487,20 @@ class WhisperEngine:
         while it is less than `partial_every_s` behind (the captioner's commit checks then cost nothing)."""
         return self._words(final=False)
 
-    def _words(self, final: bool) -> list[Word]:
+    def _words(self, final: bool, timed: bool = True) -> list[Word]:
         if not self._audio:
             return []
         if self._decoded_at < 0 or self._samples - self._decoded_at >= self.partial_every_s * SAMPLE_RATE:
             audio = np.concatenate(self._audio)
             self._audio = [audio]
-            decoded = self.whisper.decode(audio, self.context, self.language, final)
-            words = without_loops(decoded.words)
-            self._heard_language = decoded.language
+            self._last = self.whisper.decode(audio, self.context, self.language, final)
+            self.decodes += 1
+            self._heard_language = self._last.language
+            self._decoded, self._decoded_at = None, self._samples
+        if self._decoded is None or (timed and not self._timed):
+            words = without_loops(self._last.words if timed else self._last.text_words)
             self._decoded = [w.shifted(-self._offset) for w in _after(words, self._offset, self._committed)]
-            self._decoded_at = self._samples
+            self._timed = timed or self._last._words is not None
         return self._decoded
 
     def advance(self, seconds: float, committed: str) -> None:

@@ -191,15 +191,16 @@ def other_words(emitted: list, turns) -> tuple[list, int]:
 
 # --------------------------------------------------------------------------------------------- scoring
 def caption(audio: np.ndarray, lips: list[LipFeatures], engine, cpu: list | None = None,
-            wall: list | None = None, hears: str | None = None) -> list[tuple[object, float]]:
+            wall: list | None = None, hears: str | None = None, options: dict | None = None) -> list[tuple[object, float]]:
     """The Captioner over a clip, 10 ms at a time with the lip frames interleaved by pts:
     [(caption, CPU seconds the captioner took on the hop that emitted it)]: the time it takes on a core of its
     own (live calls run it in a process of its own), whatever else the machine is doing. `cpu`, when given,
     gets the CPU seconds of the whole clip appended; `wall`, the wall-clock seconds of each caption's hop;
-    `hears`: the Captioner's (raw, or SUPPRESSOR@W; None: its default)."""
+    `hears`: the Captioner's (raw, or SUPPRESSOR@W; None: its default); `options`: the Captioner's others
+    (`variant`)."""
     from avcall.pipelines.stages.captioner import Captioner
 
-    captioner = Captioner(engine) if hears is None else Captioner(engine, hears=hears)
+    captioner = Captioner(engine, **(options or {}), **({} if hears is None else {"hears": hears}))
     hop = SAMPLE_RATE // 100
     out, k = [], 0
     cpu_began = time.process_time()
@@ -222,6 +223,29 @@ def caption(audio: np.ndarray, lips: list[LipFeatures], engine, cpu: list | None
     if cpu is not None:
         cpu.append(time.process_time() - cpu_began)
     return out
+
+
+# the Captioner's options a variant of `--asr` may set in braces after the engine ("whisper{tail_s=0.6}")
+CAPTIONER_OPTIONS = {"pause_s": float, "soft_line_s": float, "short_pause_s": float, "max_line_s": float,
+                     "onset_s": float, "preroll_s": float, "partial_every_s": float, "commit_every_s": float,
+                     "tail_s": float, "agree_new": lambda x: bool(float(x))}
+
+
+def variant(spec: str) -> tuple[str, dict]:
+    """(the engine's spec, the Captioner's options) of a variant: "whisper[beam=3]{agree_new=1,tail_s=0.2}"."""
+    m = re.fullmatch(r"([^{}]+)(?:\{([^{}]*)\})?", spec.strip())
+    if m is None:
+        raise InputError(f"--asr {spec!r}: expected ENGINE[DECODING]{{CAPTIONER OPTIONS}}")
+    options = {}
+    for pair in filter(None, (x.strip() for x in (m.group(2) or "").split(","))):
+        key, _, value = pair.partition("=")
+        if key not in CAPTIONER_OPTIONS:
+            raise InputError(f"--asr {spec}: the captioner's options are {', '.join(CAPTIONER_OPTIONS)} (not {key!r})")
+        try:
+            options[key] = CAPTIONER_OPTIONS[key](value)
+        except ValueError:
+            raise InputError(f"--asr {spec}: {pair!r} is not a number") from None
+    return m.group(1), options
 
 
 def score_clip(ref_text: str, timed_words: list, emitted: list[tuple[object, float]], extra_latency: float) -> dict:
@@ -371,7 +395,7 @@ def evaluate_captions(data: Path, out: Path, *, seed: int = 0, clips: int | None
                for h in heard_as if h.method is not None and h.hears == "raw"}
     methods |= {m: build_methods([m])[0][0] for m, built in methods.items() if built is None}
     for spec in engines:  # each loads once here: a missing or damaged model is one line before any work
-        make_engine(spec, language=language)
+        make_engine(variant(spec)[0], language=language)
     rows = []
     bar = tqdm(total=len(items) * len(conditions_only) * len(heard_as) * len(engines), desc="captions",
                disable=not progress)
@@ -393,8 +417,9 @@ def evaluate_captions(data: Path, out: Path, *, seed: int = 0, clips: int | None
                     # figures must not depend on what was heard before
                     cpu: list[float] = []
                     wall: list[float] = []
-                    emitted = caption(voice, lips, make_engine(spec, language=language), cpu, wall,
-                                      next(h.hears for h in heard_as if h.name == path))
+                    engine_spec, options = variant(spec)
+                    emitted = caption(voice, lips, make_engine(engine_spec, language=language), cpu, wall,
+                                      next(h.hears for h in heard_as if h.name == path), options)
                     row = {"clip": item.name, "condition": cond, "path": path, "engine": spec,
                            "reference": item.text, "audio_s": len(voice) / SAMPLE_RATE, "cpu_s": cpu[0],
                            "input_cpu_s": input_cpu}
@@ -518,7 +543,8 @@ def add_arguments(p) -> None:
     p.add_argument("--asr", default=",".join(ENGINES), metavar="ENGINE[,ENGINE...]",
                    help=f"the engines to compare (default {','.join(ENGINES)}; also whisper-base, "
                    "whisper[beam=3,fallback=0.2/0.4,no_speech=0.6,logprob=-1,prompt=0,ngram=3] for Whisper's "
-                   "decoding, or package.module:Class)")
+                   "decoding and every=S for its partials' interval, or package.module:Class; the captioner's "
+                   "options in braces after an engine: whisper{agree_new=1,tail_s=0.6,partial_every_s=0.25})")
     p.add_argument("--language", default="en", help="the language the engines are asked for (en, de, auto, ...)")
     p.add_argument("--conditions", default=",".join(CONDITIONS), metavar="COND[,COND...]",
                    help=f"only these of {','.join(CONDITIONS)}")

@@ -45,6 +45,8 @@ LINES = {False: {"pause_s": 0.4, "preroll_s": 0.3, "soft_line_s": 1.2, "short_pa
                 "commit_every_s": 0.25}}
 
 
+# local agreement between two different decodes (not one decode seen by two checks): docs/captions.md
+AGREE_NEW = False
 # what the recogniser hears by default: the voice as recorded, or SUPPRESSOR@W (`DryWet`; docs/captions.md)
 HEARS = "raw"
 
@@ -169,6 +171,7 @@ class _Line:
     partial_at: float = -1e9
     checked_at: float = -1e9
     hypothesis: tuple[str, ...] = ()  # the last commit check's words not committed (local agreement)
+    decode: int | None = None  # the engine's decode the last commit check saw (its `decodes`)
 
 
 class Captioner(Stage):
@@ -181,13 +184,15 @@ class Captioner(Stage):
                  max_line_s: float | None = None, onset_s: float = 0.1, preroll_s: float | None = None,
                  partial_every_s: float = 0.3, commit_every_s: float | None = None, tail_s: float = 0.4,
                  wait_for_lips: bool = False, own_process: bool = False, max_backlog_s: float | None = None,
-                 language: str = "en", hears: str = HEARS, name: str = "captioner") -> None:
+                 language: str = "en", hears: str = HEARS, agree_new: bool = AGREE_NEW,
+                 name: str = "captioner") -> None:
         """`own_process`: run the recogniser named by `asr` in a process of its own (live calls: see
         EngineProcess), not on this stage's thread. `max_backlog_s` (live): audio waiting for the recogniser
         beyond this is skipped, oldest first, and counted (`captions_skipped_samples`): on a starved machine
         the captions miss some speech rather than fall ever further behind. `language`: the recogniser's (a
         Whisper language code, or "auto": detected on the first line). `hears`: "raw", the voice as it comes
-        in, or "SUPPRESSOR@W" (`DryWet`). The line lengths left as None are the engine's (`LINES`):
+        in, or "SUPPRESSOR@W" (`DryWet`). `agree_new`: local agreement counts only a decode newer than the
+        last check's (an engine that says which, `decodes`), not the same decode seen twice. The line lengths left as None are the engine's (`LINES`):
         an engine that commits by local agreement (Whisper) gets long lines, since it is more accurate over
         more context and commits long speech word by word anyway."""
         super().__init__(name)
@@ -211,6 +216,7 @@ class Captioner(Stage):
         self.commit_every_s = None
         self.partial_every_s = partial_every_s
         self.tail_s = tail_s
+        self.agree_new = agree_new
         self._preroll: deque[tuple[float, np.ndarray]] = deque()
         self._onset = 0  # consecutive speech hops while no line is open
         self._line: _Line | None = None
@@ -365,6 +371,10 @@ class Captioner(Stage):
         words = self.engine.words() if goes_on else self.engine.finish()
         keep = [w for w in words if line.start + w.end <= t1 - self.tail_s]
         if int(getattr(self.engine, "agreement", 1)) > 1:
+            decode = getattr(self.engine, "decodes", None) if self.agree_new else None
+            if decode is not None and decode == line.decode:
+                return []  # the decode the last check saw: nothing new to agree with
+            line.decode = decode
             agreed = 0
             for new, old in zip(keep, line.hypothesis):
                 if _plain(new.text) != old:

@@ -48,6 +48,20 @@ def test_each_method_runs_once_and_a_mix_is_wet_plus_dry():
     assert made["h@0.3"][1] == pytest.approx(0.01)  # the suppressor's delay counts in the latency
 
 
+def test_a_variant_is_an_engine_and_the_captioners_options():
+    from avcall.app.eval.captions import variant
+    from avcall.pipelines.asr import split_specs
+
+    specs = split_specs("whisper,whisper[beam=3,every=0.4]{agree_new=1,tail_s=0.2},pocketsphinx{pause_s=1}")
+    assert specs == ["whisper", "whisper[beam=3,every=0.4]{agree_new=1,tail_s=0.2}", "pocketsphinx{pause_s=1}"]
+    assert variant(specs[0]) == ("whisper", {})
+    assert variant(specs[1]) == ("whisper[beam=3,every=0.4]", {"agree_new": True, "tail_s": 0.2})
+    assert variant("whisper{agree_new=0}") == ("whisper", {"agree_new": False})
+    for bad in ("whisper{hears=raw}", "whisper{tail_s=x}"):
+        with pytest.raises(InputError, match="--asr"):
+            variant(bad)
+
+
 @pytest.mark.skipif(not (DATA / "speech").exists(), reason="../shared/data is absent (the real recordings)")
 def test_engines_inputs_and_decodings_side_by_side(tmp_path):
     from avcall.app.cli import main

@@ -111,6 +111,52 @@ def test_long_speech_is_committed_by_local_agreement():
     assert all(c.emitted - c.end >= captioner.tail_s for c in finals)
 
 
+class Cached(Scripted):
+    """As Scripted, but a decode is seen again until `every` commit checks have passed (as WhisperEngine's words()
+    returns its last decode while it is less than partial_every_s behind), and it says which decode it is."""
+
+    def __init__(self, hypotheses, every=2):
+        super().__init__(hypotheses)
+        self.every, self.calls, self.decodes, self.last = every, 0, 0, []
+
+    def words(self):
+        if self.calls % self.every == 0:
+            self.last, self.decodes = super().words(), self.decodes + 1
+        self.calls += 1
+        return self.last
+
+
+def test_local_agreement_counts_a_new_decode_not_the_same_one_seen_twice():
+    tone = (0.3 * np.sin(np.arange(4 * SAMPLE_RATE) * 0.2)).astype(np.float32)
+    audio = np.concatenate([np.zeros(SAMPLE_RATE // 2, np.float32), tone])
+    hypotheses = ["one two tree four", "one two three four five", "one two three four five six seven"]
+    # the same decode seen by two checks: all of it, "tree" from one decode only, is committed
+    before = [c for c in Captioner(Cached(hypotheses), agree_new=False).hear(audio, 0.0) if c.kind == "final"]
+    assert before[0].text == "one two tree four"
+    # two decodes agree: "one two" (the second decode says "three")
+    engine = Cached(hypotheses)
+    finals = [c for c in Captioner(engine, agree_new=True).hear(audio, 0.0) if c.kind == "final"]
+    assert finals[0].text == "one two" and engine.advanced[0] == (0.2, "one two")
+    # an engine that does not count its decodes: agreement as before
+    assert [c for c in Captioner(Scripted(hypotheses), agree_new=True).hear(audio, 0.0)
+            if c.kind == "final"][0].text == "one two"
+
+
+def test_whisper_counts_its_decodes_and_takes_its_partial_interval():
+    engine = make_engine("whisper[every=0.25,beam=1]")
+    assert engine.partial_every_s == 0.25 and engine.whisper.decoding.beam == 1 and engine.decodes == 0
+    engine.begin()
+    engine.accept(np.zeros(SAMPLE_RATE, np.float32))
+    engine.words()
+    engine.words()  # the same decode: less than 0.25 s of new audio
+    assert engine.decodes == 1
+    engine.accept(np.zeros(SAMPLE_RATE // 4, np.float32))
+    engine.words()
+    assert engine.decodes == 2
+    with pytest.raises(InputError, match="not a number"):
+        make_engine("whisper[every=soon]")
+
+
 @pytest.mark.skipif(not CLIP.exists(), reason="../shared/data is absent (the real recordings)")
 def test_a_real_recording_is_captioned_with_its_key_words():
     import soundfile
