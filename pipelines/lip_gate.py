@@ -228,11 +228,9 @@ class NetScorer:
 
 def default_scorer() -> "NetScorer | GateScorer":
     """The net where it ships (the second design; docs/lip_gate.md says why it ships), else the logistic model."""
-    from avcall.pipelines.runtime import shipped
+    from .features import available
 
-    from .nets.lip_gate_net import WEIGHTS as NET_WEIGHTS
-
-    return NetScorer() if shipped(NET_WEIGHTS) else GateScorer()
+    return NetScorer() if available("lip_gate_net") else GateScorer()
 
 
 class GateDecision:

@@ -105,6 +105,16 @@ def manifest() -> dict:
         raise InputError(f"cannot read the weights manifest {path}: {err}") from None
 
 
+def model_entry(name: str) -> dict:
+    """The manifest's entry for our model file `name` in the folder its weights come from (the installed one,
+    or $AVCALL_WEIGHTS_DIR's, where a candidate is tried), {} where there is none."""
+    path = weights_path(MANIFEST)
+    try:
+        return json.loads(path.read_text()).get("models", {}).get(name, {}) if path.is_file() else {}
+    except (OSError, ValueError) as err:
+        raise InputError(f"cannot read the weights manifest {path}: {err}") from None
+
+
 def shipped(name: str) -> bool:
     """The one answer to "does `name` ship here": a model file of ours ("avse_ao.onnx") present in the
     weights folder, or a packaged model ("dtln") whose distribution is installed with all its files (their

@@ -132,14 +132,14 @@ class GatedChain:
     needs_lips = True
 
     def __init__(self, name: str, backend: str = DEFAULT_BACKEND, gate: str = "lips") -> None:
-        from avcall.pipelines.runtime import shipped
-        from avcall.pipelines.nets.sync_judge import AUDIO_WEIGHTS, LIPS_WEIGHTS, SyncJudge
+        from avcall.pipelines.features import available
+        from avcall.pipelines.nets.sync_judge import SyncJudge
 
         self.name, self.gate = name, gate
         self.base = SuppressorMethod(backend, backend)
         self.suppressor = self.base.suppressor
         # the judge only for the logistic scorer (as the stage: without its weights, none)
-        judged = gate == "lips-logistic" and shipped(LIPS_WEIGHTS) and shipped(AUDIO_WEIGHTS)
+        judged = gate == "lips-logistic" and available("sync_judge")
         self.judge = SyncJudge() if judged else None
         self.lips_from_other_clip = gate == "other-lips"
         self.gains = None

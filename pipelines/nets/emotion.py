@@ -3,11 +3,9 @@ embeddings, and the fusion methods on those."""
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 
-from ..runtime import require_weights, shared_session, weights_path
+from ..runtime import model_entry, require_weights, shared_session
 
 CLASSES: tuple[str, ...] = ("neutral", "happy", "sad", "angry", "fearful", "disgust", "surprise")
 
@@ -34,18 +32,13 @@ METHODS = ("face", "voice", "concat", "avef", "tfn", "late")
 N = len(CLASSES)
 
 
-def _manifest_entry(name: str) -> dict:
-    path = weights_path("manifest.json")
-    return json.loads(path.read_text()).get("models", {}).get(name, {}) if path.is_file() else {}
-
-
 class EmotionModels:
     """Sessions for the face and voice nets and the fusion heads, one thread each by default."""
 
     def __init__(self, threads: int = 1) -> None:
         self.face_session = shared_session(require_weights(FACE), threads=threads)
         self.voice_session = shared_session(require_weights(VOICE), threads=threads)
-        entry = _manifest_entry(VOICE)
+        entry = model_entry(VOICE)
         self.late_w_voice = float(entry.get("late_w_voice", 0.5))
         self.shipped_fusion = str(entry.get("shipped_fusion", "late"))
         self._fusion: dict = {}

@@ -93,11 +93,10 @@ class LipGate(Stage):
     async def start(self) -> None:
         scorer = await self.in_worker(default_scorer)
         if not isinstance(scorer, NetScorer) and self.judge is None and self.use_judge:  # the logistic one's evidence
-            from avcall.pipelines.runtime import shipped
+            from ..features import available
+            from ..nets.sync_judge import SyncJudge
 
-            from ..nets.sync_judge import AUDIO_WEIGHTS, LIPS_WEIGHTS, SyncJudge
-
-            if shipped(LIPS_WEIGHTS) and shipped(AUDIO_WEIGHTS):  # without the judge: the lips and the voice alone
+            if available("sync_judge"):  # without the judge: the lips and the voice alone
                 self.judge = await self.in_worker(SyncJudge)
         self.decision = GateDecision(SyncEvidence(self.judge) if self.judge is not None else None, scorer)
         self.decision.off = not self.enabled
