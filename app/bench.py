@@ -26,7 +26,7 @@ from avcall.pipelines.face.mesh import lip_features
 from avcall.models.data.shared_data import shared_data_dir
 
 from .eval.cpu import cpu_name, one_core, pin_to_one_core
-from .eval.data import git_commit
+from .eval.data import git_commit, with_provenance
 from .eval.media import letterbox
 
 BENCH_SIZE = (640, 480)
@@ -844,10 +844,10 @@ async def _drain(track, got: dict | None = None) -> None:
 
 
 def write_json(result: dict, out: Path | None) -> str:
-    from avcall.pipelines.sinks.atomic import write_text_atomic
+    """The benchmark's JSON, naming the command and the commit that made it; written to `out` when given."""
+    from .eval.data import write_report
 
-    text = json.dumps(result, indent=2)
+    result = with_provenance(result)
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(out, text + "\n")
-    return text
+        write_report(out, result)
+    return json.dumps(result, indent=2)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import subprocess
 import sys
@@ -39,10 +38,11 @@ from avcall.pipelines.errors import InputError
 from avcall.pipelines.frames import AudioFrame, Frame, VideoFrame
 from avcall.pipelines.load import AudioProbe
 from avcall.pipelines.runner import Pipeline
-from avcall.pipelines.sinks.atomic import write_atomic, write_text_atomic
+from avcall.pipelines.sinks.atomic import write_atomic
 from avcall.pipelines.sources.loop import LoopSource
 from avcall.pipelines.stage import Stage
 
+from .eval.data import write_report
 from .eval.usage import NOT_THE_CALL, open_fds, rss_mb, threads
 from .outputs import StagedOutput
 from .process import ProcessConfig, call_config
@@ -300,7 +300,7 @@ def _progress(s: dict) -> str:
 def _save(out: Path, cfg: SoakConfig, samples: list[dict], summary: dict, final: bool) -> None:
     config = {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()}
     report = {"config": config, "complete": final, "cpus": os.cpu_count(), "summary": summary, "samples": samples}
-    write_text_atomic(out / "soak.json", json.dumps(report, indent=1) + "\n")
+    write_report(out / "soak.json", report)
     if final:
         plot(samples, out / "soak.png")
 

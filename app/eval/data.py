@@ -97,13 +97,34 @@ def git_commit() -> str | None:
     return head + ("+changes" if dirty else "")
 
 
-def write_report(path: Path, report: dict) -> None:
-    """JSON written whole or not at all (a temporary file beside it, then renamed)."""
+def command_line() -> str | None:
+    """The avcall command this process runs (`avcall bench avatar --out X`), None when it is not one (a test)."""
+    import sys
+
+    if Path(sys.argv[0]).name not in ("avcall", "cli.py"):
+        return None
+    return "avcall " + " ".join(sys.argv[1:])
+
+
+def with_provenance(report: dict) -> dict:
+    """`report` naming the command and the commit that made it (in its `meta` where it has one), where it does
+    not already."""
+    if isinstance(report.get("meta"), dict):
+        return {**report, "meta": with_provenance(report["meta"])}
+    return {**report, "command": report.get("command") or command_line(),
+            "commit": report.get("commit") or git_commit()}
+
+
+def write_report(path: Path, report: dict) -> dict:
+    """JSON written whole or not at all (a temporary file beside it, then renamed), naming the command and the
+    commit that made it; returns what it wrote."""
     from avcall.pipelines.sinks.atomic import write_text_atomic
 
+    report = with_provenance(report)
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise OutputError(f"cannot write {path}: {err.strerror or err}") from None
     write_text_atomic(path, json.dumps(report, indent=1, allow_nan=False) + "\n")
+    return report

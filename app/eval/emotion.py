@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from avcall.models.emotion.evaluate import evaluate_emotion, format_table
 from avcall.pipelines.errors import InputError
-from avcall.pipelines.sinks.atomic import write_text_atomic
 
 from avcall.models.data.shared_data import shared_data_dir
+
+from .data import write_report
 
 
 def add_arguments(p) -> None:
@@ -85,6 +85,6 @@ def run(args: argparse.Namespace) -> int:
                 row = {"file": f.name, "error": str(err)}
                 print(f"{f.name}: not read ({err})")
             report["clips"].append(row)
-        write_text_atomic(args.out, json.dumps(report, indent=1) + "\n")
+    write_report(args.out, report)  # with the clips, and the command and commit
     print(f"wrote {args.out}")
     return 0

@@ -28,7 +28,7 @@ from avcall.pipelines.errors import InputError, OutputError
 
 from .baselines import METHODS, Method, build_methods
 from .cpu import cpu_name, one_core
-from .data import (SAMPLE_RATE, check_data_dir, git_commit, clip_rng, fit_length, load_audio, noise_files, noise_pairs,
+from .data import (SAMPLE_RATE, check_data_dir, clip_rng, fit_length, load_audio, noise_files, noise_pairs,
                    scale_to_snr, speech_files, write_report)
 from .metrics import measured_delay, pesq_wb, si_sdr, stoi_score
 
@@ -432,14 +432,11 @@ def evaluate(data: Path, out: Path, method_names: list[str] | None = None, seed:
             "notes": NOTES + notes + [f"skipped {s}" for s in skipped],
             "plots": str(plot_dir) if plots and plotted else None,
             "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "command": "avcall " + " ".join(sys.argv[1:]) if Path(sys.argv[0]).name == "avcall" else None,
-            "commit": git_commit(),
         },
         "rows": rows,
         "summary": summarise(rows),
     }
-    write_report(Path(out), report)
-    return report
+    return write_report(Path(out), report)
 
 
 # --------------------------------------------------------------------------------------------- CLI

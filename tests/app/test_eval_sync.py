@@ -26,7 +26,7 @@ def test_a_candidate_judge_is_scored_beside_the_shipped_one(shared_data, tmp_pat
     out = tmp_path / "sync.json"
     assert main(["eval", "sync", "--data", str(data), "--candidate", str(candidate), "--out", str(out)]) == 0
     report = json.loads(out.read_text())
-    assert set(report) == {"shipped", "candidate"}
+    assert set(report) == {"shipped", "candidate", "command", "commit"} and report["commit"]  # names what made it
     shipped, other = ([r["confidence"] for r in report[k]["rows"]] for k in ("shipped", "candidate"))
     assert shipped != other, "the candidate's judge was not the one scored"
     assert report["shipped"]["summary"]["pairs"] == 7 and report["shipped"]["summary"]["grid_lrs2_pairs"] == 7
