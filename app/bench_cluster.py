@@ -124,8 +124,10 @@ async def _one_count(calls: int, seconds: float, janus: str, clip: Path, room: i
         groups = {"janus": [janus_pid] if janus_pid else [], "ray": _named("raylet", "gcs_server"),
                   "bench_process": [os.getpid()]}  # the participants' media and the controller
         spent0 = {k: sum(map(_proc_cpu, v)) for k, v in {**workers, **groups}.items()}
+        parts0 = await _worker_parts(controller)
         await asyncio.sleep(seconds)
         end = time.monotonic()
+        parts1 = await _worker_parts(controller)
         cpu = (_cpu_seconds() - cpu0) / (end - start)
         sharing = {feed: sum(1 for other in workers.values() if other[0] == v[0]) for feed, v in workers.items()}
         spent = {k: round((sum(map(_proc_cpu, v)) - spent0[k]) / (end - start) / sharing.get(k, 1), 3)
@@ -140,7 +142,10 @@ async def _one_count(calls: int, seconds: float, janus: str, clip: Path, room: i
             lag = envelope_lag_ms(person.sent_audio, person.received.audio, start, end)
             sfu = envelope_lag_ms(person.sent_audio, person.received.own_audio, start, end)
             unprocessed = incidents.get("audio_passthrough_samples", 0) / 16_000 / (end - start)
+            pid = workers.get(person.id, [None])[0]
             per_call.append({"worker_cores": spent.get(person.id),
+                             "worker_cores_by_part": _rates(parts0.get(pid), parts1.get(pid), end - start,
+                                                            sharing.get(person.id, 1)),
                              "audio_received_per_s": round(got / (end - start), 3),
                              "voice_unprocessed_share": round(unprocessed, 3),
                              "voice_delay_ms": lag["lag_ms"], "envelope_r": lag["r"],
@@ -155,6 +160,7 @@ async def _one_count(calls: int, seconds: float, janus: str, clip: Path, room: i
                 "seconds": round(end - start, 1), "machine_cpu_cores_busy": round(cpu, 2),
                 "cores": {"worker_per_call_median": _median([spent.get(p.id) for p in people]),
                           **{k: spent[k] for k in groups}},
+                "worker_cores_by_part_median": _part_medians([c["worker_cores_by_part"] for c in per_call]),
                 "per_call": per_call,
                 "held_at_real_time": all(c["audio_received_per_s"] >= 0.97 and c["voice_unprocessed_share"] <= 0.05
                                          and (c["worker_audio_delay_ms"] or 0) < 300 for c in per_call),
@@ -167,6 +173,26 @@ async def _one_count(calls: int, seconds: float, janus: str, clip: Path, room: i
             await person.stop()
         stop.set()
         await asyncio.gather(control, return_exceptions=True)
+
+
+async def _worker_parts(controller) -> dict[int, dict]:
+    """Each worker process's CPU seconds so far by part of its calls (its own report), by pid."""
+    await controller.refresh()
+    return {w.info.get("pid"): w.info.get("cpu_parts_s") or {} for w in controller.pool}
+
+
+def _rates(before: dict | None, after: dict | None, seconds: float, calls: int) -> dict | None:
+    """Cores spent on each part over the window, per call (a process's calls share its parts alike)."""
+    if before is None or after is None:
+        return None
+    rates = {part: round((after[part] - before.get(part, 0.0)) / seconds / calls, 3) for part in after}
+    return dict(sorted(rates.items(), key=lambda kv: -kv[1]))
+
+
+def _part_medians(rows: list[dict | None]) -> dict:
+    parts = {part for row in rows if row for part in row}
+    medians = {part: _median([row.get(part, 0.0) for row in rows if row]) for part in parts}
+    return dict(sorted(medians.items(), key=lambda kv: -(kv[1] or 0)))
 
 
 async def _failover(controller, person) -> dict:

@@ -155,11 +155,14 @@ def worker_class(cfg: ClusterConfig):
 
         def info(self) -> dict:
             """Who it is and what its process shares: its pid and node, its calls' feeds, the model file of each
-            onnxruntime session of the process (pipelines/runtime.session_report) and its batched steps."""
+            onnxruntime session of the process (pipelines/runtime.session_report) and its batched steps, and the
+            CPU seconds its process has spent so far on each part of its calls (app/eval/usage.cpu_by_part)."""
+            from avcall.app.eval.usage import cpu_by_part
             from avcall.pipelines.runtime import session_report
 
             return {"pid": os.getpid(), "node": ray.get_runtime_context().get_node_id(), "warm_s": self.warm_s,
-                    "slots": self.slots, "feeds": sorted(self.calls), **session_report()}
+                    "slots": self.slots, "feeds": sorted(self.calls), "cpu_parts_s": cpu_by_part(),
+                    **session_report()}
 
         async def run(self, wcfg: WorkerConfig) -> dict:
             from avcall.app.room_call import RoomCall
@@ -320,7 +323,7 @@ class Controller:
             self._dead(worker)
             ray.kill(worker.handle)
 
-    async def _refresh(self) -> None:
+    async def refresh(self) -> None:
         """Each live worker's own report (its calls, its process' sessions and batched steps), for status."""
         async def one(worker: _Worker) -> None:
             from ray.exceptions import RayActorError
@@ -372,7 +375,7 @@ class Controller:
                                                "at": time.time()})
                 self._keep_spare()
                 if refresh is None or refresh.done():
-                    refresh = asyncio.ensure_future(self._refresh())
+                    refresh = asyncio.ensure_future(self.refresh())
                 try:
                     await asyncio.wait_for(stop.wait(), POLL_S)
                 except asyncio.TimeoutError:

@@ -49,3 +49,48 @@ def open_fds() -> int:
 def threads() -> int:
     # the OS's threads: the native libraries' pools count too
     return int(_sum(lambda pid: len(os.listdir(f"/proc/{pid}/task"))))
+
+
+# what a call's process spends its CPU on, by thread name (threading's names: the OS sees "python" for all)
+PARTS = (("avcall-face_tracker", "face tracking"), ("avcall-lip_features", "lip features"),
+         ("avcall-lip_gate", "lip gate"), ("avcall-speech_enhancer", "suppressor"),
+         ("avcall-captioner", "recogniser (feeding it)"), ("avcall-annotate", "overlay"),
+         ("avcall-talking_face", "talking face"), ("avcall-sync_monitor", "sync monitor"),
+         ("avcall-emotion", "emotion"), ("avcall-mood", "emotion"), ("audio-decoder", "audio decode"),
+         ("video-decoder", "video decode"), ("asyncio_", "encoders (audio, video)"),
+         ("MainThread", "event loop (WebRTC transport, data channel, frames between stages)"),
+         ("AsyncIO Thread", "event loop (WebRTC transport, data channel, frames between stages)"))
+
+
+def _cpu_s(stat_path: str) -> float:
+    with open(stat_path) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (float(fields[11]) + float(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_by_part() -> dict[str, float]:
+    """CPU seconds this process's live threads have spent so far, by the part of the call each runs (PARTS;
+    "other threads" for the rest: onnxruntime's and Ray's own), and its child processes' (the recognisers)."""
+    import threading
+
+    spent: dict[str, float] = {}
+    for thread in threading.enumerate():
+        part = next((what for prefix, what in PARTS if thread.name.startswith(prefix)), "other threads")
+        try:
+            spent[part] = spent.get(part, 0.0) + _cpu_s(f"/proc/self/task/{thread.native_id}/stat")
+        except (OSError, TypeError):  # a thread that ended meanwhile
+            continue
+    known = {t.native_id for t in threading.enumerate()}
+    for task in os.listdir("/proc/self/task"):  # threads threading does not know (native libraries' pools)
+        if int(task) not in known:
+            try:
+                spent["other threads"] = spent.get("other threads", 0.0) + _cpu_s(f"/proc/self/task/{task}/stat")
+            except OSError:
+                continue
+    children = [pid for pid in _processes() if pid != str(os.getpid())]
+    for pid in children:
+        try:
+            spent["recogniser"] = spent.get("recogniser", 0.0) + _cpu_s(f"/proc/{pid}/stat")
+        except OSError:
+            continue
+    return {part: round(s, 3) for part, s in spent.items()}
