@@ -14,6 +14,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from avcall.app.serve import ServeConfig
@@ -56,22 +57,27 @@ def test_the_jitter_buffer_loses_only_the_lost_packets():
     from aiortc.jitterbuffer import JitterBuffer
     from aiortc.rtp import RtpPacket
 
-    from avcall.pipelines.sources.webrtc import _loss_tolerant_buffer
+    from avcall.pipelines.sources.webrtc import RECEIVE_PREFETCH, _loss_tolerant_buffer
 
-    def delivered(buffer) -> list[int]:
-        rng, out = random.Random(SEED), []
+    def delivered(buffer) -> tuple[list[int], list[float]]:
+        """The packets out, and how long each waited (ms, on the packets' own clock: 20 ms apart)."""
+        rng, out, waits, came = random.Random(SEED), [], [], {}
         arrivals = sorted((seq + rng.uniform(0, 2), seq) for seq in range(3000) if rng.random() >= LOSS)
-        for _, seq in arrivals:  # 20 ms packets, up to 40 ms of jitter: some arrive out of order
+        for t, seq in arrivals:  # 20 ms packets, up to 40 ms of jitter: some arrive out of order
             packet = RtpPacket(payload_type=111, sequence_number=seq, timestamp=seq * 960)
             packet._data = bytes([seq % 256])
+            came[seq] = t
             _, frame = buffer.add(packet)
             if frame is not None:
                 out.append(frame.timestamp // 960)
-        return out
+                waits.append(20 * (t - came[out[-1]]))
+        return out, waits
 
-    theirs, ours = delivered(JitterBuffer(16, prefetch=4)), delivered(_loss_tolerant_buffer()(16, prefetch=4))
+    (theirs, waited), (ours, ours_waited) = (delivered(JitterBuffer(16, prefetch=4)),
+                                             delivered(_loss_tolerant_buffer()(16, prefetch=RECEIVE_PREFETCH)))
     assert len(theirs) < 0.7 * 3000  # a third of the voice gone at 7% loss
     assert len(ours) > 0.9 * 3000 and ours == sorted(set(ours))  # only the lost ones; in order, once each
+    assert np.median(ours_waited) <= 25 < np.median(waited)  # and it holds the voice one packet, not four
 
 
 def test_a_call_over_a_lossy_jittery_network_goes_on(talking_clip, monkeypatch):
