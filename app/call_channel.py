@@ -116,6 +116,18 @@ class CallChannel:
         self.call, self.pipeline = built.call, built.pipeline
         self.audio_out, self.video_out = built.audio_out, built.video_out
 
+    def on_track(self, pc, track, tracks: dict) -> None:
+        """An incoming track of `pc` (aiortc's): kept in `tracks` (the first of each kind); the voice's receiver
+        gets a jitter buffer that skips lost packets."""
+        from avcall.pipelines.sources.webrtc import tolerate_audio_loss
+
+        if track.kind not in ("audio", "video") or track.kind in tracks:
+            return
+        tracks[track.kind] = track
+        for receiver in pc.getReceivers():
+            if receiver.track is track and track.kind == "audio":
+                tolerate_audio_loss(receiver)
+
     def send(self, message: str | dict) -> None:
         if self.channel is not None and self.channel.readyState == "open":
             self.channel.send(message if isinstance(message, str) else json.dumps(message))
@@ -181,6 +193,8 @@ class CallChannel:
         median, p95 = self.audio_delays()
         counts = self.incidents()
         frames = counts.get("avatar_codec_frames")
+        marks = self.call.roles.get("overlay") if self.call is not None else None
+        marks_frames = getattr(marks, "sent_frames", 0)
         return {"type": "telemetry", "stages": stages, "audio_delay_ms": median, "audio_delay_p95_ms": p95,
                 "levels": {"in_db": self.state["level_in_db"], "out_db": self.state["level_out_db"]},
                 "face": bool(self.state["face"]), "enhance": self.state["enhance"],
@@ -188,7 +202,11 @@ class CallChannel:
                 "messages_dropped": self.messages_dropped, "emotion": self.state["emotion"],
                 "avatar": self.state["avatar"], "lip_gate": self.state["lip_gate"],
                 "lip_gate_reason": self.state["lip_gate_reason"],
-                "avatar_codec_bytes_per_frame": round(counts["avatar_codec_bytes"] / frames, 2) if frames else None}
+                "avatar_codec_bytes_per_frame": round(counts["avatar_codec_bytes"] / frames, 2) if frames else None,
+                # the overlay as landmarks (the page draws it) and the video sent (the talking face's frames only)
+                "landmarks_sent": marks_frames,
+                "landmark_bytes_per_frame": round(marks.sent_bytes / marks_frames) if marks_frames else None,
+                "video_frames_sent": self.video_out.sent if self.video_out is not None else 0}
 
     async def send_telemetry(self, extra=dict) -> None:
         """Telemetry to the page every TELEMETRY_EVERY_S, with what `extra()` adds (the served page's peer

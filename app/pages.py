@@ -16,7 +16,7 @@ from aiohttp import web
 
 MAX_BODY = 256 * 1024  # an SDP offer is a few kB
 STATIC_FILES = {"client.js": "application/javascript", "controls.js": "application/javascript",
-                "style.css": "text/css"}
+                "overlay.js": "application/javascript", "style.css": "text/css"}
 
 
 def is_loopback(host: str) -> bool:

@@ -3,8 +3,9 @@
 The worker subscribes (aiortc) to one participant's feed in the room, runs the call that
 `pipelines/call.build_call` makes for it (as each peer of `avcall serve` does: the same config, the same
 WebRTC sources and sinks) and publishes the result back into the room as a feed of its own, shown as
-`avcall:<participant's id>`: the enhanced voice, the video with the lip tracking drawn, and a data channel
-"avcall" with the captions, the other events and telemetry twice a second. It ends when the participant
+`avcall:<participant's id>`: the enhanced voice and a data channel "avcall" with the captions, the face's
+landmarks (the room page draws the lip tracking over the participant's own video), the other events and
+telemetry twice a second; video only while the talking face is on (its portrait). It ends when the participant
 unpublishes or leaves, when its subscription hangs up, or when `stop()` is called.
 
 The scheduler (app/cluster.py) runs up to `--calls-per-worker` `RoomCall`s at once inside one Ray actor (one
@@ -81,8 +82,6 @@ class RoomCall:
     async def _subscribe(self) -> None:
         from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
-        from avcall.pipelines.sources.webrtc import tolerate_audio_loss
-
         self.sub = await self.session.attach()
         data, jsep = await self.sub.send({"request": "join", "ptype": "subscriber", "room": self.cfg.room,
                                           "streams": [{"feed": self.cfg.feed}]}, expect="videoroom")
@@ -90,14 +89,7 @@ class RoomCall:
             raise JanusError(f"subscribing to feed {self.cfg.feed}: no offer came ({data})")
         self.pc_in = RTCPeerConnection(RTCConfiguration(iceServers=[]))  # no STUN: the SFU is the other end
 
-        @self.pc_in.on("track")
-        def on_track(track) -> None:
-            if track.kind in ("audio", "video") and track.kind not in self.tracks:
-                self.tracks[track.kind] = track
-            if track.kind == "audio":
-                for receiver in self.pc_in.getReceivers():
-                    if receiver.track is track:
-                        tolerate_audio_loss(receiver)
+        self.pc_in.on("track", lambda track: self.line.on_track(self.pc_in, track, self.tracks))
 
         self.pc_in.on("datachannel", lambda channel: channel.on("message", self.line.on_message))
         await self.pc_in.setRemoteDescription(RTCSessionDescription(sdp=jsep["sdp"], type=jsep["type"]))

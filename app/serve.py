@@ -2,8 +2,9 @@
 
 The page (app/static/) sends the camera and microphone; the offer is POSTed as JSON to `/offer`, as in
 aiortc's server example. Each peer gets its own pipeline (face tracker, lip features, speech enhancer,
-captioner, overlay) fed by its tracks; the enhanced voice and the video go back on the same connection, and
-captions and telemetry on the data channel "avcall", which also carries the page's toggles (the call and its
+captioner, overlay) fed by its tracks; the enhanced voice goes back on the same connection, and captions, the
+face's landmarks (the page draws the overlay over its camera frames) and telemetry on the data channel "avcall",
+which also carries the page's toggles (the call and its
 channel: app/call_channel.py, the same for a room worker's call). The emotion reader (when its weights ship)
 is in every peer's pipeline but off: it reads nothing until the page opts in (`{"type": "control", "emotion":
 true}`); its readings go to that page only and are never written. The talking face (when its weights ship)
@@ -181,16 +182,7 @@ class Server:
                 if self.models.note:
                     channel.on("open", lambda: peer.line.status(self.models.note))
 
-        @pc.on("track")
-        def on_track(track) -> None:
-            if track.kind in ("audio", "video") and track.kind not in peer.tracks:
-                peer.tracks[track.kind] = track
-            if track.kind == "audio":
-                from avcall.pipelines.sources.webrtc import tolerate_audio_loss
-
-                for receiver in pc.getReceivers():
-                    if receiver.track is track:
-                        tolerate_audio_loss(receiver)
+        pc.on("track", lambda track: peer.line.on_track(pc, track, peer.tracks))
 
         @pc.on("connectionstatechange")
         async def on_state() -> None:

@@ -4,7 +4,7 @@
 each peer of `avcall serve` all ask `build_call(config, transport)`; a new stage is added here, once.
 
     face tracker -> active speaker -> emotion -> lip features -> lip gate -> [meters in] -> captioner (raw voice)
-    -> enhancer -> sync monitor -> captioner (enhanced voice) -> caption burner -> overlay (+ mood)
+    -> enhancer -> sync monitor -> captioner (enhanced voice) -> caption burner -> overlay (+ mood; WebRTC: landmarks)
     -> [meters out] -> [the audio's way out] -> talking face -> load probe -> A/V align
 
 What the transport changes, and why:
@@ -16,6 +16,9 @@ What the transport changes, and why:
 - `audio_out` (the served call's outgoing audio track): the voice leaves before the picture work (the overlay
   is drawn before it, the talking face after), so drawing never holds the voice back; the browser plays the
   two tracks with its own jitter buffers, so no A/V alignment is done here.
+- `frame_rtp` (a WebRTC call): the overlay is not drawn on a video sent back but sent as landmarks on the data
+  channel (`LandmarkSender`), stamped with each frame's RTP timestamp; the page draws them over the camera frame
+  the call saw. The outgoing video track gets the talking face's frames only: without it nothing is encoded.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import Callable
 
 from .asr import DEFAULT_ENGINE
 from .clock import SessionClock
@@ -71,6 +75,9 @@ class Transport:
     has_audio: bool
     live: bool  # frames come at real time (a late frame passes by rather than waits)
     audio_out: Stage | None = None  # the voice's way out, placed before the picture work (the served call)
+    # WebRTC: the overlay goes to the page as landmarks (the page draws it), each frame's stamped with its RTP
+    # timestamp by this (a frame's pts -> it, None when not known); None: the overlay is drawn on the video
+    frame_rtp: Callable[[float], int | None] | None = None
 
 
 @dataclass
@@ -166,7 +173,11 @@ def build_call(cfg: CallConfig, transport: Transport) -> Call:
 
         add(CaptionBurner(live=live))
     out_size, fps = t.video_size, t.fps
-    if video and cfg.avatar in (None, "off"):  # the camera's video goes out: the overlay drawn on it
+    if video and cfg.avatar in (None, "off") and t.frame_rtp is not None:  # the page draws the overlay
+        from .stages.landmarks import LandmarkSender
+
+        add(LandmarkSender(t.frame_rtp), "overlay").enabled = cfg.overlay
+    elif video and cfg.avatar in (None, "off"):  # the camera's video goes out: the overlay drawn on it
         from .stages.annotate import Annotator
 
         add(Annotator(), "overlay").enabled = cfg.overlay
@@ -210,33 +221,41 @@ class WebRTCCall:
     pipeline: object  # runner.Pipeline
     call: Call
     audio_out: object | None  # sinks.webrtc.OutgoingAudioTrack, when the peer sends audio
-    video_out: object | None  # sinks.webrtc.OutgoingVideoTrack, when the peer sends video
+    video_out: object | None  # sinks.webrtc.OutgoingVideoTrack: the talking face's, when the call has one
 
 
 def build_webrtc_call(cfg: CallConfig, tracks: dict, clock: SessionClock, send, on_state) -> WebRTCCall:
     """The call over a peer's incoming aiortc `tracks` ({"audio": ..., "video": ...}, either may be missing),
     for a served peer and a room worker alike: the sources, `build_call`'s stages with the voice's way out
-    placed before the picture work, the video track and the events at the end (`send` gets each event as JSON,
-    `on_state` the stages' state events)."""
+    placed before the picture work, the overlay as landmarks for the page (stamped with each frame's RTP
+    timestamp), the video track (the talking face's frames only) and the events at the end (`send` gets each
+    event as JSON, `on_state` the stages' state events)."""
     from .runner import Pipeline
     from .sinks.webrtc import EventChannelSink, OutgoingAudioTrack, OutgoingVideoTrack, TrackSink
     from .sources.webrtc import WebRTCAudioSource, WebRTCVideoSource
 
-    sources, audio_out, video_out, audio_sink = [], None, None, None
+    sources, audio_out, video_out, audio_sink, frame_rtp = [], None, None, None, None
     video, audio = "video" in tracks, "audio" in tracks
     if video:
-        sources.append(WebRTCVideoSource(tracks["video"], clock))
-        video_out = OutgoingVideoTrack()
+        video_in = WebRTCVideoSource(tracks["video"], clock)
+        sources.append(video_in)
+        frame_rtp = video_in.rtp.get
     if audio:
         audio_in = WebRTCAudioSource(tracks["audio"], clock)
         sources.append(audio_in)
         audio_out = OutgoingAudioTrack(clock, audio_in.arrivals)
         audio_sink = TrackSink(audio_out)
     # the browser's camera size is known only from its frames: any size stands for "there is video"
-    call = build_call(cfg, Transport(clock, (0, 0) if video else None, 30, audio, live=True, audio_out=audio_sink))
+    call = build_call(cfg, Transport(clock, (0, 0) if video else None, 30, audio, live=True, audio_out=audio_sink,
+                                     frame_rtp=frame_rtp))
     on_state(call.state)  # what the page may offer from the start, before the stages have started
     enhancer = call.roles.get("enhancer")
     if audio_out is not None and enhancer is not None:  # the voice's content lags its pts by the suppressor's delay
         audio_out.content_lag = lambda: enhancer.telemetry.delay
-    stages = [*call.stages, *([TrackSink(video_out)] if video else []), EventChannelSink(send, on_state=on_state)]
+    video_sink = []
+    avatar = call.roles.get("avatar")
+    if video and avatar is not None:  # video goes out only while the talking face draws it
+        video_out = OutgoingVideoTrack()
+        video_sink = [TrackSink(video_out, when=lambda: avatar.mode != "off")]
+    stages = [*call.stages, *video_sink, EventChannelSink(send, on_state=on_state)]
     return WebRTCCall(Pipeline(sources, stages, live=True), call, audio_out, video_out)

@@ -1,6 +1,8 @@
 // avcall serve: browser side. Sends camera + mic to the local server over
-// WebRTC, plays back the enhanced stream, shows captions and telemetry, and,
-// when the user opts in, the mood the server reads from face and voice.
+// WebRTC, plays back the enhanced voice, draws the lip tracking the server sends
+// (landmarks, static/overlay.js) over the camera, shows captions and telemetry,
+// the talking face when picked, and, when the user opts in, the mood the server
+// reads from face and voice.
 'use strict';
 
 (() => {
@@ -17,7 +19,7 @@
   };
 
   const el = {
-    start: $('start'), stop: $('stop'), local: $('local'), remote: $('remote'),
+    start: $('start'), stop: $('stop'), local: $('local'), remote: $('remote'), view: $('view'),
     status: $('status'),
     captions: $('captions'), partial: $('partial'), language: $('caption-language'), latency: $('latency'),
     meterIn: $('meter-in'), meterOut: $('meter-out'),
@@ -48,7 +50,11 @@
     takeRecording,
   };
   window.avcall = api;
-  const controls = window.avcallControls(sendControl, { emotion: setEmotion });
+  // the lip tracking: the call's landmarks drawn over the camera frames it saw (static/overlay.js)
+  const overlay = window.avcallOverlay(el.local, el.view);
+  api.overlay = overlay.state;
+  const controls = window.avcallControls(sendControl, { emotion: setEmotion, overlay: overlay.setOn });
+  overlay.setOn(controls.wanted().overlay);
 
   function setStatus(text, isError = false) {
     el.status.textContent = text;
@@ -218,6 +224,7 @@
     pc = null;
     localStream = null;
     clearMood();
+    overlay.clear();
     el.local.srcObject = null;
     el.remote.srcObject = null;
     api.state = 'closed';
@@ -242,6 +249,7 @@
     else if (msg.type === 'telemetry') onTelemetry(msg);
     else if (msg.type === 'status') setStatus(String(msg.text ?? ''));
     else if (msg.type === 'emotion') onEmotion(msg);
+    else if (msg.type === 'landmarks') overlay.onLandmarks(msg);
   }
 
   function onCaption(msg) {
@@ -392,6 +400,14 @@
       `server: enhance ${msg.enhance ?? '–'}, overlay ${msg.overlay ? 'on' : 'off'}, peers ${msg.peers ?? '–'}` +
       (msg.avatar_codec_bytes_per_frame != null ? `, face motion ${msg.avatar_codec_bytes_per_frame} B/frame` : '');
     controls.reflect(msg);
+    showing(msg.avatar);
+  }
+
+  // the talking face comes as video; otherwise the call sends landmarks, drawn over the camera
+  function showing(avatar) {
+    const face = avatar === 'voice' || avatar === 'reenact';
+    el.remote.hidden = !face;
+    el.view.hidden = face;
   }
 
   el.start.addEventListener('click', () => { start(); });

@@ -46,7 +46,10 @@ window.avcallControls = function (send, hooks = {}) {
   }
 
   el.enhance.addEventListener('change', () => send({ enhance: el.enhance.value }));
-  el.overlay.addEventListener('change', () => send({ overlay: el.overlay.checked }));
+  el.overlay.addEventListener('change', () => {
+    send({ overlay: el.overlay.checked });
+    if (hooks.overlay) hooks.overlay(el.overlay.checked);  // the page draws it: shown or not at once
+  });
   el.lipGate.addEventListener('change', () => send({ lip_gate: el.lipGate.checked }));
   el.avatar.addEventListener('change', () => send({ avatar: el.avatar.value }));
   el.emotion.addEventListener('change', () => {

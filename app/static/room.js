@@ -1,6 +1,8 @@
 // The room mode: join the Janus VideoRoom through this server's /janus proxy (janus.js from Debian's
 // libjs-janus-gateway), publish the camera and microphone, and follow the feed an avcall worker publishes
-// for us ("avcall:<my id>"), a new one after a failover. window.avroom is what the tests read.
+// for us ("avcall:<my id>"), a new one after a failover: its voice, its data channel (captions, telemetry, the
+// landmarks of our face, drawn over our camera: static/overlay.js) and, while the talking face is on, its
+// video. window.avroom is what the tests read.
 "use strict";
 (function () {
   const params = new URLSearchParams(location.search);
@@ -33,12 +35,16 @@
         $("captions").insertBefore(line, $("partial")); $("partial").textContent = "";
         while ($("captions").children.length > 12) $("captions").removeChild($("captions").firstChild);
       } else { $("partial").textContent = msg.text || ""; }
+    } else if (msg.type === "landmarks") {
+      overlay.onLandmarks(msg);
     } else if (msg.type === "emotion") {
       $("mood").hidden = false;
       $("mood").textContent = `mood: ${msg.leading} (${Math.round(100 * (msg.confidence || 0))}%)`;
     } else if (msg.type === "telemetry") {
       api.telemetry = {...msg, at: Date.now(), feed: following};
       controls.reflect(msg);
+      const face = msg.avatar === "voice" || msg.avatar === "reenact";  // the talking face comes as video
+      $("remote").hidden = !face; $("view").hidden = face;
       $("telemetry").textContent = `worker pid ${msg.worker_pid} · audio delay in the worker ` +
         `${msg.audio_delay_ms == null ? "–" : Math.round(msg.audio_delay_ms) + " ms"} · face ${msg.face ? "yes" : "no"}` +
         ` · enhance ${msg.enhance} · lip tracking ${msg.overlay ? "on" : "off"}` +
@@ -56,6 +62,7 @@
   function subscribe(feed) {
     if (sub) { sub.detach(); sub = null; }
     following = feed;
+    overlay.reset();  // another worker: its landmarks come with another RTP clock
     const stream = new MediaStream();
     janus.attach({
       plugin: "janus.plugin.videoroom",
@@ -135,11 +142,17 @@
     api.controls.push(values);
     if (pub) pub.data({text: JSON.stringify({type: "control", ...values}), error: (err) => fail("control", err)});
   }
-  const controls = window.avcallControls(control, {emotion: (on) => { if (!on) $("mood").hidden = true; }});
+  // the worker's landmarks drawn over our camera's frames it saw (static/overlay.js)
+  const overlay = window.avcallOverlay($("local"), $("view"));
+  api.overlay = overlay.state;
+  const controls = window.avcallControls(control, {emotion: (on) => { if (!on) $("mood").hidden = true; },
+                                                   overlay: overlay.setOn});
+  overlay.setOn(controls.wanted().overlay);
 
   function stop() {
     if (janus) janus.destroy();
     janus = pub = sub = null; following = null;
+    overlay.clear();
     $("start").disabled = false; $("stop").disabled = true;
     setState("left");
   }

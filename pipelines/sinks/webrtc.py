@@ -5,7 +5,9 @@ the peer's data channel.
 (16 kHz mono s16; aiortc's Opus encoder resamples). It measures the added delay of the audio path on the
 server: from the moment a hop arrived from the peer (the source's `arrivals`, by pts) to the moment the
 frame holding it leaves for the encoder. Video frames go to `OutgoingVideoTrack` the same way (latest wins:
-the encoder never sees a backlog).
+the encoder never sees a backlog), and only those of the talking face: a call's overlay goes to the page as
+landmarks on the data channel (pipelines/stages/landmarks.py), so without the talking face the track gets no
+frame and aiortc's sender waits in `recv`, encoding nothing.
 """
 
 from __future__ import annotations
@@ -77,6 +79,7 @@ class OutgoingVideoTrack(_track_base()):
         super().__init__()
         self._latest: VideoFrame | None = None
         self._ready = asyncio.Event()
+        self.sent = 0  # frames handed to the encoder
 
     def put(self, frame: VideoFrame) -> None:
         self._latest = frame
@@ -90,19 +93,23 @@ class OutgoingVideoTrack(_track_base()):
         frame = self._latest
         out = av.VideoFrame.from_ndarray(frame.image, format="bgr24")
         out.pts, out.time_base = round(frame.pts * VIDEO_CLOCK), fractions.Fraction(1, VIDEO_CLOCK)
+        self.sent += 1
         return out
 
 
 class TrackSink(Stage):
     """Hands the frames of its track's kind (audio hops or video frames) to an outgoing track."""
 
-    def __init__(self, track: OutgoingAudioTrack | OutgoingVideoTrack) -> None:
+    def __init__(self, track: OutgoingAudioTrack | OutgoingVideoTrack, when: Callable[[], bool] | None = None) -> None:
+        """`when`: whether the frames go to the track now (a call's video goes out only while the talking face
+        draws it: otherwise the track gets nothing and its sender encodes nothing)."""
         super().__init__(f"webrtc_{track.kind}_out")
         self.accepts = (AudioFrame,) if track.kind == "audio" else (VideoFrame,)
-        self.track = track
+        self.track, self.when = track, when or (lambda: True)
 
     async def process(self, frame: Frame) -> Sequence[Frame]:
-        self.track.put(frame)
+        if self.when():
+            self.track.put(frame)
         return [frame]
 
 

@@ -120,14 +120,19 @@ class WebRTCVideoSource(Source):
         self.track, self.clock = track, clock
         self._index = 0
         self.rtp: OrderedDict[float, int] = OrderedDict()  # frame pts -> its RTP timestamp (the sender's 90 kHz)
+        self._unwrap = None
 
     async def recv(self) -> VideoFrame:
         frame = await _next(self.track)
         image = np.ascontiguousarray(frame.to_ndarray(format="bgr24"))
         self._index += 1
         pts = self.clock.now()
-        if frame.pts is not None:
-            self.rtp[pts] = frame.pts
+        if frame.pts is not None:  # aiortc's decoded frame keeps its RTP timestamp as its pts
+            if self._unwrap is None:
+                from ..stages.landmarks import RtpUnwrap
+
+                self._unwrap = RtpUnwrap()
+            self.rtp[pts] = self._unwrap(int(frame.pts))
             while len(self.rtp) > 300:
                 self.rtp.popitem(last=False)
         return VideoFrame(pts=pts, image=image, index=self._index)

@@ -1,5 +1,5 @@
 """`avcall serve` with a real aiortc peer on loopback: the call round trip (tracked face, enhanced voice back,
-captions on the data channel), the refusals, and peers that come and go leaving nothing behind."""
+captions and the face's landmarks on the data channel, no video back), the refusals, and peers that come and go leaving nothing behind."""
 
 from __future__ import annotations
 
@@ -128,11 +128,17 @@ def test_a_call_round_trip(talking_clip):
 
     (status, answer, audio, frames, messages), left = asyncio.run(run())
     assert status == 200 and answer["type"] == "answer" and answer["peer"]
-    assert frames > 50  # the video comes back (annotated)
+    # no video comes back (the talking face is off): the overlay comes as landmarks, one message a frame
+    assert frames == 0
+    marks = [m for m in messages if m["type"] == "landmarks"]
+    assert len(marks) > 50 and any(m["face"] for m in marks), len(marks)
+    assert all(isinstance(m["rtp"], int) for m in marks) and any("thumb" in m for m in marks)
+    assert [n for n, _ in marks[0]["lines"]][:2] == [20, 20]  # the outer and inner lips first
     assert len(audio) > 48_000 * 3 and np.sqrt(np.mean(audio**2)) > 1e-3  # and the voice
     telemetry = [m for m in messages if m["type"] == "telemetry"]
     assert telemetry and any(m["face"] for m in telemetry)  # the server tracked the face
     assert telemetry[-1]["audio_delay_ms"] is not None
+    assert telemetry[-1]["video_frames_sent"] == 0 and telemetry[-1]["landmarks_sent"] > 50
     finals = " ".join(m["text"] for m in messages if m["type"] == "caption" and m["kind"] == "final")
     assert len(set(LINE.split()) & set(normalise(finals))) >= 2, finals  # Whisper's captions have case, commas
     assert left == 0  # the peer that left freed its place

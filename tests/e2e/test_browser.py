@@ -222,8 +222,9 @@ def test_the_mood_opt_in_in_chromium(fake_media, served, tmp_path):
 @needs_chromium[0]
 @needs_chromium[1]
 def test_the_avatar_toggle_in_chromium(fake_media, served, tmp_path):
-    """The page sends the camera until its user picks a portrait: moved by the face (the landmark codec's few
-    bytes a frame), then by the voice; back to the camera on "my camera"."""
+    """The page's camera with the lip tracking drawn from landmarks, and no video from the server, until its user
+    picks a portrait: then the server sends video, moved by the face (the landmark codec's few bytes a frame),
+    then by the voice; back to the camera on "my camera", and the server's video stops."""
     from avcall.pipelines.runtime import weights_path
     from selenium.webdriver.support.ui import Select
 
@@ -233,7 +234,8 @@ def test_the_avatar_toggle_in_chromium(fake_media, served, tmp_path):
     driver = chromium(y4m, wav, tmp_path / "profile")
     seen = "const v = document.getElementById('remote'); " \
            "return {state: window.avcall && window.avcall.state, telemetry: window.avcall && window.avcall.telemetry, " \
-           "width: v.videoWidth, height: v.videoHeight}"
+           "width: v.videoWidth, height: v.videoHeight, remote_shown: !v.hidden, " \
+           "view_shown: !document.getElementById('view').hidden, paired: window.avcall.overlay.paired}"
 
     def poll(condition, timeout: float) -> dict:
         return poll_page(driver, seen, condition, timeout)
@@ -241,10 +243,13 @@ def test_the_avatar_toggle_in_chromium(fake_media, served, tmp_path):
     def mode(now: dict, name: str) -> bool:
         return (now.get("telemetry") or {}).get("avatar") == name
 
+    def sent(now: dict) -> int:
+        return (now.get("telemetry") or {}).get("video_frames_sent", -1)
+
     try:
         driver.get(f"{served}/?autostart=1")
         camera = poll(lambda s: s.get("state") == "connected" and (s.get("telemetry") or {}).get("face")
-                      and s["width"] > 0, 60)
+                      and s["paired"] > 25, 60)
         picker = Select(driver.find_element("id", "avatar"))
         picker.select_by_value("reenact")
         face = poll(lambda s: mode(s, "reenact") and s["width"] == 256  # 2 s of faces: its rate past the key packet
@@ -256,15 +261,22 @@ def test_the_avatar_toggle_in_chromium(fake_media, served, tmp_path):
         picker.select_by_value("voice")
         voice = poll(lambda s: mode(s, "voice") and s["width"] == 256, 30)
         picker.select_by_value("off")
-        back = poll(lambda s: mode(s, "off") and s["width"] == 320, 30)
+        back = poll(lambda s: mode(s, "off") and s["view_shown"], 30)
+        time.sleep(1.0)  # what was in flight when it was switched off
+        back = driver.execute_script(seen)
+        time.sleep(2.0)
+        later = driver.execute_script(seen)
     finally:
         driver.quit()
-    assert camera["telemetry"]["avatar"] == "off" and (camera["width"], camera["height"]) == (320, 240), camera
+    assert camera["telemetry"]["avatar"] == "off" and sent(camera) == 0, camera  # no video encoded
+    assert camera["view_shown"] and not camera["remote_shown"] and camera["paired"] > 25, camera
     assert mode(face, "reenact") and (face["width"], face["height"]) == (256, 256), face
+    assert face["remote_shown"] and not face["view_shown"] and sent(face) > 25, face  # the talking face is video
     assert face["telemetry"]["avatar_codec_bytes_per_frame"] * 8 * 25 < 8000  # under 8 kbit/s at 25 fps
     assert face["telemetry"]["incidents"].get("avatar_reenact", 0) >= 1  # the face drove it, not the voice
-    assert mode(voice, "voice") and voice["width"] == 256, voice
-    assert mode(back, "off") and (back["width"], back["height"]) == (320, 240), back
+    assert mode(voice, "voice") and voice["width"] == 256 and sent(voice) > sent(face), voice
+    assert mode(back, "off") and back["view_shown"] and not back["remote_shown"], back
+    assert sent(later) == sent(back) and later["paired"] > back["paired"], (back, later)  # landmarks again
 
 
 FIREFOX = shutil.which("firefox") or shutil.which("firefox-esr")
@@ -345,3 +357,162 @@ def test_the_page_in_firefox(tmp_path):
         thread.join(10)
     assert seen.get("state") == "connected", seen
     assert seen["audio"] > 200 and seen["video"] > 10, seen  # 2 s of audio hops and some frames came in
+
+
+class ServerThread:
+    """`avcall serve`'s server in a thread of this process (its own event loop), so that a test reads what the
+    server's calls computed; `on_loop(fn)` runs fn there and returns its result."""
+
+    def __init__(self, cfg) -> None:
+        import asyncio
+        import threading
+
+        from avcall.app.serve import Server
+
+        self.server = Server(cfg)
+        self.server.load_models()
+        self.loop = asyncio.new_event_loop()
+        self._started = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        import asyncio
+
+        from aiohttp import web
+
+        asyncio.set_event_loop(self.loop)
+        self.runner = web.AppRunner(self.server.app())
+        self.loop.run_until_complete(self.runner.setup())
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        self.loop.run_until_complete(site.start())
+        self.port = site._server.sockets[0].getsockname()[1]
+        self._started.set()
+        self.loop.run_forever()
+        self.loop.run_until_complete(self.loop.shutdown_default_executor())
+        self.loop.close()
+
+    def __enter__(self):
+        self._thread.start()
+        assert self._started.wait(30)
+        return self
+
+    def on_loop(self, fn):
+        import asyncio
+
+        async def call():
+            return fn()
+
+        return asyncio.run_coroutine_threadsafe(call(), self.loop).result(30)
+
+    def __exit__(self, *exc) -> None:
+        import asyncio
+
+        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+
+
+def _lip_offsets(sent: dict, snap: dict, tracked: np.ndarray, span: int = 3) -> dict[int, float]:
+    """The mean distance (px) of the lips tracked in the picture the page drew from the server's lips k frames
+    from those the page drew on it, for k in -span..span."""
+    order = sorted(sent)
+    i = order.index(snap["pts"])
+    return {k: float(np.linalg.norm(sent[order[i + k]][:40] - tracked, axis=1).mean())
+            for k in range(-span, span + 1) if 0 <= i + k < len(order)}
+
+
+@pytest.fixture(scope="module")
+def panning_media(fake_media) -> tuple[Path, Path]:
+    """The talking portrait panning left and right (up to 4.5 px a frame): no two frames alike, so a picture a
+    frame early or late has its lips a few pixels away."""
+    y4m, wav, _ = fake_media
+    panned = y4m.with_name("pan.y4m")
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(y4m), "-vf",
+                    "scale=400:300,crop=320:240:x='40+36*sin(2*PI*n/50)':y=30", "-pix_fmt", "yuv420p", str(panned)],
+                   check=True, timeout=120)
+    return panned, wav
+
+
+@needs_chromium[0]
+@needs_chromium[1]
+def test_the_overlay_drawn_from_landmarks_in_chromium(panning_media, tmp_path):
+    """No video comes back while the talking face is off: the page draws the server's landmarks over its own
+    camera's frames (a panning portrait). The lips it drew are the server's for that frame (the same points, the
+    same pts), and the picture under them is the frame the server saw: the lips tracked again in that picture
+    (here, by the test) are nearest the server's lips of the same frame or one beside it, not two or three
+    frames away."""
+    import base64
+
+    import cv2
+
+    from avcall.app.serve import ServeConfig
+    from avcall.pipelines.frames import VideoFrame
+    from avcall.pipelines.stages.face_tracker import FaceTracker
+    from avcall.pipelines.face.mesh import INNER_CONTOUR, OUTER_CONTOUR
+
+    y4m, wav = panning_media
+    api = "return window.avcall && {state: window.avcall.state, telemetry: window.avcall.telemetry, " \
+          "overlay: {paired: window.avcall.overlay.paired, drawn: window.avcall.overlay.drawn, " \
+          "received: window.avcall.overlay.received, history: window.avcall.overlay.history}}"
+    snaps: list[dict] = []
+    with ServerThread(ServeConfig(captions=False)) as served:
+        driver = chromium(y4m, wav, tmp_path / "profile")
+        try:
+            driver.get(f"http://127.0.0.1:{served.port}/?autostart=1")
+            page = poll_page(driver, api, lambda s: s.get("state") == "connected"
+                             and s["overlay"]["paired"] >= 75, 90)  # 3 s of frames drawn with their landmarks
+            for _ in range(16):
+                snap = driver.execute_script("return window.avcall.overlay.snapshot()")
+                if snap and all(s["pts"] != snap["pts"] for s in snaps):
+                    snaps.append(snap)
+                time.sleep(0.25)
+            page = driver.execute_script(api)
+            shot = tmp_path / "serve_overlay.png"
+            driver.save_screenshot(str(shot))
+            if os.environ.get("AVCALL_SCREENSHOTS"):
+                shutil.copy(shot, Path(os.environ["AVCALL_SCREENSHOTS"]) / "serve.png")
+            (peer,) = served.on_loop(lambda: list(served.server.peers.values()))
+            sent = served.on_loop(lambda: dict(peer.line.call.roles["overlay"].recent))
+            video_out = served.on_loop(lambda: peer.line.video_out.sent if peer.line.video_out else 0)
+        finally:
+            driver.quit()
+    telemetry, overlay = page["telemetry"], page["overlay"]
+    assert page["state"] == "connected" and telemetry["face"], telemetry
+    assert video_out == 0 and telemetry["video_frames_sent"] == 0  # nothing encoded: the talking face is off
+    assert telemetry["landmarks_sent"] > 75 and telemetry["landmark_bytes_per_frame"] < 1200, telemetry
+    assert overlay["paired"] >= 75 and len(snaps) >= 8, (overlay["paired"], len(snaps))
+    # the page paired each frame with the landmarks of its capture time: the same frame, well within one
+    skews = [h["frame_capture_ms"] - h["capture_ms"] for h in overlay["history"]]
+    # the lips drawn are the server's for that pts, to the quarter pixel they travel in
+    drawn_err = [float(np.abs(np.asarray(s["lips"]) - sent[s["pts"]][:40]).max()) for s in snaps if s["pts"] in sent]
+    tracker = FaceTracker(max_faces=1, tracking="full")
+    tracker.open()
+    offsets, err_same, best = [], [], []
+    try:
+        for snap in snaps:
+            png = base64.b64decode(snap["image"].split(",", 1)[1])
+            image = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+            obs = tracker.observe(VideoFrame(pts=0.0, image=image, index=0))
+            if not obs.present or snap["pts"] not in sent:
+                continue
+            tracked = obs.landmarks[list(OUTER_CONTOUR) + list(INNER_CONTOUR), :2]
+            errors = _lip_offsets(sent, snap, tracked)
+            offsets.append(errors)
+            err_same.append(errors[0])
+            best.append(min(errors, key=errors.get))
+    finally:
+        tracker.close()
+    near = [np.median([e[k] for e in offsets if k in e]) for k in (-2, 2)]
+    print(f"overlay: {overlay['paired']} frames drawn with landmarks ({overlay['drawn']} in all); capture-time "
+          f"skew frame - landmarks: median {np.median(skews):.1f} ms, max |skew| {np.max(np.abs(skews)):.1f} ms; "
+          f"drawn vs sent lips max {max(drawn_err):.2f} px; lips tracked again in the drawn picture vs the "
+          f"server's of the same frame: median {np.median(err_same):.2f} px (two frames before / after: "
+          f"{near[0]:.2f} / {near[1]:.2f} px); the server frame they match best, in frames from the one drawn: "
+          f"{best}; {telemetry['landmark_bytes_per_frame']} B/frame")
+    for errors in offsets:
+        print("   ", {k: round(v, 2) for k, v in errors.items()})
+    assert max(np.abs(skews)) < 20, skews  # paired within half a frame of 40 ms
+    assert len(drawn_err) >= 8 and max(drawn_err) <= 0.25 + 1e-6, drawn_err
+    assert len(best) >= 6, offsets
+    assert sum(abs(k) <= 1 for k in best) >= 0.8 * len(best), best  # the picture is the frame the server saw
+    assert np.median(err_same) < min(near), (err_same, near)

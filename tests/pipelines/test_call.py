@@ -57,9 +57,13 @@ def test_a_served_peer_runs_the_same_call():
                      emotion=emotion, emotion_on=False, emotion_models=server.models.emotion,
                      avatar="off" if avatar else None, meters=True)
     sink = peer.line.pipeline.stages[served.index("webrtc_audio_out")]
-    expected = build_call(cfg, Transport(SessionClock(), SIZE, 30, True, live=True, audio_out=sink))
+    expected = build_call(cfg, Transport(SessionClock(), SIZE, 30, True, live=True, audio_out=sink,
+                                         frame_rtp=lambda pts: None))
     print("\n".join(expected.describe()))
-    assert served == names(expected.stages) + ["webrtc_video_out", "data_channel_out"]
+    # the overlay goes to the page as landmarks; video goes out only where the talking face can draw it
+    assert served == names(expected.stages) + ["webrtc_video_out"] * avatar + ["data_channel_out"]
+    assert "landmarks" in served and "annotate" not in served and "mood" not in served
+    assert (peer.line.video_out is not None) == avatar
     assert served.index("level_out") + 1 == served.index("webrtc_audio_out")  # the voice leaves, metered
     if avatar:
         assert served.index("webrtc_audio_out") < served.index("talking_face")  # before the face is drawn
