@@ -1,7 +1,8 @@
 """Calls through a real SFU and a real scheduler, on this machine (issue 25): `avcall cluster up` starts Janus
 (its own config, HTTP API on 127.0.0.1) and a Ray head with CallWorker actors; a headless Chromium opens the
 room page, publishes a rendered talking clip into the room through janus.js, a worker picks it up and the
-page gets the processed feed back with captions of the clip's words. Killing the worker's process hands the
+page gets the processed feed back (the voice, no video) with captions of the clip's words and the landmarks of
+the face it tracked, which the page draws over its camera. Killing the worker's process hands the
 call to another worker within 5 s and the captions come back. With `--calls-per-worker 2`, two scripted
 participants' calls share one worker process (its model sessions, its batched steps) and fail over together.
 The room page's Janus proxy keeps the guard of `avcall serve`: other sites, other rooms and plugin requests a
@@ -37,7 +38,9 @@ pytestmark = [
 needs_chromium = pytest.mark.skipif(CHROMIUM is None or CHROMEDRIVER is None, reason="chromium and "
                                     "chromium-driver are not installed (.ci/run installs them)")
 PAGE = "return window.avroom && {state: window.avroom.state, feeds: window.avroom.feeds, " \
-       "captions: window.avroom.captions, errors: window.avroom.errors, telemetry: window.avroom.telemetry}"
+       "captions: window.avroom.captions, errors: window.avroom.errors, telemetry: window.avroom.telemetry, " \
+       "overlay: {paired: window.avroom.overlay.paired, drawn: window.avroom.overlay.drawn, " \
+       "skews: window.avroom.overlay.history.map((h) => h.frame_capture_ms - h.capture_ms)}}"
 
 
 @dataclass
@@ -173,10 +176,14 @@ def test_a_room_call_on_a_worker_and_its_failover(cluster, fake_media, tmp_path)
         deadline, page = time.monotonic() + 90, {}
         while time.monotonic() < deadline:  # the processed feed and the clip's words in its captions
             page = driver.execute_script(PAGE) or {}
-            if page.get("feeds") and len(_heard(page)) >= 2:
+            if page.get("feeds") and len(_heard(page)) >= 2 and page["overlay"]["paired"] >= 25:
                 break
             time.sleep(0.5)
         assert page.get("feeds") and len(_heard(page)) >= 2, page
+        # the worker's landmarks drawn over the page's camera, each on the frame the worker saw (by capture time)
+        drawn = page["overlay"]
+        assert drawn["paired"] >= 25 and max(abs(s) for s in drawn["skews"]) < 20, drawn
+        assert page["telemetry"]["video_frames_sent"] == 0, page["telemetry"]  # no video from the worker
         driver.find_element(By.ID, "overlay").click()  # the page's toggles reach the worker through Janus
         Select(driver.find_element(By.ID, "enhance")).select_by_value("off")
         toggled = _poll(driver, lambda t: t.get("overlay") is False and t.get("enhance") == "off", 15)
@@ -201,6 +208,8 @@ def test_a_room_call_on_a_worker_and_its_failover(cluster, fake_media, tmp_path)
     finally:
         driver.quit()
     finals = [(c["text"], c["at"] >= killed_ms) for c in page.get("captions") or [] if c.get("kind") == "final"]
+    print(f"room overlay: {drawn['paired']} frames drawn with the worker's landmarks, capture-time skew max "
+          f"{max(abs(s) for s in drawn['skews']):.1f} ms")
     print(f"failover: the page's feed back {(back - killed_ms) / 1000 if back else None} s after the kill; "
           f"controller {failover_seconds(after)}; captions (after the kill?): {finals}")
     assert back is not None, page  # the page got a processed feed again, from another worker
