@@ -470,7 +470,7 @@ def test_the_overlay_drawn_from_landmarks_in_chromium(panning_media, tmp_path):
             shot = tmp_path / "serve_overlay.png"
             driver.save_screenshot(str(shot))
             if os.environ.get("AVCALL_SCREENSHOTS"):
-                shutil.copy(shot, Path(os.environ["AVCALL_SCREENSHOTS"]) / "serve.png")
+                shutil.copy(shot, Path(os.environ["AVCALL_SCREENSHOTS"]) / "serve_overlay.png")
             (peer,) = served.on_loop(lambda: list(served.server.peers.values()))
             sent = served.on_loop(lambda: dict(peer.line.call.roles["overlay"].recent))
             video_out = served.on_loop(lambda: peer.line.video_out.sent if peer.line.video_out else 0)
