@@ -759,7 +759,7 @@ def bench_serve(seconds: float = 20.0, clip: Path | None = None, peers: tuple[in
     async def run(path: Path, n: int) -> tuple[list[list[dict]], list[dict], float]:
         from aiohttp import web
 
-        from .eval.usage import rss_mb
+        from .eval.usage import cpu_by_part, rss_mb
 
         server = Server(ServeConfig(max_peers=n))
         server.load_models()
@@ -770,10 +770,13 @@ def bench_serve(seconds: float = 20.0, clip: Path | None = None, peers: tuple[in
         port = site._server.sockets[0].getsockname()[1]
         got = [{"audio_s": 0.0, "video_frames": 0} for _ in range(n)]
         memory = [rss_mb()]  # before the peers, then with every peer's call running
-        began = cpu()
+        began, parts = cpu(), [(time.monotonic(), cpu_by_part())]
+
         async def sample_memory() -> None:
             await asyncio.sleep(seconds * 0.75)
             memory.append(rss_mb())
+            await asyncio.sleep(seconds * 0.2)  # the parts while every call still runs (threads end with them)
+            parts.append((time.monotonic(), cpu_by_part()))
 
         try:
             telemetry, _ = await asyncio.gather(asyncio.gather(*(one_peer(port, path, got[i]) for i in range(n))),
@@ -781,7 +784,9 @@ def bench_serve(seconds: float = 20.0, clip: Path | None = None, peers: tuple[in
         finally:
             used = cpu() - began
             await runner.cleanup()
-        return telemetry, got, used, (memory[1] - memory[0]) / n if len(memory) == 2 else None
+        (t0, before), (t1, after) = parts[0], parts[-1]
+        by_part = {part: round((after[part] - before.get(part, 0.0)) / max(t1 - t0, 1e-3) / n, 3) for part in after}
+        return telemetry, got, used, (memory[1] - memory[0]) / n if len(memory) == 2 else None, by_part
 
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -794,7 +799,7 @@ def bench_serve(seconds: float = 20.0, clip: Path | None = None, peers: tuple[in
 
         for mode, n in [(mode, n) for mode in sessions for n in peers]:
             with sessions_shared(mode == "shared"):
-                telemetry, got, used, memory = asyncio.run(run(path, n))
+                telemetry, got, used, memory, by_part = asyncio.run(run(path, n))
             late = [t for per in telemetry for t in per[len(per) // 4:] if t.get("audio_delay_ms") is not None]
             if not late:
                 raise InputError(f"bench serve: no telemetry came back from the server with {n} peer(s)")
@@ -806,6 +811,9 @@ def bench_serve(seconds: float = 20.0, clip: Path | None = None, peers: tuple[in
                 "video_back_fps": [round(g["video_frames"] / seconds, 1) for g in got],
                 "audio_passed_through_s": [round(p / 16_000, 2) for p in passed],
                 "cpu_per_peer": used / seconds / n,  # of one core
+                # where it goes (app/eval/usage.cpu_by_part); the peers' aiortc ends run in this process too, so
+                # decode, the encoders and the event loop hold theirs as well as the server's
+                "cores_by_part_per_peer": dict(sorted(by_part.items(), key=lambda kv: -kv[1])),
                 "memory_per_peer_mb": round(memory, 1) if memory is not None else None,  # added, with the recognisers
                 "enhance": late[-1]["enhance"],
                 "face_seen_share": float(np.mean([t["face"] for t in late])),
