@@ -807,6 +807,8 @@ def bench_serve(seconds: float = 20.0, clip: Path | None = None, peers: tuple[in
             results.setdefault(mode, {})[str(n)] = {
                 "added_audio_delay_ms": {"p50": float(np.median([t["audio_delay_ms"] for t in late])),
                                          "p95": float(np.median([t["audio_delay_p95_ms"] for t in late]))},
+                # the server's jitter buffer: how long a packet of the voice waited there (before the added delay)
+                "receive_buffer_ms": _median_of([t.get("receive_buffer_ms") for t in late]),
                 "audio_back_share": [round(g["audio_s"] / seconds, 3) for g in got],  # 1.0: all of real time
                 "video_back_fps": [round(g["video_frames"] / seconds, 1) for g in got],
                 "audio_passed_through_s": [round(p / 16_000, 2) for p in passed],
@@ -836,6 +838,11 @@ def bench_serve(seconds: float = 20.0, clip: Path | None = None, peers: tuple[in
         "cores": os.cpu_count(),
         "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
+
+
+def _median_of(values: list) -> float | None:
+    values = [v for v in values if v is not None]
+    return round(float(np.median(values)), 1) if values else None
 
 
 async def _drain(track, got: dict | None = None) -> None:

@@ -151,6 +151,7 @@ async def _one_count(calls: int, seconds: float, janus: str, clip: Path, room: i
                              "voice_delay_ms": lag["lag_ms"], "envelope_r": lag["r"],
                              "sfu_only_delay_ms": sfu["lag_ms"], "sfu_only_envelope_r": sfu["r"],
                              "worker_audio_delay_ms": last.get("audio_delay_ms"),
+                             "worker_receive_buffer_ms": last.get("receive_buffer_ms"),
                              "face_tracked": last.get("face"),
                              "captions": len(person.received.captions(start)),
                              "incidents_in_window": incidents})
@@ -167,6 +168,11 @@ async def _one_count(calls: int, seconds: float, janus: str, clip: Path, room: i
                 "voice_delay_ms_median": _median([c["voice_delay_ms"] for c in per_call]),
                 "sfu_only_delay_ms_median": _median([c["sfu_only_delay_ms"] for c in per_call]),
                 "worker_audio_delay_ms_median": _median([c["worker_audio_delay_ms"] for c in per_call]),
+                # the voice's way, leg by leg (medians): Janus both ways (its own relay's round trip, which also
+                # holds the participant's encoding and jitter buffer, there on both paths), the worker's jitter
+                # buffer, the worker from the voice's arrival to its encoder, and what is left (decoding, the
+                # worker's encoder and sending, the second pass through Janus)
+                "voice_delay_legs_ms": _legs(per_call),
                 "failover": failover}
     finally:
         for person in people:
@@ -187,6 +193,16 @@ def _rates(before: dict | None, after: dict | None, seconds: float, calls: int) 
         return None
     rates = {part: round((after[part] - before.get(part, 0.0)) / seconds / calls, 3) for part in after}
     return dict(sorted(rates.items(), key=lambda kv: -kv[1]))
+
+
+def _legs(per_call: list[dict]) -> dict:
+    total, sfu = _median([c["voice_delay_ms"] for c in per_call]), _median([c["sfu_only_delay_ms"] for c in per_call])
+    buffer = _median([c["worker_receive_buffer_ms"] for c in per_call])
+    worker = _median([c["worker_audio_delay_ms"] for c in per_call])
+    known = [sfu, buffer, worker]
+    return {"participant_janus_participant": sfu, "worker_receive_buffer": buffer, "worker_arrival_to_encoder": worker,
+            "rest": round(total - sum(known), 1) if total is not None and None not in known else None,
+            "added_by_the_worker": round(total - sfu, 1) if total is not None and sfu is not None else None}
 
 
 def _part_medians(rows: list[dict | None]) -> dict:

@@ -103,6 +103,7 @@ class CallChannel:
         self.messages_dropped = 0  # control messages over the rate limit
         self.overlay = True
         self.call = self.pipeline = self.audio_out = self.video_out = None
+        self.receive_buffer = None  # the voice's jitter buffer (its packets' waits: the receive leg of the delay)
         # how the call stands, from the stages' state events (Stage.report): meters, face, modes
         self.state: dict = {"level_in_db": None, "level_out_db": None, "face": False, "enhance": "off",
                             "sync_offset_ms": None, "emotion": "unavailable", "avatar": "unavailable",
@@ -126,7 +127,7 @@ class CallChannel:
         tracks[track.kind] = track
         for receiver in pc.getReceivers():
             if receiver.track is track and track.kind == "audio":
-                tolerate_audio_loss(receiver)
+                self.receive_buffer = tolerate_audio_loss(receiver)
 
     def send(self, message: str | dict) -> None:
         if self.channel is not None and self.channel.readyState == "open":
@@ -191,11 +192,13 @@ class CallChannel:
             if service:
                 stages[name] = {"p50_ms": service.get("p50"), "p95_ms": service.get("p95")}
         median, p95 = self.audio_delays()
+        waits = sorted(self.receive_buffer.waits_ms) if self.receive_buffer is not None else []
         counts = self.incidents()
         frames = counts.get("avatar_codec_frames")
         marks = self.call.roles.get("overlay") if self.call is not None else None
         marks_frames = getattr(marks, "sent_frames", 0)
         return {"type": "telemetry", "stages": stages, "audio_delay_ms": median, "audio_delay_p95_ms": p95,
+                "receive_buffer_ms": round(waits[len(waits) // 2], 1) if waits else None,
                 "levels": {"in_db": self.state["level_in_db"], "out_db": self.state["level_out_db"]},
                 "face": bool(self.state["face"]), "enhance": self.state["enhance"],
                 "sync_offset_ms": self.state["sync_offset_ms"], "overlay": self.overlay, "incidents": counts,
