@@ -60,6 +60,7 @@ WINDOW_STEP = 100  # log-mel frames: the encoder's window is rounded up to whole
 TOKENS_PER_S_MAX = 6  # at most this many text tokens per second of audio (plus 10): a runaway decode stops
 PROMPT_TOKENS = 100  # of the committed text given as the prompt
 FIRST_WORD_S = 0.5  # the first word of a window starts at most this long before its end
+FRESH_PARTIALS = False  # a partial shows the newest decode, also one a commit check made (docs/captions.md)
 
 
 def _package_dir(package: str) -> Path | None:
@@ -433,19 +434,25 @@ class WhisperEngine:
     KEEP_S = 8.0  # of committed audio still decoded with what follows it
 
     def __init__(self, model_path: str | Path | None = None, partial_every_s: float = 0.5, *,
-                 model: str | None = None, language: str = "en", options: str = "") -> None:
+                 model: str | None = None, language: str = "en", options: str = "",
+                 fresh_partials: bool = FRESH_PARTIALS) -> None:
         """`language`: a Whisper language code, or "auto": detected on the first line with words, then kept
         for the call (a multilingual model: `model` is tiny.en for English, base otherwise, by default).
         `options`: the decoding's, as `Decoding.parse` reads them ("beam=3,prompt=0"), and `every=S`, the
-        partials' decode interval (`partial_every_s`)."""
+        partials' decode interval (`partial_every_s`), and `fresh=0/1` (`fresh_partials`: a partial shows the
+        newest decode, also one a commit check made)."""
         decoding = []
         for pair in filter(None, (x.strip() for x in options.split(","))):
             key, _, value = pair.partition("=")
-            if key == "every":
+            if key in ("every", "fresh"):
                 try:
-                    partial_every_s = float(value)
+                    number = float(value)
                 except ValueError:
                     raise InputError(f"Whisper option {pair!r}: not a number") from None
+                if key == "every":
+                    partial_every_s = number
+                else:
+                    fresh_partials = bool(number)
             else:
                 decoding.append(pair)
         self.whisper = WhisperFinals(model_path, model=model or model_for(language),
@@ -458,6 +465,7 @@ class WhisperEngine:
             raise InputError(f"--language {language}: this Whisper model knows English only")
         self.language: str | None = None if language == "auto" else language  # None: not detected yet
         self.partial_every_s = partial_every_s
+        self.fresh_partials = fresh_partials
         self.previous = ""  # the last line's words: the next line's prompt, as Whisper conditions on them
         self.decodes = 0  # decodes so far: the captioner's local agreement counts only a new one
         self.begin()
@@ -469,6 +477,7 @@ class WhisperEngine:
         self._audio: list[np.ndarray] = []
         self._samples = 0
         self._partial, self._decoded, self._decoded_at, self._timed = "", [], -1, True
+        self._partial_of = -1  # the decode the partial's text came from
         self._heard_language = self.language or "en"
 
     def accept(self, samples: np.ndarray) -> None:
@@ -477,9 +486,13 @@ class WhisperEngine:
         self._samples += len(samples)
 
     def partial(self) -> str:
-        if self._samples - self._decoded_at >= self.partial_every_s * SAMPLE_RATE:
+        """The text of the newest decode: a new one once `partial_every_s` of audio has come since the last, or
+        the last one when a commit check (`words`) made it since the partial before (not an older text)."""
+        due = self._samples - self._decoded_at >= self.partial_every_s * SAMPLE_RATE
+        if due or (self.fresh_partials and self._partial_of != self.decodes and self._decoded is not None):
             # the text alone: no word's time is needed unless words are committed in this audio
             self._partial = " ".join(w.text for w in self._words(final=False, timed=self._offset > 0))
+            self._partial_of = self.decodes
         return self._partial
 
     def words(self) -> list[Word]:

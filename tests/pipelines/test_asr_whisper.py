@@ -158,6 +158,25 @@ def test_whisper_counts_its_decodes_and_takes_its_partial_interval():
 
 
 @pytest.mark.skipif(not CLIP.exists(), reason="../shared/data is absent (the real recordings)")
+def test_a_partial_shows_the_newest_decode_with_fresh_partials():
+    """A commit check's decode (`words`) made since the last partial: with `fresh=1` the next partial is its text
+    (no new decode); without, the older text until the next decode is due."""
+    from avcall.app.eval.data import load_audio
+
+    audio = load_audio(CLIP)
+    for fresh in (False, True):
+        engine = make_engine(f"whisper[fresh={int(fresh)}]")
+        engine.begin()
+        engine.accept(audio[:SAMPLE_RATE])
+        first = engine.partial()
+        engine.accept(audio[SAMPLE_RATE:2 * SAMPLE_RATE])
+        newest = " ".join(w.text for w in engine.words())
+        engine.accept(audio[2 * SAMPLE_RATE:2 * SAMPLE_RATE + SAMPLE_RATE // 10])
+        assert engine.partial() == (newest if fresh else first) and engine.decodes == 2
+        assert newest != first
+
+
+@pytest.mark.skipif(not CLIP.exists(), reason="../shared/data is absent (the real recordings)")
 def test_a_real_recording_is_captioned_with_its_key_words():
     import soundfile
 
