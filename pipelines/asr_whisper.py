@@ -9,7 +9,7 @@ when it loads (missing or damaged: one InputError line).
 Whisper's encoder is trained on 30 s windows and `WhisperModel.transcribe` pads every decode to 30 s: about
 0.42 s of CPU for the encoder alone, whatever the length. CTranslate2 runs the encoder on a shorter window, so
 `WhisperFinals.decode` encodes only the utterance plus `PAD_S` of the same zero padding (an utterance of 4 s:
-0.014 s instead of 0.44 s), a beam of 3 (`Decoding`), int8 weights, one thread, no timestamp tokens; word times come
+0.014 s instead of 0.44 s), a beam of 3 for the final decode and greedy partials (`Decoding`), int8 weights, one thread, no timestamp tokens; word times come
 from the cross-attention alignment (`align`, as faster-whisper's word timestamps) over the same encoder output.
 Without any padding the decoder does not find the end of the utterance and repeats it: `PAD_S` is that margin.
 
@@ -60,7 +60,9 @@ WINDOW_STEP = 100  # log-mel frames: the encoder's window is rounded up to whole
 TOKENS_PER_S_MAX = 6  # at most this many text tokens per second of audio (plus 10): a runaway decode stops
 PROMPT_TOKENS = 100  # of the committed text given as the prompt
 FIRST_WORD_S = 0.5  # the first word of a window starts at most this long before its end
-FRESH_PARTIALS = False  # a partial shows the newest decode, also one a commit check made (docs/captions.md)
+# a partial shows the newest decode, also one a commit check made (not the older text until its own decode is
+# due): partials 0.52 -> 0.42 s after a word at 0 dB on the dev clips (docs/captions.md)
+FRESH_PARTIALS = True
 
 
 def _package_dir(package: str) -> Path | None:
@@ -190,10 +192,12 @@ class Decoding:
     prompt (0/1), ngram."""
 
     # beam sizes (1: greedy) of the final decode of a line, and of the partials' decodes (and the commit checks':
-    # long speech is committed from them). 3 for both: on the dev clips 12.5/33.3/54.2% -> 9.4/27.1/52.1% WER
-    # (clean, 5 dB, 0 dB) for 9% more CPU; the final's alone gave less (12.0/28.6/52.6%). docs/captions.md
+    # long speech is committed from them). A beam of 3 for both took the dev clips from 12.5/33.3/54.2% to
+    # 9.4/27.1/52.1% WER (clean, 5 dB, 0 dB) while a commit could rest on one decode; since a commit needs two
+    # decodes that agree (the captioner's AGREE_NEW), greedy partials cost no word there and pay for the later
+    # commits' CPU (5.7/24.0/51.6% against 6.2/22.4/51.6% with partials of 3, 9% less CPU). docs/captions.md
     beam: int = 3
-    partial_beam: int = 3
+    partial_beam: int = 1
     # temperatures tried in turn while a decode looks like a failure (its text compresses more than
     # COMPRESSION_MAX, or its mean log-probability is below `logprob`), as Whisper's own transcribe does
     fallback: tuple[float, ...] = ()
