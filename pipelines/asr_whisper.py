@@ -9,8 +9,9 @@ when it loads (missing or damaged: one InputError line).
 Whisper's encoder is trained on 30 s windows and `WhisperModel.transcribe` pads every decode to 30 s: about
 0.42 s of CPU for the encoder alone, whatever the length. CTranslate2 runs the encoder on a shorter window, so
 `WhisperFinals.decode` encodes only the utterance plus `PAD_S` of the same zero padding (an utterance of 4 s:
-0.014 s instead of 0.44 s), a beam of 3 for the final decode and greedy partials (`Decoding`), int8 weights, one thread, no timestamp tokens; word times come
-from the cross-attention alignment (`align`, as faster-whisper's word timestamps) over the same encoder output.
+0.014 s instead of 0.44 s), a beam of 3 for the final decode and greedy partials (`Decoding`), int8 weights,
+one thread, no timestamp tokens; word times come from the cross-attention alignment (`align`, as
+faster-whisper's word timestamps) over the same encoder output.
 Without any padding the decoder does not find the end of the utterance and repeats it: `PAD_S` is that margin.
 
 Engines (the `SpeechEngine` protocol of `asr.py`):

@@ -191,7 +191,8 @@ def other_words(emitted: list, turns) -> tuple[list, int]:
 
 # --------------------------------------------------------------------------------------------- scoring
 def caption(audio: np.ndarray, lips: list[LipFeatures], engine, cpu: list | None = None,
-            wall: list | None = None, hears: str | None = None, options: dict | None = None) -> list[tuple[object, float]]:
+            wall: list | None = None, hears: str | None = None,
+            options: dict | None = None) -> list[tuple[object, float]]:
     """The Captioner over a clip, 10 ms at a time with the lip frames interleaved by pts:
     [(caption, CPU seconds the captioner took on the hop that emitted it)]: the time it takes on a core of its
     own (live calls run it in a process of its own), whatever else the machine is doing. `cpu`, when given,

@@ -195,9 +195,9 @@ class Captioner(Stage):
         the captions miss some speech rather than fall ever further behind. `language`: the recogniser's (a
         Whisper language code, or "auto": detected on the first line). `hears`: "raw", the voice as it comes
         in, or "SUPPRESSOR@W" (`DryWet`). `agree_new`: local agreement counts only a decode newer than the
-        last check's (an engine that says which, `decodes`), not the same decode seen twice. The line lengths left as None are the engine's (`LINES`):
-        an engine that commits by local agreement (Whisper) gets long lines, since it is more accurate over
-        more context and commits long speech word by word anyway."""
+        last check's (an engine that says which, `decodes`), not the same decode seen twice. The line lengths
+        left as None are the engine's (`LINES`): an engine that commits by local agreement (Whisper) gets long
+        lines, since it is more accurate over more context and commits long speech word by word anyway."""
         super().__init__(name)
         self.own_process = own_process and engine is None
         # from a file with video: recognise each hop once the lips of its time are in, so the lips' part in
