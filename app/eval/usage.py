@@ -51,15 +51,15 @@ def threads() -> int:
     return int(_sum(lambda pid: len(os.listdir(f"/proc/{pid}/task"))))
 
 
-# what a call's process spends its CPU on, by thread name (threading's names: the OS sees "python" for all)
-PARTS = (("avcall-face_tracker", "face tracking"), ("avcall-lip_features", "lip features"),
-         ("avcall-lip_gate", "lip gate"), ("avcall-speech_enhancer", "suppressor"),
-         ("avcall-captioner", "recogniser (feeding it)"), ("avcall-annotate", "overlay"),
-         ("avcall-talking_face", "talking face"), ("avcall-sync_monitor", "sync monitor"),
-         ("avcall-emotion", "emotion"), ("avcall-mood", "emotion"), ("audio-decoder", "audio decode"),
-         ("video-decoder", "video decode"), ("asyncio_", "encoders (audio, video)"),
-         ("MainThread", "event loop (WebRTC transport, data channel, frames between stages)"),
-         ("AsyncIO Thread", "event loop (WebRTC transport, data channel, frames between stages)"))
+# what a call's process spends its CPU on, by thread name (threading's names: the OS sees "python" for all);
+# the keys of `avcall bench cluster`'s cores by part (docs/performance.md says what each holds)
+PARTS = (("avcall-face_tracker", "face_tracking"), ("avcall-lip_features", "lip_features"),
+         ("avcall-lip_gate", "lip_gate"), ("avcall-speech_enhancer", "suppressor"),
+         ("avcall-captioner", "recogniser_feed"), ("avcall-annotate", "overlay"),
+         ("avcall-talking_face", "talking_face"), ("avcall-sync_monitor", "sync_monitor"),
+         ("avcall-emotion", "emotion"), ("avcall-mood", "emotion"), ("audio-decoder", "audio_decode"),
+         ("video-decoder", "video_decode"), ("asyncio_", "encoders"),
+         ("MainThread", "event_loop"), ("AsyncIO Thread", "event_loop"))
 
 
 def _cpu_s(stat_path: str) -> float:
@@ -70,12 +70,12 @@ def _cpu_s(stat_path: str) -> float:
 
 def cpu_by_part() -> dict[str, float]:
     """CPU seconds this process's live threads have spent so far, by the part of the call each runs (PARTS;
-    "other threads" for the rest: onnxruntime's and Ray's own), and its child processes' (the recognisers)."""
+    "other_threads" for the rest: onnxruntime's and Ray's own), and its child processes' ("recogniser")."""
     import threading
 
     spent: dict[str, float] = {}
     for thread in threading.enumerate():
-        part = next((what for prefix, what in PARTS if thread.name.startswith(prefix)), "other threads")
+        part = next((what for prefix, what in PARTS if thread.name.startswith(prefix)), "other_threads")
         try:
             spent[part] = spent.get(part, 0.0) + _cpu_s(f"/proc/self/task/{thread.native_id}/stat")
         except (OSError, TypeError):  # a thread that ended meanwhile
@@ -84,7 +84,7 @@ def cpu_by_part() -> dict[str, float]:
     for task in os.listdir("/proc/self/task"):  # threads threading does not know (native libraries' pools)
         if int(task) not in known:
             try:
-                spent["other threads"] = spent.get("other threads", 0.0) + _cpu_s(f"/proc/self/task/{task}/stat")
+                spent["other_threads"] = spent.get("other_threads", 0.0) + _cpu_s(f"/proc/self/task/{task}/stat")
             except OSError:
                 continue
     children = [pid for pid in _processes() if pid != str(os.getpid())]

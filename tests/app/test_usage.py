@@ -34,5 +34,5 @@ def test_a_stage_thread_and_a_child_process_are_counted_under_their_parts():
     finally:
         child.kill()
         child.wait()
-    assert during.get("face tracking", 0.0) > before.get("face tracking", 0.0)
+    assert during.get("face_tracking", 0.0) > before.get("face_tracking", 0.0)
     assert after.get("recogniser", 0.0) >= 0.3  # the child process, as a worker's recogniser
