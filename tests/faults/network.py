@@ -107,6 +107,7 @@ async def lossy_call(clip: Path, seconds: float = 10.0) -> dict:
         captions = [m for m in messages if m["type"] == "caption"]
         return {"status": status, "audio_s": len(audio) / 48_000, "server_heard_s": heard[0] / 100,
                 "rms": float(np.sqrt(np.mean(audio ** 2))) if len(audio) else 0.0, "video_frames": frames,
+                "landmarks": sum(m["type"] == "landmarks" for m in messages),  # the overlay the page draws
                 "captions": len(captions), "words": " ".join(m["text"] for m in captions if m["kind"] == "final"),
                 "telemetry": sum(m["type"] == "telemetry" for m in messages), "peers_left": len(served.server.peers)}
 
