@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 import threading
 import time
 from dataclasses import dataclass
@@ -261,33 +260,35 @@ def convergence_s(echo: np.ndarray, mic: np.ndarray, out: np.ndarray, span: tupl
     return None, windows
 
 
-def measure(scene: EchoScene, raw: np.ndarray, out: np.ndarray, noecho_raw: np.ndarray,
-            noecho_out: np.ndarray, delay: int) -> dict:
-    """The figures of one canceller from its two runs, with the far end and without it (`noecho_*`);
-    `delay`: samples its output lags the microphone by."""
+def measure(scene: EchoScene, raw: np.ndarray, out: np.ndarray, noecho_raw: np.ndarray | None,
+            noecho_out: np.ndarray | None, delay: int) -> dict:
+    """The figures of one canceller from its two runs, with the far end and without it (`noecho_*`; without
+    that run, no near-end figures); `delay`: samples its output lags the microphone by."""
     mic = scene.mic()
     offset = _offset(raw, mic)
     mic_rec, out = _cut(raw, offset, len(mic)), _cut(out, offset + delay, len(mic))
     match = float(np.corrcoef(mic_rec, mic)[0, 1])  # the recorded microphone is the one sent
-    noecho_offset = _offset(noecho_raw, scene.mic(with_echo=False))
-    noecho_out = _cut(noecho_out, noecho_offset + delay, len(mic))
     far_only = scene.spans["far_only"]
     erle_spans = [erle_db(_seg(mic, s), _seg(out, s)) for s in far_only]
     erle_all = erle_db(np.concatenate([_seg(mic, s) for s in far_only]), np.concatenate([_seg(out, s) for s in far_only]))
     converged, windows = convergence_s(scene.echo, mic, out, far_only[0], far_only[0][0])
-    dt = scene.spans["double_talk"]
-    near = np.concatenate([_seg(as_passed(scene.near, noecho_out), s) for s in dt])
-    return {
+    figures = {
         "erle_far_only_db": round(erle_all, 1),
         "erle_per_far_only_span_db": [round(e, 1) for e in erle_spans],
         "convergence_s": converged,
         "erle_windows_first_span": [[round(t, 2), round(e, 1)] for t, e in windows],
-        "near_si_sdr_double_talk_db": round(si_sdr_db(near, np.concatenate([_seg(out, s) for s in dt])), 2),
-        "near_si_sdr_no_far_end_db": round(si_sdr_db(near, np.concatenate([_seg(noecho_out, s) for s in dt])), 2),
-        "near_si_sdr_unprocessed_db": round(si_sdr_db(np.concatenate([_seg(scene.near, s) for s in dt]),
-                                                      np.concatenate([_seg(mic, s) for s in dt])), 2),
         "recorded_mic_matches_sent": round(match, 4),
     }
+    if noecho_raw is None or noecho_out is None:
+        return figures
+    noecho_out = _cut(noecho_out, _offset(noecho_raw, scene.mic(with_echo=False)) + delay, len(mic))
+    dt = scene.spans["double_talk"]
+    near = np.concatenate([_seg(as_passed(scene.near, noecho_out), s) for s in dt])
+    return {**figures,
+            "near_si_sdr_double_talk_db": round(si_sdr_db(near, np.concatenate([_seg(out, s) for s in dt])), 2),
+            "near_si_sdr_no_far_end_db": round(si_sdr_db(near, np.concatenate([_seg(noecho_out, s) for s in dt])), 2),
+            "near_si_sdr_unprocessed_db": round(si_sdr_db(np.concatenate([_seg(scene.near, s) for s in dt]),
+                                                          np.concatenate([_seg(mic, s) for s in dt])), 2)}
 
 
 def cpu_share(canceller: str, mic: np.ndarray, far: np.ndarray) -> float:
@@ -301,7 +302,9 @@ def cpu_share(canceller: str, mic: np.ndarray, far: np.ndarray) -> float:
 
 
 def bench_echo(speech_dir: Path | None = None, cancellers: Sequence[str] = CANCELLERS,
-               command: str = "avcall bench echo") -> dict:
+               near_end: bool = True) -> dict:
+    """The scene through the sound server, each of `cancellers` with the far end and, with `near_end`, again
+    without it (for the near end's figures)."""
     from avcall.models.data.shared_data import shared_data_dir
 
     if speech_dir is None:
@@ -321,19 +324,10 @@ def bench_echo(speech_dir: Path | None = None, cancellers: Sequence[str] = CANCE
         result["sound_server"] = server.pactl("info").split("Server Version: ")[1].split("\n")[0]
         for name in cancellers:
             raw, out, far_hops = asyncio.run(record_through_server(server, scene, name))
-            noecho_raw, noecho_out, _ = asyncio.run(record_through_server(server, scene, name, far_end=False))
+            noecho_raw, noecho_out, _ = (asyncio.run(record_through_server(server, scene, name, far_end=False))
+                                         if near_end else (None, None, None))
             figures = measure(scene, raw, out, noecho_raw, noecho_out, CANCELLER_DELAY[name])
             figures["far_hops_rendered"] = far_hops
             figures["cpu_core_share"] = round(cpu_share(name, scene.mic(), scene.far), 4)
             result["cancellers"][name] = figures
-    result["command"] = command
-    result["commit"] = _commit()
     return result
-
-
-def _commit() -> str | None:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent, capture_output=True,
-                              text=True, timeout=10).stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None

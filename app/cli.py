@@ -439,7 +439,7 @@ def cmd_bench(args) -> int:
     if args.what == "echo":
         from .bench_echo import bench_echo
 
-        result = bench_echo(command="avcall bench echo" + (f" -o {args.out}" if args.out else ""))
+        result = bench_echo()
         print(write_json(result, args.out))
         return 0
     if args.what == "cluster":

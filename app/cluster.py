@@ -439,6 +439,11 @@ async def serve_cluster(cfg: ClusterConfig, host: str, port: int, token: str | N
     print(f"avcall cluster: room {cfg.room}: open {url} (status at /cluster; Ctrl-C to stop)", flush=True)
     stop = stop or asyncio.Event()
     task = asyncio.ensure_future(controller.run(stop))
+    loop = asyncio.get_running_loop()
+    # Ctrl-C and `kill` end the calls, then Ray and Janus, in order; handled by the loop, so they work also
+    # where the process was started with SIGINT ignored (a background job of a non-interactive shell, CI)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     if ready is not None:
         ready.set()
     try:
@@ -447,10 +452,8 @@ async def serve_cluster(cfg: ClusterConfig, host: str, port: int, token: str | N
         stop.set()
         await asyncio.gather(task, return_exceptions=True)
         await runner.cleanup()
-
-
-def _interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
 
 
 def cmd_cluster(args) -> int:
@@ -483,7 +486,6 @@ def cmd_cluster(args) -> int:
                         worker_cpus=args.worker_cpus, worker_gpus=args.worker_gpus,
                         calls_per_worker=args.calls_per_worker, spare=not args.no_spare, enhance=args.enhance,
                         captions=not args.no_captions, lip_gate=args.lip_gate == "on")
-    signal.signal(signal.SIGTERM, _interrupt)  # `kill` ends it as Ctrl-C does: calls, Ray, Janus stopped
     try:
         resources = start_ray(cfg)
         print(f"avcall cluster: Ray {'at ' + cfg.address if cfg.address else 'head on this machine'}: "

@@ -20,19 +20,19 @@ def test_help_explains_the_soak():
         assert word in result.stdout
 
 
-def test_a_one_minute_soak(tmp_path):
-    result = run_cli("soak", "--minutes", "1", "--every", "3", "--out", str(tmp_path), timeout=300)
+def test_a_half_minute_soak(tmp_path):
+    result = run_cli("soak", "--minutes", "0.5", "--every", "2", "--out", str(tmp_path), timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.count(" min] rss ") >= 15  # a progress line per sample
+    assert result.stdout.count(" min] rss ") >= 12  # a progress line per sample
     report = json.loads((tmp_path / "soak.json").read_text())
     summary, samples = report["summary"], report["samples"]
-    assert report["complete"] and SUMMARY <= set(summary) and len(samples) >= 15
+    assert report["complete"] and SUMMARY <= set(summary) and len(samples) >= 12
     assert all(SAMPLE <= set(s) for s in samples)
-    assert samples[-1]["t_s"] >= 55 and summary["loops"] >= 4  # a minute of a call of a few seconds, looped
+    assert samples[-1]["t_s"] >= 27 and summary["loops"] >= 2  # half a minute of a call of a few seconds, looped
     stages = set(summary["p95_latency_ms_by_stage"])
     assert {"face_tracker", "lip_features", "captioner", "annotate"} <= stages  # the whole call ran
     assert summary["audio_samples_dropped"] == 0  # every sample of the voice that went in came out
-    assert samples[-1]["audio_out_samples"] > 50 * 16_000  # the voice of the whole minute came out
+    assert samples[-1]["audio_out_samples"] > 25 * 16_000  # the voice of the whole half minute came out
     assert summary["fd_growth"] == 0  # nothing opened per loop and left open
     assert summary["max_skew_frames"] is not None and summary["rss_growth_pct"] is not None
     assert (tmp_path / "soak.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -105,13 +105,15 @@ def _until_open(proc: subprocess.Popen) -> list[str]:
 
 
 def _stop(proc: subprocess.Popen) -> None:
-    """Stop `avcall cluster up` as Ctrl-C does (it stops Ray and its Janus); killed if it has not ended in 30 s."""
+    """Stop `avcall cluster up` as Ctrl-C does (it stops the calls, Ray and its Janus), even where this process
+    was started with SIGINT ignored (a background job); killed, and the test fails, if it has not ended in 30 s."""
     proc.send_signal(signal.SIGINT)
     try:
         proc.wait(timeout=30)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(timeout=10)
+        raise AssertionError("`avcall cluster up` did not end within 30 s of Ctrl-C") from None
 
 
 def _add_veth() -> str | None:

@@ -27,10 +27,11 @@ def test_train_resume_and_export(tiny_corpus, tmp_path, flags):
               "--workers", "0", "--ckpt-every", "2", "--device", "cpu", "-q", *flags]
     r = run_cli(*common, "--steps", "2")
     assert r.returncode == 0, r.stderr
-    r = run_cli(*common, "--steps", "4")  # same folder: resumes at step 2
-    assert r.returncode == 0, r.stderr
+    if not flags:  # the loop's resume is the same for every net (models/training.py): checked once
+        r = run_cli(*common, "--steps", "4")  # same folder: resumes at step 2
+        assert r.returncode == 0, r.stderr
     steps = [json.loads(line)["step"] for line in (run / "train.log").read_text().splitlines()]
-    assert steps == [2, 4]
+    assert steps == ([2] if flags else [2, 4])
     final = json.loads(r.stdout.strip().splitlines()[-1])
     assert set(final) >= {"val_si_sdr", "val_si_sdr_improvement", "val_si_sdr_no_face"}
 
