@@ -155,14 +155,16 @@ def worker_class(cfg: ClusterConfig):
 
         def info(self) -> dict:
             """Who it is and what its process shares: its pid and node, its calls' feeds, the model file of each
-            onnxruntime session of the process (pipelines/runtime.session_report) and its batched steps, and the
-            CPU seconds its process has spent so far on each part of its calls (app/eval/usage.cpu_by_part)."""
+            onnxruntime session of the process (pipelines/runtime.session_report) and its batched steps, its
+            recogniser processes with their calls' sessions (one per engine, whatever the calls), and the CPU
+            seconds its process has spent so far on each part of its calls (app/eval/usage.cpu_by_part)."""
             from avcall.app.eval.usage import cpu_by_part
+            from avcall.pipelines.asr import RecogniserProcess
             from avcall.pipelines.runtime import session_report
 
             return {"pid": os.getpid(), "node": ray.get_runtime_context().get_node_id(), "warm_s": self.warm_s,
                     "slots": self.slots, "feeds": sorted(self.calls), "cpu_parts_s": cpu_by_part(),
-                    **session_report()}
+                    "recognisers": RecogniserProcess.running(), **session_report()}
 
         async def run(self, wcfg: WorkerConfig) -> dict:
             from avcall.app.room_call import RoomCall
@@ -408,7 +410,8 @@ class Controller:
 
     def status(self) -> dict:
         workers = [{"pid": w.info.get("pid"), "node": w.info.get("node"), "slots": w.slots,
-                    "feeds": sorted(w.feeds), "sessions": w.info.get("sessions"), "batched": w.info.get("batched")}
+                    "feeds": sorted(w.feeds), "sessions": w.info.get("sessions"), "batched": w.info.get("batched"),
+                    "recognisers": w.info.get("recognisers")}
                    for w in self.pool]
         return {"room": self.cfg.room, "janus": self.cfg.janus, "calls_per_worker": self.slots,
                 "calls": {str(f): asdict(a) for f, a in self.calls.items()},

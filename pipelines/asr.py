@@ -23,6 +23,7 @@ import importlib
 import inspect
 import multiprocessing
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -172,79 +173,101 @@ def make_engine(spec: str = DEFAULT_ENGINE, model_path: str | Path | None = None
     return engine
 
 
-class EngineProcess:
-    """An engine run in a process of its own, behind the same protocol.
+class RecogniserProcess:
+    """The process that runs this process's recognisers of one kind (engine spec, model, language): one per
+    process, whatever the number of calls (a worker's calls share it, and the model it loads once).
 
     A recogniser that holds the GIL while it decodes (PocketSphinx does, about a fifth of the audio's
     duration) starves a live call's other threads: the event loop that moves every frame waits for it, and
-    the call falls behind. In its own process it decodes on the other core and the call never waits for it.
-    `accept` and `begin` are sent without waiting; `partial` and `finish` wait for their answer. The child
-    ends when it is closed, or when this process goes away (its end of the pipe closes).
+    the call falls behind. In a process of its own it decodes on the other core and no call waits for it.
+    Its calls' engines are sessions in it, served one request at a time: a decode for one call holds the
+    next call's request until it is done (the captioner asks for a partial only for the newest audio, so
+    a recogniser shared by more speech than it keeps up with decodes less often rather than falling
+    behind). It ends when its last session closes, or when this process goes away (its pipe closes).
     """
 
-    def __init__(self, spec: str = DEFAULT_ENGINE, model_path: str | Path | None = None, language: str = "en",
-                 start_timeout_s: float = 60.0) -> None:
+    _running: dict[tuple, "RecogniserProcess"] = {}
+    _lock = threading.Lock()
+
+    def __init__(self, key: tuple, start_timeout_s: float) -> None:
         context = multiprocessing.get_context("spawn")  # not a fork of a process full of threads
+        self.key = key
         self._conn, child = context.Pipe()
-        self._process = context.Process(target=_serve_engine, args=(child, spec, model_path, language),
-                                         name=f"avcall-asr-{spec}", daemon=True)
-        self._process.start()
+        self.process = context.Process(target=_serve_engines, args=(child, *key), name=f"avcall-asr-{key[0]}",
+                                       daemon=True)
+        self.process.start()
         child.close()
+        self.talk = threading.Lock()  # one request (and its answer) at a time
+        self.sessions: set[int] = set()
+        self._next = 0
         if not self._conn.poll(start_timeout_s):
-            self.close()
-            raise InputError(f"--asr {spec}: the recogniser did not start within {start_timeout_s:.0f} s")
-        self.name, self.agreement, self.resumable = self._answer()
-        self.decodes: int | None = None  # the engine's count of decodes, as of the last `words` (None: unknown)
+            self.stop()
+            raise InputError(f"--asr {key[0]}: the recogniser did not start within {start_timeout_s:.0f} s")
+        self.name, self.agreement, self.resumable = self.answer()
 
-    def words(self) -> list[Word]:  # only where the engine is resumable (see `resumable`)
-        self._send("words")
-        words, self.decodes = self._answer()
-        return [Word(*w) for w in words]
+    @classmethod
+    def session(cls, spec: str, model_path, language: str, start_timeout_s: float) -> tuple["RecogniserProcess", int]:
+        """This process's recogniser of that kind (started now if none runs) and a new session in it."""
+        key = (spec, None if model_path is None else str(model_path), language)
+        with cls._lock:
+            host = cls._running.get(key)
+            if host is None or not host.process.is_alive():
+                host = cls._running[key] = RecogniserProcess(key, start_timeout_s)
+            host._next += 1
+            host.sessions.add(host._next)
+            host.send(host._next, "open")
+            return host, host._next
 
-    def advance(self, seconds: float, committed: str) -> None:
-        self._send("advance", (seconds, committed))
+    @classmethod
+    def running(cls) -> dict[str, int]:
+        """The recognisers running for this process's calls: sessions by engine spec."""
+        with cls._lock:
+            return {host.key[0]: len(host.sessions) for host in cls._running.values() if host.process.is_alive()}
 
-    @property
-    def language(self) -> str | None:
-        """The engine's language (detected on the first line under "auto"; None until then)."""
-        self._send("language")
-        return self._answer()
-
-    def begin(self) -> None:
-        self._send("begin")
-
-    def accept(self, samples: np.ndarray) -> None:
-        self._send("accept", np.asarray(samples, np.float32))
-
-    def partial(self) -> str:
-        self._send("partial")
-        return self._answer()
-
-    def finish(self) -> list[Word]:
-        self._send("finish")
-        return [Word(*w) for w in self._answer()]
-
-    def close(self) -> None:
+    def close_session(self, sid: int) -> None:
+        with RecogniserProcess._lock:
+            self.sessions.discard(sid)
+            last = not self.sessions
+            if last and RecogniserProcess._running.get(self.key) is self:
+                del RecogniserProcess._running[self.key]
         try:
-            self._conn.send(("close", None))
+            self.send(sid, "close")
+        except RuntimeError:
+            pass
+        if last:
+            self.stop()
+
+    def stop(self) -> None:
+        try:
+            self._conn.send((0, "exit", None))
         except (OSError, ValueError):
             pass
-        self._process.join(5)
-        if self._process.is_alive():
-            self._process.kill()
-            self._process.join(5)
+        self.process.join(5)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(5)
         self._conn.close()
 
-    def _send(self, method: str, arg=None) -> None:
+    def send(self, sid: int, method: str, arg=None) -> None:
+        with self.talk:
+            self._send(sid, method, arg)
+
+    def ask(self, sid: int, method: str, arg=None):
+        """A request and its answer (the session's error, if one of its requests failed)."""
+        with self.talk:
+            self._send(sid, method, arg)
+            return self.answer()
+
+    def _send(self, sid: int, method: str, arg) -> None:
         try:
-            self._conn.send((method, arg))
-        except (BrokenPipeError, ConnectionResetError):
+            self._conn.send((sid, method, arg))
+        except (BrokenPipeError, ConnectionResetError, OSError):
             raise self._ended() from None
 
-    def _answer(self):
+    def answer(self):
         try:
             kind, value = self._conn.recv()
-        except (EOFError, ConnectionResetError):
+        except (EOFError, ConnectionResetError, OSError):
             raise self._ended() from None
         if kind == "error":
             if value.startswith("InputError: "):
@@ -253,47 +276,100 @@ class EngineProcess:
         return value
 
     def _ended(self) -> RuntimeError:
-        self._process.join(1)
-        return RuntimeError(f"the recogniser's process ended (exit code {self._process.exitcode})")
+        self.process.join(1)
+        return RuntimeError(f"the recogniser's process ended (exit code {self.process.exitcode})")
 
 
-def _serve_engine(conn, spec: str, model_path, language: str = "en") -> None:
-    """The child: one engine, driven by (method, argument) messages; an error is the answer to the next
+class EngineProcess:
+    """An engine run in the recogniser process this process's calls share (`RecogniserProcess`), behind the
+    same protocol: `accept` and `begin` are sent without waiting; `partial` and `finish` wait for their
+    answer."""
+
+    def __init__(self, spec: str = DEFAULT_ENGINE, model_path: str | Path | None = None, language: str = "en",
+                 start_timeout_s: float = 60.0) -> None:
+        self._host, self._sid = RecogniserProcess.session(spec, model_path, language, start_timeout_s)
+        self._process = self._host.process
+        self.name, self.agreement, self.resumable = self._host.name, self._host.agreement, self._host.resumable
+        self.decodes: int | None = None  # the engine's count of decodes, as of the last `words` (None: unknown)
+
+    def words(self) -> list[Word]:  # only where the engine is resumable (see `resumable`)
+        words, self.decodes = self._host.ask(self._sid, "words")
+        return [Word(*w) for w in words]
+
+    def advance(self, seconds: float, committed: str) -> None:
+        self._host.send(self._sid, "advance", (seconds, committed))
+
+    @property
+    def language(self) -> str | None:
+        """The engine's language (detected on the first line under "auto"; None until then)."""
+        return self._host.ask(self._sid, "language")
+
+    def begin(self) -> None:
+        self._host.send(self._sid, "begin")
+
+    def accept(self, samples: np.ndarray) -> None:
+        self._host.send(self._sid, "accept", np.asarray(samples, np.float32))
+
+    def partial(self) -> str:
+        return self._host.ask(self._sid, "partial")
+
+    def finish(self) -> list[Word]:
+        return [Word(*w) for w in self._host.ask(self._sid, "finish")]
+
+    def close(self) -> None:
+        if self._host is not None:
+            self._host.close_session(self._sid)
+            self._host = None
+
+
+def _serve_engines(conn, spec: str, model_path, language: str = "en") -> None:
+    """The child: an engine per session (the first made at once: the answer to the start says whether it
+    loads), driven by (session, method, argument) messages; a session's error is the answer to its next
     call that waits for one."""
     try:
-        engine = make_engine(spec, model_path, language)
+        spare = make_engine(spec, model_path, language)
     except Exception as err:  # noqa: BLE001 - reported to the parent, which raises it
         conn.send(("error", f"{type(err).__name__}: {err}"))
         return
-    conn.send(("ok", (engine.name, int(getattr(engine, "agreement", 1)), resumable(engine))))
-    failure = None
+    conn.send(("ok", (spare.name, int(getattr(spare, "agreement", 1)), resumable(spare))))
+    engines: dict[int, SpeechEngine] = {}
+    failures: dict[int, str] = {}
     while True:
         try:
-            method, arg = conn.recv()
+            sid, method, arg = conn.recv()
         except EOFError:  # the parent went away
             return
-        if method == "close":
+        if method == "exit":
             return
         try:
+            if method == "open":
+                engines[sid], spare = spare or make_engine(spec, model_path, language), None
+                continue
+            if method == "close":
+                engines.pop(sid, None)
+                failures.pop(sid, None)
+                continue
+            if sid in failures and method in ("partial", "finish", "words", "language"):
+                conn.send(("error", failures.pop(sid)))
+                continue
+            engine = engines[sid]
             if method == "begin":
                 engine.begin()
             elif method == "accept":
                 engine.accept(arg)
-            elif method == "partial":
-                conn.send(("error", failure) if failure else ("ok", engine.partial()))
-                failure = None
-            elif method in ("finish", "words"):
-                words = [(w.text, w.start, w.end) for w in getattr(engine, method)()]
-                if method == "words":  # with the decode they came from (the captioner's local agreement)
-                    words = (words, getattr(engine, "decodes", None))
-                conn.send(("error", failure) if failure else ("ok", words))
-                failure = None
             elif method == "advance":
                 engine.advance(*arg)
             elif method == "language":
                 conn.send(("ok", getattr(engine, "language", None)))
+            elif method == "partial":
+                conn.send(("ok", engine.partial()))
+            elif method in ("finish", "words"):
+                words = [(w.text, w.start, w.end) for w in getattr(engine, method)()]
+                if method == "words":  # with the decode they came from (the captioner's local agreement)
+                    words = (words, getattr(engine, "decodes", None))
+                conn.send(("ok", words))
         except Exception as err:  # noqa: BLE001 - every call goes on; the parent hears of it
-            failure = f"{type(err).__name__}: {err}"
-            if method in ("partial", "finish", "words"):
-                conn.send(("error", failure))
-                failure = None
+            if method in ("partial", "finish", "words", "language"):
+                conn.send(("error", f"{type(err).__name__}: {err}"))
+            else:
+                failures[sid] = f"{type(err).__name__}: {err}"

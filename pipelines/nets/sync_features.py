@@ -40,13 +40,23 @@ def windows(lip: np.ndarray, mel: np.ndarray, offset: int = 0) -> tuple[np.ndarr
     """For every video frame t whose window fits: the lip window (N, LIP_DIM, WINDOW) centred on t and the
     audio window (N, N_MELS, WINDOW * AUDIO_PER_VIDEO) centred on video frame t + offset; and the ts."""
     half = WINDOW // 2
-    a_len = WINDOW * AUDIO_PER_VIDEO
-    ts = [t for t in range(half, len(lip) - half)
-          if 0 <= (t + offset - half) * AUDIO_PER_VIDEO and (t + offset - half) * AUDIO_PER_VIDEO + a_len <= len(mel)]
-    ts = np.array(ts, int)
+    fits = set(audio_centres(mel).tolist())
+    ts = np.array([t for t in range(half, len(lip) - half) if t + offset in fits], int)
     if len(ts) == 0:
-        return np.zeros((0, LIP_DIM, WINDOW), np.float32), np.zeros((0, N_MELS, a_len), np.float32), ts
+        return np.zeros((0, LIP_DIM, WINDOW), np.float32), audio_windows(mel, ts), ts
     lw = np.stack([lip[t - half:t + half + 1].T for t in ts])
-    aw = np.stack([mel[(t + offset - half) * AUDIO_PER_VIDEO:(t + offset - half) * AUDIO_PER_VIDEO + a_len].T
-                   for t in ts])
-    return lw.astype(np.float32), aw.astype(np.float32), ts
+    return lw.astype(np.float32), audio_windows(mel, ts + offset), ts
+
+
+def audio_centres(mel: np.ndarray) -> np.ndarray:
+    """The video frames an audio window can be centred on: those whose window lies within `mel`."""
+    half = WINDOW // 2
+    return np.arange(half, (len(mel) - WINDOW * AUDIO_PER_VIDEO) // AUDIO_PER_VIDEO + half + 1)
+
+
+def audio_windows(mel: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """The audio windows (N, N_MELS, WINDOW * AUDIO_PER_VIDEO) centred on video frames `centres`."""
+    a_len, start = WINDOW * AUDIO_PER_VIDEO, (np.asarray(centres, int) - WINDOW // 2) * AUDIO_PER_VIDEO
+    if len(start) == 0:
+        return np.zeros((0, N_MELS, a_len), np.float32)
+    return np.stack([mel[s:s + a_len].T for s in start]).astype(np.float32)

@@ -270,9 +270,16 @@ class Captioner(Stage):
                 self.incidents.count("captions_skipped_samples", skipped)
 
     def _run_batch(self, batch: _Batch) -> list[Caption]:
+        items = batch.take()
+        # live, the recogniser is asked for the running words only over a batch's newest audio: one that kept
+        # up takes a hop or two a batch; one behind (a slow machine, a recogniser shared by several calls'
+        # speech) decodes once for all that waited, and catches up instead of decoding every half second of it
+        newest = max((i for i, item in enumerate(items) if item[0] == "hear"), default=-1) \
+            if self.max_backlog_s is not None else None
         out = []
-        for item in batch.take():
-            out += self.see(item[1]) if item[0] == "see" else self.hear(item[1], item[2])
+        for i, item in enumerate(items):
+            out += self.see(item[1]) if item[0] == "see" else self.hear(item[1], item[2],
+                                                                       ask=newest is None or i == newest)
         return out
 
     async def flush(self) -> Sequence[Frame]:
@@ -310,8 +317,9 @@ class Captioner(Stage):
             self.vad.lips(lips)
         return []
 
-    def hear(self, samples: np.ndarray, pts: float) -> list[Caption]:
-        """Audio from session time `pts` (16 kHz mono float32): the captions it completes."""
+    def hear(self, samples: np.ndarray, pts: float, ask: bool = True) -> list[Caption]:
+        """Audio from session time `pts` (16 kHz mono float32): the captions it completes. Without `ask`, the
+        engine is not asked for partials or commits over it (a line still ends at its pause)."""
         out = []
         hop = round(HOP_S * SAMPLE_RATE)
         if self.mix is not None:  # the mix comes out `delay_s` late: its times are the voice's, that much earlier
@@ -322,10 +330,10 @@ class Captioner(Stage):
         for i in range(0, len(samples), hop):
             part = samples[i:i + hop]
             t = pts + i / SAMPLE_RATE
-            out += self._hop(part, t, t + len(part) / SAMPLE_RATE)
+            out += self._hop(part, t, t + len(part) / SAMPLE_RATE, ask)
         return out
 
-    def _hop(self, samples: np.ndarray, t0: float, t1: float) -> list[Caption]:
+    def _hop(self, samples: np.ndarray, t0: float, t1: float, ask: bool = True) -> list[Caption]:
         if self.max_line_s is None:  # the engine is there now: its line lengths where none were asked for
             lines = LINES[int(getattr(self.engine, "agreement", 1)) > 1]
             for key, value in self._lines_asked.items():
@@ -354,6 +362,8 @@ class Captioner(Stage):
         if (quiet >= self.pause_s or length >= self.max_line_s
                 or (length >= self.soft_line_s and quiet >= self.short_pause_s)):
             return self.end_line()
+        if not ask:
+            return []
         if (length >= self.soft_line_s and t1 - line.checked_at >= self.commit_every_s
                 and len(line.partial.split()) >= 3):
             return self._commit(line, t1)

@@ -146,3 +146,39 @@ def test_the_live_monitor_reports_a_known_offset(shared_data):
     events, summary = asyncio.run(run())
     assert events and summary["judgements"] >= 1
     assert abs(summary["offset_ms"] - 200) <= 40, summary
+
+
+def test_the_curve_embeds_each_voice_window_once_and_equals_the_curve_per_offset(shared_data):
+    """The distance curve embeds every audio window once, for all 31 offsets (the window at offset o for frame
+    t is the one centred on t + o): the same curve as embedding the windows of each offset anew."""
+    from avcall.models.data.measure import clip_signals
+    from avcall.pipelines.nets.sync_features import lip_frames, log_mel, windows
+    from avcall.pipelines.nets.sync_judge import MAX_OFFSET, SyncJudge
+    from avcall.pipelines.runtime import weights_path
+
+    if not weights_path("sync_lips.onnx").is_file():
+        pytest.skip("the sync judge is not shipped in models/weights/")
+    track, audio = clip_signals(shared_data / "talking_faces" / "LRS2_deepavsr_00004.mp4")
+    judge = SyncJudge()
+    calls = []
+    embed = judge.embed
+    judge.embed = lambda lw, aw: (calls.append(len(aw)), embed(lw, aw))[1]
+    curve, frames = judge.curve(track.lips, track.opening, track.width, track.face_present, audio)
+    judge.embed = embed
+    lip, mel = lip_frames(track.lips, track.opening, track.width, track.face_present), log_mel(audio)
+    lw, _, ts = windows(lip, mel, 0)
+    ok = np.asarray(track.face_present, bool)
+    keep = np.array([ok[t - 2:t + 3].all() for t in ts])  # the frames whose whole window has a face
+    lw, ts = lw[keep], ts[keep]
+    le, _ = judge.embed(lw, lw[:0])
+    anew = []
+    for o in range(-MAX_OFFSET, MAX_OFFSET + 1):
+        _, aw, ts_o = windows(lip, mel, o)
+        index = {t: i for i, t in enumerate(ts_o)}
+        pick = [i for i, t in enumerate(ts) if t in index]
+        _, ae = judge.embed(lw[:0], aw[[index[ts[i]] for i in pick]])
+        anew.append(float(np.linalg.norm(le[pick] - ae, axis=1).mean()))
+    assert frames == len(ts) > 50
+    assert np.allclose(curve, anew, atol=1e-4), np.abs(curve - np.array(anew)).max()
+    # each voice window once: those centred within the frames' span and MAX_OFFSET either side (was 31 x frames)
+    assert sum(calls) <= ts.max() - ts.min() + 1 + 2 * MAX_OFFSET

@@ -44,6 +44,41 @@ def test_same_captions_as_on_a_thread_and_the_decoding_costs_the_caller_nothing(
     assert not engine._process.is_alive()
 
 
+def test_the_calls_of_a_process_share_one_recogniser_process(two_sentences):  # noqa: F811
+    """Two calls' engines are sessions in one recogniser process (one model loaded); their utterances,
+    interleaved hop by hop, are decoded apart as two engines of their own decode them; the process ends with
+    the last session."""
+    from avcall.pipelines.asr import RecogniserProcess
+
+    audio, _ = two_sentences
+    first, second = EngineProcess("pocketsphinx"), EngineProcess("pocketsphinx")
+    try:
+        assert first._process.pid == second._process.pid
+        assert RecogniserProcess.running() == {"pocketsphinx": 2}
+        backwards = audio[::-1].copy()  # another "voice": what PocketSphinx makes of it is its own
+        first.begin()
+        second.begin()
+        for i in range(0, len(audio), 1600):  # 0.1 s at a time, one call then the other
+            first.accept(audio[i:i + 1600])
+            second.accept(backwards[i:i + 1600])
+        heard = [" ".join(w.text for w in first.finish()), " ".join(w.text for w in second.finish())]
+        references = []
+        for clip, got in ((audio, heard[0]), (backwards, heard[1])):  # each as an engine of its own hears it
+            references.append(PocketSphinxEngine())
+            references[-1].begin()
+            for i in range(0, len(clip), 1600):
+                references[-1].accept(clip[i:i + 1600])
+            assert got == " ".join(w.text for w in references[-1].finish())
+        assert heard[0]
+        # and the session goes on, line after line, as that engine does (PocketSphinx adapts to what it heard)
+        assert finals(caption(audio, [], first)) == finals(caption(audio, [], references[0]))
+    finally:
+        first.close()
+        assert second._process.is_alive() and RecogniserProcess.running() == {"pocketsphinx": 1}
+        second.close()
+    assert not second._process.is_alive() and RecogniserProcess.running() == {}
+
+
 def test_errors_of_the_child_are_raised_in_the_caller():
     with pytest.raises(InputError, match="cannot load it"):
         EngineProcess("no_such_package.asr:Engine")

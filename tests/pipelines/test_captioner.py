@@ -308,7 +308,7 @@ def test_a_slow_recogniser_leaves_one_batch_behind_and_skips_the_oldest_audio_li
 
     async def run():
         await stage.start()
-        stage.hear = lambda samples, pts, hear=stage.hear: (time.sleep(0.05), hear(samples, pts))[1]  # 5x too slow
+        stage.hear = lambda samples, pts, ask=True, hear=stage.hear: (time.sleep(0.05), hear(samples, pts, ask))[1]  # 5x too slow
         for k in range(300):  # 3 s of hops arriving at once
             await stage.process(AudioFrame(pts=k / 100, samples=tone[:160]))
         pending = len(stage._pending)
@@ -320,3 +320,51 @@ def test_a_slow_recogniser_leaves_one_batch_behind_and_skips_the_oldest_audio_li
     assert pending <= 3  # a batch in work and one growing behind it, not 300 jobs
     skipped = stage.incidents.summary()["counts"]["captions_skipped_samples"]
     assert skipped >= (300 - 50 - 1) * 160  # at most 0.5 s waited (and the hop in work): the rest was skipped
+
+
+def test_live_a_recogniser_behind_is_asked_once_a_batch():
+    """Live, the running words are asked for over a batch's newest audio only: audio that waited for the
+    recogniser (a stalled machine, one recogniser process for several calls' speech) is decoded once for
+    all of it, not every 0.3 s of it, so the recogniser catches up; the line still ends at its pause, with
+    its words. Offline (no backlog limit) every hop is asked as before: the captions do not depend on how
+    the threads ran."""
+    from avcall.pipelines.frames import AudioFrame, Word
+    from avcall.pipelines.stages.captioner import Captioner
+
+    class Counting:
+        name = "counting"
+
+        def __init__(self):
+            self.partials, self.samples = 0, 0
+
+        def begin(self):
+            pass
+
+        def accept(self, samples):
+            self.samples += len(samples)
+
+        def partial(self):
+            self.partials += 1
+            return f"word{self.partials}"
+
+        def finish(self):
+            return [Word("done", 0.0, 0.5)]
+
+    voice = (0.3 * np.sin(np.arange(SAMPLE_RATE) * 0.2)).astype(np.float32)
+    quiet = (1e-4 * np.random.default_rng(0).standard_normal(160)).astype(np.float32)
+    hops = [quiet] * 50 + [voice[:160]] * 300 + [quiet] * 60  # 3 s of voice between quiet, its floor
+
+    async def run(stage):
+        await stage.start()
+        out = []
+        for k, samples in enumerate(hops):  # all at once: they wait in one batch
+            out += await stage.process(AudioFrame(pts=k / 100, samples=samples))
+        out += await stage.flush()
+        stage.shutdown_worker()
+        return [e.data["text"] for e in out if isinstance(e, Event) and e.data["kind"] == "final"]
+
+    for backlog, most, least in ((10.0, 1, 0), (None, 11, 9)):
+        engine = Counting()
+        finals = asyncio.run(run(Captioner(engine, max_backlog_s=backlog, pause_s=0.3)))
+        assert finals == ["done"] and engine.samples >= 300 * 160  # the voice heard, the line closed
+        assert least <= engine.partials <= most, (backlog, engine.partials)  # offline: every 0.3 s of 3 s
