@@ -154,7 +154,7 @@ async def _one_count(calls: int, seconds: float, janus: str, clip: Path, room: i
                              "worker_receive_buffer_ms": last.get("receive_buffer_ms"),
                              "face_tracked": last.get("face"),
                              "captions": len(person.received.captions(start)),
-                             "incidents_in_window": incidents})
+                             "incidents_in_window": incidents, "stage_failures": last.get("failures") or []})
         failover = await _failover(controller, people[0])
         return {"calls": calls, "calls_per_worker": calls_per_worker,
                 "worker_processes": len({a.worker_pid for a in controller.calls.values()}),

@@ -19,6 +19,7 @@ from avcall.pipelines.call import CallConfig, build_webrtc_call
 from avcall.pipelines.clock import SessionClock
 from avcall.pipelines.errors import InputError
 from avcall.pipelines.features import available, enhancers
+from avcall.pipelines.telemetry import percentiles
 
 AVATAR_MODES = ("off", "voice", "reenact")
 CONTROL_RATE, CONTROL_BURST = 20.0, 40  # data-channel messages a second (a page sends a few a minute)
@@ -185,12 +186,17 @@ class CallChannel:
     def incidents(self) -> dict:
         return self.pipeline.incidents.summary()["counts"] if self.pipeline else {}
 
+    def failures(self) -> list[dict]:
+        """Each stage that threw, first time: its name, the error, when (Incidents.failed)."""
+        events = self.pipeline.incidents.summary()["events"] if self.pipeline else []
+        return [e for e in events if e["kind"] == "stage_failed"]
+
     def telemetry(self) -> dict:
         stages = {}
-        for name, summary in (self.pipeline.telemetry() if self.pipeline else {}).items():
-            service = summary.get("service_ms") or {}
-            if service:
-                stages[name] = {"p50_ms": service.get("p50"), "p95_ms": service.get("p95")}
+        for stage in self.pipeline.stages if self.pipeline else ():
+            if stage.telemetry.service_ms:  # what each stage costs (their waits are not the page's to show)
+                service = percentiles(stage.telemetry.service_ms)
+                stages[stage.name] = {"p50_ms": service["p50"], "p95_ms": service["p95"]}
         median, p95 = self.audio_delays()
         waits = sorted(self.receive_buffer.waits_ms) if self.receive_buffer is not None else []
         counts = self.incidents()
@@ -202,7 +208,7 @@ class CallChannel:
                 "levels": {"in_db": self.state["level_in_db"], "out_db": self.state["level_out_db"]},
                 "face": bool(self.state["face"]), "enhance": self.state["enhance"],
                 "sync_offset_ms": self.state["sync_offset_ms"], "overlay": self.overlay, "incidents": counts,
-                "messages_dropped": self.messages_dropped, "emotion": self.state["emotion"],
+                "failures": self.failures(), "messages_dropped": self.messages_dropped, "emotion": self.state["emotion"],
                 "avatar": self.state["avatar"], "lip_gate": self.state["lip_gate"],
                 "lip_gate_reason": self.state["lip_gate_reason"],
                 "avatar_codec_bytes_per_frame": round(counts["avatar_codec_bytes"] / frames, 2) if frames else None,

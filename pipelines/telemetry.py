@@ -13,11 +13,13 @@ import numpy as np
 WINDOW = 2048  # latencies kept per stage: percentiles describe the recent past, memory stays flat
 
 
-def _percentiles(values: deque[float]) -> dict[str, float]:
+def percentiles(values: deque[float]) -> dict[str, float]:
     if not values:
         return {"p50": 0.0, "p95": 0.0, "max": 0.0}
-    a = np.fromiter(values, dtype=np.float64)
-    return {"p50": float(np.percentile(a, 50)), "p95": float(np.percentile(a, 95)), "max": float(a.max())}
+    # one partial sort for both (a served page asks twice a second for every stage's, on the call's event loop)
+    a = np.fromiter(values, dtype=np.float64, count=len(values))
+    p50, p95 = np.percentile(a, (50, 95))
+    return {"p50": float(p50), "p95": float(p95), "max": float(a.max())}
 
 
 @dataclass
@@ -46,8 +48,8 @@ class StageTelemetry:
             "frames_out": self.frames_out,
             "dropped": self.dropped,
             "passed_through": self.passed_through,
-            "latency_ms": _percentiles(self.latency_ms),
-            "service_ms": _percentiles(self.service_ms),
+            "latency_ms": percentiles(self.latency_ms),
+            "service_ms": percentiles(self.service_ms),
         }
 
 

@@ -33,7 +33,7 @@ import numpy as np
 
 from ..frames import AudioFrame, Event, FaceObservation, Frame, VideoFrame
 from ..stage import Stage
-from ..telemetry import StageTelemetry, _percentiles
+from ..telemetry import StageTelemetry, percentiles
 from .captioner import VoiceActivity
 
 EPS = 1e-6  # seconds: pts that differ by less are the same instant
@@ -67,7 +67,7 @@ class EmotionTelemetry(StageTelemetry):
     def summary(self) -> dict:
         return super().summary() | {"readings": self.readings, "face_only": self.face_only,
                                     "voice_only": self.voice_only, "held": self.held,
-                                    "infer_ms": _percentiles(self.infer_ms)}
+                                    "infer_ms": percentiles(self.infer_ms)}
 
 
 class EmotionReader(Stage):
