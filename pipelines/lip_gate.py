@@ -308,7 +308,9 @@ class GateDecision:
             self.state.open = True
             self.state.reason = self.unusable if t - self.frame_at <= FACE_LOST_S else "camera off"
             self.face_since = None
-        elif t - self.face_since < WARM_S:  # a face just found: its lips' motion is not known yet
+        elif self.face_since is None or t - self.face_since < WARM_S:  # a face just found: its lips' motion is
+            # not known yet (None: the face was taken for lost by a hop later than this one; a loaded live call's
+            # hops can come out of time order)
             self.state.open, self.state.reason = True, "face just found"
         elif self.net:
             self._decide(voiced, onset, P_NET)

@@ -83,15 +83,17 @@ def scale_to_snr(target: np.ndarray, added: np.ndarray, snr_db: float) -> np.nda
     return (added.astype(np.float64) * np.sqrt(et / (ea * 10 ** (snr_db / 10)))).astype(np.float32)
 
 def git_commit() -> str | None:
-    """The checkout's commit (with "+changes" when its tracked files differ from it), for a report to name."""
+    """The checkout's commit (with "+changes" when its tracked code differs from it), for a report to name."""
     import subprocess
 
     root = Path(__file__).resolve().parents[2]
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
                               check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, check=True).stdout.strip()
+        # the code's changes: not the figures and pages that benches and notes write beside it
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench",
+                                ":!docs", ":!README.md"], cwd=root, capture_output=True, text=True,
+                               check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
     return head + ("+changes" if dirty else "")

@@ -124,6 +124,22 @@ def test_open_without_a_usable_face():
     assert camera_off[int(1.5 * SAMPLE_RATE):].min() >= 0.999 and why == "camera off"  # within FACE_LOST_S
 
 
+def test_a_hop_out_of_time_order_after_the_face_was_taken_for_lost():
+    """A loaded live call (two and three calls a worker, `avcall bench cluster`) gave the gate a hop earlier
+    than the one before it, after that one had taken the face for lost: the gate threw on it (float minus
+    None) and the call's voice went on ungated. It stays open, as for a face just found, and goes on."""
+    from avcall.pipelines.lip_gate import FACE_LOST_S
+
+    decision = GateDecision()
+    decision.push_lips(still_face(1.0))
+    hop = np.full(HOP_SAMPLES, 0.1, np.float32)
+    decision.gain(hop, 1.0 + FACE_LOST_S + 0.2)  # no lips for a while: the face is taken for lost
+    gains = decision.gain(hop, 1.0 + FACE_LOST_S - 0.1)  # a hop from before that, late
+    assert gains.min() >= 0.999 and decision.state.open
+    decision.push_lips(still_face(1.0 + FACE_LOST_S + 0.3))  # the lips again: the decision goes on
+    decision.gain(hop, 1.0 + FACE_LOST_S + 0.31)
+
+
 def test_the_stage_is_open_for_a_profile_and_states_why():
     from avcall.pipelines.stages.lip_gate import LipGate, frontal
 
