@@ -460,12 +460,12 @@ def whole_call_cost(backends: list[str], clip: Path) -> dict:
         raise InputError(f"{clip}: no such clip")
     out: dict = {"clip": str(clip), "what": "avcall process CLIP --captions --avatar voice [--enhance NAME]: CPU "
                  "seconds per media second, all threads and child processes"}
-    for name in [None, *backends]:
+    for name in ["off", *backends]:
         with tempfile.TemporaryDirectory() as tmp:
             began = cpu()
             result = run_process(ProcessConfig(input=clip, outdir=Path(tmp) / "out", enhance=name, captions=True,
                                                avatar="voice"), progress=False)
-            out[name or "no enhancement"] = {"cpu_per_media_s": (cpu() - began) / result.media_seconds}
+            out["no enhancement" if name == "off" else name] = {"cpu_per_media_s": (cpu() - began) / result.media_seconds}
     base = out["no enhancement"]["cpu_per_media_s"]
     for name in backends:
         out[name]["added_cpu_per_media_s"] = out[name]["cpu_per_media_s"] - base

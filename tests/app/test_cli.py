@@ -76,6 +76,19 @@ def test_bench_tracking_writes_json(tmp_path, shared_data):
     assert report["accuracy"]["clips"] == 1 and report["accuracy"]["summary"]["crop"]["lip_px"] < 1.0
 
 
+def test_bench_enhance_prices_each_suppressor_in_the_whole_call(tmp_path):
+    """`bench enhance --whole-call CLIP`: the whole call without a suppressor, then with each asked for, and
+    what each adds (the call without one is `--enhance off`, as a user asks for it)."""
+    clip = write_media(tmp_path / "call.mp4", seconds=2.0, size=(160, 120))
+    out = tmp_path / "enhance.json"
+    result = run_cli("bench", "enhance", "--seconds", "2", "--backend", "dtln", "--whole-call", str(clip),
+                     "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    call = json.loads(out.read_text())["whole_call"]
+    assert set(call) >= {"no enhancement", "dtln"} and call["no enhancement"]["cpu_per_media_s"] > 0
+    assert "added_cpu_per_media_s" in call["dtln"]
+
+
 def test_demo_runs_without_camera_or_download(tmp_path):
     result = run_cli("demo", "-o", str(tmp_path / "demo"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
