@@ -309,8 +309,8 @@ class GateDecision:
             self.state.reason = self.unusable if t - self.frame_at <= FACE_LOST_S else "camera off"
             self.face_since = None
         elif self.face_since is None or t - self.face_since < WARM_S:  # a face just found: its lips' motion is
-            # not known yet (None: the face was taken for lost by a hop later than this one; a loaded live call's
-            # hops can come out of time order)
+            # not known yet (None: the face was taken for lost by a hop later than this one: a live call's hop
+            # times follow the packets' arrival, re-anchored forward or back after a stall, audio.HopChunker)
             self.state.open, self.state.reason = True, "face just found"
         elif self.net:
             self._decide(voiced, onset, P_NET)
