@@ -465,7 +465,8 @@ def whole_call_cost(backends: list[str], clip: Path) -> dict:
             began = cpu()
             result = run_process(ProcessConfig(input=clip, outdir=Path(tmp) / "out", enhance=name, captions=True,
                                                avatar="voice"), progress=False)
-            out["no enhancement" if name == "off" else name] = {"cpu_per_media_s": (cpu() - began) / result.media_seconds}
+            label = "no enhancement" if name == "off" else name
+            out[label] = {"cpu_per_media_s": (cpu() - began) / result.media_seconds}
     base = out["no enhancement"]["cpu_per_media_s"]
     for name in backends:
         out[name]["added_cpu_per_media_s"] = out[name]["cpu_per_media_s"] - base

@@ -203,7 +203,7 @@ class RecogniserProcess:
         if not self._conn.poll(start_timeout_s):
             self.stop()
             raise InputError(f"--asr {key[0]}: the recogniser did not start within {start_timeout_s:.0f} s")
-        self.name, self.agreement, self.resumable = self.answer()
+        self.name, self.agreement, self.resumable = self._answer()
 
     @classmethod
     def session(cls, spec: str, model_path, language: str, start_timeout_s: float) -> tuple["RecogniserProcess", int]:
@@ -256,7 +256,7 @@ class RecogniserProcess:
         """A request and its answer (the session's error, if one of its requests failed)."""
         with self.talk:
             self._send(sid, method, arg)
-            return self.answer()
+            return self._answer()
 
     def _send(self, sid: int, method: str, arg) -> None:
         try:
@@ -264,7 +264,7 @@ class RecogniserProcess:
         except (BrokenPipeError, ConnectionResetError, OSError):
             raise self._ended() from None
 
-    def answer(self):
+    def _answer(self):
         try:
             kind, value = self._conn.recv()
         except (EOFError, ConnectionResetError, OSError):
