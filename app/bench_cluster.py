@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -94,14 +95,14 @@ def _median(values: list) -> float | None:
 
 
 async def _one_count(calls: int, seconds: float, janus: str, clip: Path, room: int,
-                     janus_pid: int | None = None, calls_per_worker: int = 1) -> dict:
+                     janus_pid: int | None = None, calls_per_worker: int = 1, captions: bool = True) -> dict:
     from avcall.app.cluster import ClusterConfig, Controller
     from avcall.app.participant import Participant
 
     from avcall.app.janus import ensure_room
 
     await ensure_room(janus, room)
-    cfg = ClusterConfig(janus=janus, room=room, workers=calls, calls_per_worker=calls_per_worker)
+    cfg = ClusterConfig(janus=janus, room=room, workers=calls, calls_per_worker=calls_per_worker, captions=captions)
     controller = Controller(cfg)
     stop = asyncio.Event()
     control = asyncio.ensure_future(controller.run(stop))
@@ -285,7 +286,8 @@ def _cpu_seconds() -> float:
 
 
 def bench_cluster(calls: tuple[int, ...] = (1,), seconds: float = 20.0, room: int = 4321,
-                  calls_per_worker: int = 1) -> dict:
+                  calls_per_worker: int = 1, captions: bool = True) -> dict:
+    """`captions`: the workers caption their calls (off: what a call costs without the recogniser)."""
     from avcall.app.cluster import ClusterConfig, start_ray, stop_ray
     from avcall.app.janus import LocalJanus
 
@@ -304,13 +306,14 @@ def bench_cluster(calls: tuple[int, ...] = (1,), seconds: float = 20.0, room: in
             start_ray(ClusterConfig(janus=janus.url, workers=max(calls), calls_per_worker=calls_per_worker))
             for n in calls:
                 runs.append(asyncio.run(_one_count(n, seconds, janus.url, clip, room + n, janus.proc.pid,
-                                                   calls_per_worker)))
+                                                   calls_per_worker, captions)))
     finally:
         stop_ray()
         janus.stop()
+        shutil.rmtree(folder, ignore_errors=True)  # the rendered clip
     return {"what": "room calls through a local Janus (SFU) and Ray CallWorker actors on one node; scripted "
                     "aiortc participants publish a rendered talking clip and receive their processed feed",
             "cpu_cores": os.cpu_count(), "ray": ray.__version__, "janus": "1.1.2 (Debian)",
             "note": "the participants' own encoding and decoding share the node's cores with the workers",
-            "machine_cpu_cores_busy_before": busy_before,
+            "machine_cpu_cores_busy_before": busy_before, "captions": captions,
             "runs": runs}

@@ -326,6 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cluster: participants at once, one run for each count (default 1)")
     b.add_argument("--calls-per-worker", type=int, default=1, metavar="K",
                    help="cluster: calls one worker process holds at once, sharing its model sessions (default 1)")
+    b.add_argument("--no-captions", action="store_true",
+                   help="cluster: the workers caption nothing (what a call costs without its recogniser)")
     b.add_argument("-o", "--out", type=Path, help="write the JSON here as well as printing it")
     return parser
 
@@ -445,7 +447,8 @@ def cmd_bench(args) -> int:
     if args.what == "cluster":
         from .bench_cluster import bench_cluster
 
-        result = bench_cluster(calls=args.calls, seconds=args.seconds, calls_per_worker=args.calls_per_worker)
+        result = bench_cluster(calls=args.calls, seconds=args.seconds, calls_per_worker=args.calls_per_worker,
+                               captions=not args.no_captions)
         print(write_json(result, args.out))
         return 0
     if args.what == "captions":

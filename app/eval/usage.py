@@ -60,6 +60,9 @@ PARTS = (("avcall-face_tracker", "face_tracking"), ("avcall-lip_features", "lip_
          ("avcall-emotion", "emotion"), ("avcall-mood", "emotion"), ("audio-decoder", "audio_decode"),
          ("video-decoder", "video_decode"), ("asyncio_", "encoders"),
          ("MainThread", "event_loop"), ("AsyncIO Thread", "event_loop"))
+# threads threading does not know, by the name the OS has for them: the face mesh's graph runs on mediapipe's own
+# pool ("mediapipe/<tid>"), which costs more than the tracker's thread that waits for it
+NATIVE_PARTS = (("mediapipe", "face_tracking"),)
 
 
 def _cpu_s(stat_path: str) -> float:
@@ -70,7 +73,8 @@ def _cpu_s(stat_path: str) -> float:
 
 def cpu_by_part() -> dict[str, float]:
     """CPU seconds this process's live threads have spent so far, by the part of the call each runs (PARTS;
-    "other_threads" for the rest: onnxruntime's and Ray's own), and its child processes' ("recogniser")."""
+    "other_threads" for the rest: onnxruntime's and Ray's own; native pools by their OS name, NATIVE_PARTS), and
+    its child processes' ("recogniser")."""
     import threading
 
     spent: dict[str, float] = {}
@@ -84,7 +88,10 @@ def cpu_by_part() -> dict[str, float]:
     for task in os.listdir("/proc/self/task"):  # threads threading does not know (native libraries' pools)
         if int(task) not in known:
             try:
-                spent["other_threads"] = spent.get("other_threads", 0.0) + _cpu_s(f"/proc/self/task/{task}/stat")
+                with open(f"/proc/self/task/{task}/comm") as f:
+                    comm = f.read()
+                part = next((what for prefix, what in NATIVE_PARTS if comm.startswith(prefix)), "other_threads")
+                spent[part] = spent.get(part, 0.0) + _cpu_s(f"/proc/self/task/{task}/stat")
             except OSError:
                 continue
     children = [pid for pid in _processes() if pid != str(os.getpid())]
