@@ -144,7 +144,15 @@ async def _one_count(calls: int, seconds: float, janus: str, clip: Path, room: i
             sfu = envelope_lag_ms(person.sent_audio, person.received.own_audio, start, end)
             unprocessed = incidents.get("audio_passthrough_samples", 0) / 16_000 / (end - start)
             pid = workers.get(person.id, [None])[0]
-            per_call.append({"worker_cores": spent.get(person.id),
+            # a call that was started again within the window (its worker died or let it go, overloaded): its
+            # counters began again, its process may be another; its figures are not the window's
+            now = controller.calls.get(person.id)
+            if restarted_in(start, end, person.received.feeds, pid, now.worker_pid if now else pid, first,
+                            last.get("incidents", {})):
+                per_call.append({"restarted_in_window": True, "audio_received_per_s": round(got / (end - start), 3),
+                                 "captions": len(person.received.captions(start))})
+                continue
+            per_call.append({"restarted_in_window": False, "worker_cores": spent.get(person.id),
                              "worker_cores_by_part": _rates(parts0.get(pid), parts1.get(pid), end - start,
                                                             sharing.get(person.id, 1)),
                              "audio_received_per_s": round(got / (end - start), 3),
@@ -160,15 +168,17 @@ async def _one_count(calls: int, seconds: float, janus: str, clip: Path, room: i
         return {"calls": calls, "calls_per_worker": calls_per_worker,
                 "worker_processes": len({a.worker_pid for a in controller.calls.values()}),
                 "seconds": round(end - start, 1), "machine_cpu_cores_busy": round(cpu, 2),
-                "cores": {"worker_per_call_median": _median([spent.get(p.id) for p in people]),
+                "cores": {"worker_per_call_median": _median([c.get("worker_cores") for c in per_call]),
                           **{k: spent[k] for k in groups}},
-                "worker_cores_by_part_median": _part_medians([c["worker_cores_by_part"] for c in per_call]),
+                "worker_cores_by_part_median": _part_medians([c.get("worker_cores_by_part") for c in per_call]),
                 "per_call": per_call,
-                "held_at_real_time": all(c["audio_received_per_s"] >= 0.97 and c["voice_unprocessed_share"] <= 0.05
+                "held_at_real_time": all(not c["restarted_in_window"] and c["audio_received_per_s"] >= 0.97
+                                         and c["voice_unprocessed_share"] <= 0.05
                                          and (c["worker_audio_delay_ms"] or 0) < 300 for c in per_call),
-                "voice_delay_ms_median": _median([c["voice_delay_ms"] for c in per_call]),
-                "sfu_only_delay_ms_median": _median([c["sfu_only_delay_ms"] for c in per_call]),
-                "worker_audio_delay_ms_median": _median([c["worker_audio_delay_ms"] for c in per_call]),
+                "calls_restarted_in_window": sum(c["restarted_in_window"] for c in per_call),
+                "voice_delay_ms_median": _median([c.get("voice_delay_ms") for c in per_call]),
+                "sfu_only_delay_ms_median": _median([c.get("sfu_only_delay_ms") for c in per_call]),
+                "worker_audio_delay_ms_median": _median([c.get("worker_audio_delay_ms") for c in per_call]),
                 # the voice's way, leg by leg (medians): Janus both ways (its own relay's round trip, which also
                 # holds the participant's encoding and jitter buffer, there on both paths), the worker's jitter
                 # buffer, the worker from the voice's arrival to its encoder, and what is left (decoding, the
@@ -180,6 +190,14 @@ async def _one_count(calls: int, seconds: float, janus: str, clip: Path, room: i
             await person.stop()
         stop.set()
         await asyncio.gather(control, return_exceptions=True)
+
+
+def restarted_in(start: float, end: float, feeds: list[tuple[float, int]], pid_before: int | None,
+                 pid_after: int | None, counts_before: dict, counts_after: dict) -> bool:
+    """Whether a call was started again between `start` and `end`: its participant subscribed to a new worker
+    feed, its worker process is another, or its counters went back."""
+    return (any(start < t <= end for t, _ in feeds) or pid_after != pid_before
+            or any(v < counts_before.get(k, 0) for k, v in counts_after.items()))
 
 
 async def _worker_parts(controller) -> dict[int, dict]:
@@ -197,9 +215,9 @@ def _rates(before: dict | None, after: dict | None, seconds: float, calls: int) 
 
 
 def _legs(per_call: list[dict]) -> dict:
-    total, sfu = _median([c["voice_delay_ms"] for c in per_call]), _median([c["sfu_only_delay_ms"] for c in per_call])
-    buffer = _median([c["worker_receive_buffer_ms"] for c in per_call])
-    worker = _median([c["worker_audio_delay_ms"] for c in per_call])
+    total, sfu = _median([c.get("voice_delay_ms") for c in per_call]), _median([c.get("sfu_only_delay_ms") for c in per_call])
+    buffer = _median([c.get("worker_receive_buffer_ms") for c in per_call])
+    worker = _median([c.get("worker_audio_delay_ms") for c in per_call])
     known = [sfu, buffer, worker]
     return {"participant_janus_participant": sfu, "worker_receive_buffer": buffer, "worker_arrival_to_encoder": worker,
             "rest": round(total - sum(known), 1) if total is not None and None not in known else None,
