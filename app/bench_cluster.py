@@ -242,13 +242,13 @@ async def _failover(controller, person) -> dict:
     audio_back = caption_back = None
     while time.monotonic() < deadline and (audio_back is None or caption_back is None):
         await asyncio.sleep(0.05)
-        if len(person.received.feeds) > feeds_before:
-            subscribed = person.received.feeds[-1][0]
+        if len(person.received.feeds) > feeds_before:  # only what came on the next worker's feed counts (the
+            subscribed = person.received.feeds[-1][0]  # dead one's last messages can arrive after the kill)
             later = [t for t, _ in person.received.audio if t > subscribed]
             audio_back = audio_back or (later[0] if later else None)
-        captions = [t for t, m in person.received.messages if t > killed and m.get("type") == "caption"
-                    and m.get("kind") == "final"]
-        caption_back = caption_back or (captions[0] if captions else None)
+            captions = [t for t, m in person.received.messages if t > subscribed and m.get("type") == "caption"
+                        and m.get("kind") == "final"]
+            caption_back = caption_back or (captions[0] if captions else None)
     record = next((f for f in controller.failovers if f.dead_pid == call.worker_pid), None)
     return {"ray_reported_death_s": round(record.detected_at - killed_wall, 3) if record else None,
             "next_feed_published_s": round(record.republished_at - killed_wall, 3)
