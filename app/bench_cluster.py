@@ -133,7 +133,7 @@ async def _one_count(calls: int, seconds: float, janus: str, clip: Path, room: i
         sharing = {feed: sum(1 for other in workers.values() if other[0] == v[0]) for feed, v in workers.items()}
         spent = {k: round((sum(map(_proc_cpu, v)) - spent0[k]) / (end - start) / sharing.get(k, 1), 3)
                  for k, v in {**workers, **groups}.items()}  # a shared worker process: its share per call
-        per_call = []
+        per_call, restarted_pids = [], set()
         for person, n0 in zip(people, counts):
             got = sum(len(x) for _, x in person.received.audio[n0:]) / 48_000
             telemetry = [m for t, m in person.received.messages if start <= t <= end and m.get("type") == "telemetry"]
@@ -151,8 +151,9 @@ async def _one_count(calls: int, seconds: float, janus: str, clip: Path, room: i
                             last.get("incidents", {})):
                 per_call.append({"restarted_in_window": True, "audio_received_per_s": round(got / (end - start), 3),
                                  "captions": len(person.received.captions(start))})
+                restarted_pids.add(pid)
                 continue
-            per_call.append({"restarted_in_window": False, "worker_cores": spent.get(person.id),
+            per_call.append({"restarted_in_window": False, "pid": pid, "worker_cores": spent.get(person.id),
                              "worker_cores_by_part": _rates(parts0.get(pid), parts1.get(pid), end - start,
                                                             sharing.get(person.id, 1)),
                              "audio_received_per_s": round(got / (end - start), 3),
@@ -164,6 +165,9 @@ async def _one_count(calls: int, seconds: float, janus: str, clip: Path, room: i
                              "face_tracked": last.get("face"),
                              "captions": len(person.received.captions(start)),
                              "incidents_in_window": incidents, "stage_failures": last.get("failures") or []})
+        for c in per_call:  # a process whose threads of a restarted call ended: its CPU by part went back too
+            if c.pop("pid", None) in restarted_pids:
+                c.update(worker_cores=None, worker_cores_by_part=None, process_shared_with_a_restarted_call=True)
         failover = await _failover(controller, people[0])
         return {"calls": calls, "calls_per_worker": calls_per_worker,
                 "worker_processes": len({a.worker_pid for a in controller.calls.values()}),
@@ -215,12 +219,15 @@ def _rates(before: dict | None, after: dict | None, seconds: float, calls: int) 
 
 
 def _legs(per_call: list[dict]) -> dict:
-    total, sfu = _median([c.get("voice_delay_ms") for c in per_call]), _median([c.get("sfu_only_delay_ms") for c in per_call])
+    total = _median([c.get("voice_delay_ms") for c in per_call])
+    sfu = _median([c.get("sfu_only_delay_ms") for c in per_call])
     buffer = _median([c.get("worker_receive_buffer_ms") for c in per_call])
     worker = _median([c.get("worker_audio_delay_ms") for c in per_call])
     known = [sfu, buffer, worker]
+    rest = round(total - sum(known), 1) if total is not None and None not in known else None
+    # below zero the legs disagree: a voice seconds behind (overloaded) lies past the envelope's lag search
     return {"participant_janus_participant": sfu, "worker_receive_buffer": buffer, "worker_arrival_to_encoder": worker,
-            "rest": round(total - sum(known), 1) if total is not None and None not in known else None,
+            "rest": rest if rest is None or rest >= 0 else None,
             "added_by_the_worker": round(total - sfu, 1) if total is not None and sfu is not None else None}
 
 
