@@ -718,18 +718,12 @@ def bench_serve(seconds: float = 20.0, clip: Path | None = None, peers: tuple[in
     would give, the process's CPU per peer and its memory (with the recognisers' processes). `sessions`:
     "shared" (one onnxruntime session per model for every peer, the product's way) and/or "per-stream" (a
     session per peer, as before), each run for every N."""
-    import resource
     import tempfile
 
     from avcall.models.data.portrait import DEMO_LINE, write_talking_portrait
 
     from .fixtures import write_synthetic_clip
     from .serve import Server, ServeConfig
-
-    def cpu() -> float:
-        own = resource.getrusage(resource.RUSAGE_SELF)
-        kids = resource.getrusage(resource.RUSAGE_CHILDREN)  # the recognisers' processes
-        return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
     async def one_peer(port: int, path: Path, got: dict) -> list[dict]:
         from aiohttp import ClientSession
@@ -771,7 +765,7 @@ def bench_serve(seconds: float = 20.0, clip: Path | None = None, peers: tuple[in
         port = site._server.sockets[0].getsockname()[1]
         got = [{"audio_s": 0.0, "video_frames": 0} for _ in range(n)]
         memory = [rss_mb()]  # before the peers, then with every peer's call running
-        began, parts = cpu(), [(time.monotonic(), cpu_by_part())]
+        parts = [(time.monotonic(), cpu_by_part())]
 
         async def sample_memory() -> None:
             await asyncio.sleep(seconds * 0.75)
@@ -783,11 +777,10 @@ def bench_serve(seconds: float = 20.0, clip: Path | None = None, peers: tuple[in
             telemetry, _ = await asyncio.gather(asyncio.gather(*(one_peer(port, path, got[i]) for i in range(n))),
                                                 sample_memory())
         finally:
-            used = cpu() - began
             await runner.cleanup()
         (t0, before), (t1, after) = parts[0], parts[-1]
         by_part = {part: round((after[part] - before.get(part, 0.0)) / max(t1 - t0, 1e-3) / n, 3) for part in after}
-        return telemetry, got, used, (memory[1] - memory[0]) / n if len(memory) == 2 else None, by_part
+        return telemetry, got, (memory[1] - memory[0]) / n if len(memory) == 2 else None, by_part
 
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -800,7 +793,7 @@ def bench_serve(seconds: float = 20.0, clip: Path | None = None, peers: tuple[in
 
         for mode, n in [(mode, n) for mode in sessions for n in peers]:
             with sessions_shared(mode == "shared"):
-                telemetry, got, used, memory, by_part = asyncio.run(run(path, n))
+                telemetry, got, memory, by_part = asyncio.run(run(path, n))
             late = [t for per in telemetry for t in per[len(per) // 4:] if t.get("audio_delay_ms") is not None]
             if not late:
                 raise InputError(f"bench serve: no telemetry came back from the server with {n} peer(s)")
@@ -813,7 +806,9 @@ def bench_serve(seconds: float = 20.0, clip: Path | None = None, peers: tuple[in
                 "audio_back_share": [round(g["audio_s"] / seconds, 3) for g in got],  # 1.0: all of real time
                 "video_back_fps": [round(g["video_frames"] / seconds, 1) for g in got],
                 "audio_passed_through_s": [round(p / 16_000, 2) for p in passed],
-                "cpu_per_peer": used / seconds / n,  # of one core
+                # of one core: the process's threads and its recogniser's process (alive, so not in getrusage's
+                # children: they count once waited for) over the window the parts are read in
+                "cpu_per_peer": round(sum(by_part.values()), 3),
                 # where it goes (app/eval/usage.cpu_by_part); the peers' aiortc ends run in this process too, so
                 # decode, the encoders and the event loop hold theirs as well as the server's
                 "cores_by_part_per_peer": dict(sorted(by_part.items(), key=lambda kv: -kv[1])),
