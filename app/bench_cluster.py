@@ -117,7 +117,7 @@ async def _one_count(calls: int, seconds: float, janus: str, clip: Path, room: i
         if not all(p.received.audio for p in people):
             raise InputError(f"not every participant got a processed feed within 120 s: {controller.status()}")
         await asyncio.sleep(WARMUP_S)
-        start = time.monotonic()
+        start, wall_start = time.monotonic(), time.time()
         counts = [len(p.received.audio) for p in people]
         cpu0 = _cpu_seconds()
         # each call's worker process (and its recogniser's); with K > 1 calls share a process and its CPU
@@ -127,7 +127,7 @@ async def _one_count(calls: int, seconds: float, janus: str, clip: Path, room: i
         spent0 = {k: sum(map(_proc_cpu, v)) for k, v in {**workers, **groups}.items()}
         parts0 = await _worker_parts(controller)
         await asyncio.sleep(seconds)
-        end = time.monotonic()
+        end, wall_end = time.monotonic(), time.time()
         parts1 = await _worker_parts(controller)
         cpu = (_cpu_seconds() - cpu0) / (end - start)
         sharing = {feed: sum(1 for other in workers.values() if other[0] == v[0]) for feed, v in workers.items()}
@@ -180,6 +180,10 @@ async def _one_count(calls: int, seconds: float, janus: str, clip: Path, room: i
                                          and c["voice_unprocessed_share"] <= 0.05
                                          and (c["worker_audio_delay_ms"] or 0) < 300 for c in per_call),
                 "calls_restarted_in_window": sum(c["restarted_in_window"] for c in per_call),
+                # why: the calls that ended in the window (the reason each gave) and the workers Ray found dead
+                "calls_ended_in_window": [e["ended"] for e in controller.ended if wall_start <= e["at"] <= wall_end],
+                "workers_dead_in_window": [f.dead_pid for f in controller.failovers
+                                           if wall_start <= f.detected_at <= wall_end],
                 "voice_delay_ms_median": _median([c.get("voice_delay_ms") for c in per_call]),
                 "sfu_only_delay_ms_median": _median([c.get("sfu_only_delay_ms") for c in per_call]),
                 "worker_audio_delay_ms_median": _median([c.get("worker_audio_delay_ms") for c in per_call]),
