@@ -23,6 +23,7 @@ import os
 import random
 import shutil
 import signal
+import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -103,6 +104,17 @@ def local_cpus(cfg: ClusterConfig) -> int:
     k = max(1, cfg.calls_per_worker)
     workers = -(-cfg.workers // k) + (1 if cfg.spare else 0)
     return max(1, round(workers * k * cfg.worker_cpus))
+
+
+def overcommitted(cfg: ClusterConfig, cores: int) -> str | None:
+    """What to tell the user when a local head is given more call slots than its machine can run: a call took
+    0.86-1.10 of a core on a 2-core node, where two calls did not keep up (docs/cluster.md), and Janus, Ray, the
+    controller and the page need the rest of a core."""
+    if cfg.address is not None or cfg.workers <= max(1, cores - 1):
+        return None
+    return (f"avcall cluster: {cfg.workers} call slots on a machine with {cores} cores: a call takes about one core "
+            f"(docs/cluster.md), so past {max(1, cores - 1)} calls their voice falls behind and goes through "
+            "unprocessed; --workers sets the slots")
 
 
 def start_ray(cfg: ClusterConfig, temp_dir: str | None = None) -> dict:
@@ -489,6 +501,8 @@ def cmd_cluster(args) -> int:
                         worker_cpus=args.worker_cpus, worker_gpus=args.worker_gpus,
                         calls_per_worker=args.calls_per_worker, spare=not args.no_spare, enhance=args.enhance,
                         captions=not args.no_captions, lip_gate=args.lip_gate == "on")
+    if warning := overcommitted(cfg, os.cpu_count() or 1):
+        print(warning, file=sys.stderr, flush=True)
     try:
         resources = start_ray(cfg)
         print(f"avcall cluster: Ray {'at ' + cfg.address if cfg.address else 'head on this machine'}: "

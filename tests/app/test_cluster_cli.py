@@ -49,3 +49,17 @@ def test_worker_without_janus_is_one_line():
     assert result.returncode == 2, result.stderr
     assert "avcall: error: janus at http://127.0.0.1:1/janus" in result.stderr
     assert "Traceback" not in result.stderr and "Unclosed" not in result.stderr, result.stderr
+
+
+def test_a_local_head_with_more_call_slots_than_cores_says_so():
+    """A call took about one core of a 2-core node, where two did not keep up: a local head given more calls than
+    its cores can run (one core left for Janus, Ray and the page) tells the user; a remote cluster's slots are
+    whatever its nodes declare."""
+    from avcall.app.cluster import ClusterConfig, overcommitted
+
+    two = ClusterConfig(janus="", workers=2)
+    warning = overcommitted(two, cores=2)
+    assert warning and "2 call slots" in warning and "2 cores" in warning and "--workers" in warning
+    assert overcommitted(ClusterConfig(janus="", workers=1), cores=2) is None
+    assert overcommitted(ClusterConfig(janus="", workers=7), cores=8) is None
+    assert overcommitted(ClusterConfig(janus="", workers=2, address="10.0.0.1:6379"), cores=2) is None
