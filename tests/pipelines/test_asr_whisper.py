@@ -3,6 +3,7 @@ local agreement in long speech, and a real recording captioned with its key word
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 from pathlib import Path
@@ -51,6 +52,24 @@ def test_loads_and_decodes_with_the_network_cut(monkeypatch):
     engine.begin()
     engine.accept(np.zeros(SAMPLE_RATE, np.float32))
     assert engine.finish() == []  # silence: no words, no "thank you" made up
+
+
+def test_a_process_that_loads_whisper_runs_blas_on_one_thread():
+    """numpy's OpenBLAS spins its threads after the log-mel product of every decode (a third of the recogniser's
+    CPU for nothing): a process that loads Whisper keeps it to one thread. In a fresh process, numpy as it starts."""
+    import json
+    import subprocess
+    import sys
+
+    code = ("import json, numpy\nfrom threadpoolctl import threadpool_info\n"
+            "blas = lambda: [p['num_threads'] for p in threadpool_info() if p['user_api'] == 'blas']\n"
+            "before = blas()\nfrom avcall.pipelines.asr_whisper import load_model\nload_model()\n"
+            "print(json.dumps([before, blas()]))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "OPENBLAS_NUM_THREADS": "2"})  # as on a 2-core machine
+    assert run.returncode == 0, run.stderr
+    before, after = json.loads(run.stdout.strip().splitlines()[-1])
+    assert before == [2] and after == [1], (before, after)
 
 
 def test_engines_follow_the_protocol():
