@@ -160,8 +160,9 @@ _MODELS_LOCK = threading.Lock()
 def one_blas_thread() -> None:
     """numpy's OpenBLAS to one thread in this process. The log-mel features are one matrix product per decode,
     which OpenBLAS spreads over every core and then spins its threads waiting for the next: on this 2-core
-    machine a partial decode of 2.9 s cost 280 ms of CPU against 176 ms with one thread, in the same wall time
-    (the spinning overlaps the encoder), a third of what the recogniser spent."""
+    machine, otherwise idle, a partial decode of 2.9 s cost 280 ms of CPU against 173 ms with one thread, in the
+    same wall time (the spinning overlaps the encoder). In a loaded call the spinning threads yield to the others
+    and cost less (docs/cluster.md)."""
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1, user_api="blas")  # kept for the process's life: not a `with` block
