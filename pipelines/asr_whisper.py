@@ -171,7 +171,6 @@ def one_blas_thread() -> None:
 def load_model(model_path: str | Path | None = None, cpu_threads: int = 1, model: str = "tiny.en"):
     """faster-whisper's WhisperModel over a shipped model (`model`: tiny.en or base; or a CTranslate2 Whisper
     folder of one's own), int8 on the CPU, loaded once per process (whose BLAS then runs one thread)."""
-    one_blas_thread()
     where, sha256 = WHISPER_MODELS[model]
     key = f"{model_path or model}:{cpu_threads}"
     with _MODELS_LOCK:
@@ -182,6 +181,7 @@ def load_model(model_path: str | Path | None = None, cpu_threads: int = 1, model
             if model == "tiny.en" or model_path is not None:  # (base_model_dir has just checked its own)
                 check_model(folder, sha256 if model_path is None else None)
             os.environ["HF_HUB_OFFLINE"] = "1"  # never the hub, whatever else asks
+            one_blas_thread()  # with the model's load: the limit holds for the whole process
             from faster_whisper import WhisperModel
 
             _MODELS[key] = WhisperModel(str(folder), device="cpu", compute_type="int8", cpu_threads=cpu_threads,
